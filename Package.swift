@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+//
+// Flotilla: a cluster-wide init system. See README.md for the map of modules;
+// ../shared/STYLE.md (in the steering repo) for why the pure cores never import the shells.
+import PackageDescription
+
+let package = Package(
+    name: "Flotilla",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "UnitFile", targets: ["UnitFile"]),
+        .library(name: "SystemdBus", targets: ["SystemdBus"]),
+        .executable(name: "flotilla-bench-systemd", targets: ["flotilla-bench-systemd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
+        .target(name: "UnitFile"),
+
+        // Shell: libsystemd (sd-bus, sd-journal, sd-daemon) as a Clang module. Linux only.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Shell: a machine's systemd over D-Bus, its journal, sd_notify, a journald log handler.
+        .target(
+            name: "SystemdBus",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Benchmark and helper for the SystemdBus tests (Contrib/bench/systemd-bus.sh drives it).
+        .executableTarget(
+            name: "flotilla-bench-systemd",
+            dependencies: ["SystemdBus", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
+        .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus"]),
+        // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
+        .testTarget(name: "IntegrationTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)
