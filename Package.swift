@@ -18,6 +18,8 @@ let package = Package(
     targets: [
         // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
         .target(name: "UnitFile"),
+        // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
+        .target(name: "Raft"),
 
         // Shell: libsystemd (sd-bus, sd-journal, sd-daemon) as a Clang module. Linux only.
         .systemLibrary(
@@ -40,6 +42,9 @@ let package = Package(
         ),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
+        .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus"]),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
         .testTarget(name: "IntegrationTests"),
