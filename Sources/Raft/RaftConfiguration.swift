@@ -48,7 +48,7 @@ public struct RaftConfiguration: Equatable, Sendable {
         heartbeatIntervalTicks: Int = 1,
         preVoteEnabled: Bool = true,
         checkQuorumEnabled: Bool = true,
-        appendEntriesBatchBytesMax: Int = 64 * 1024,
+        appendEntriesBatchBytesMax: Int = 256 * 1024,
         inflightMessagesMax: Int = 64,
         inflightBytesMax: Int = 1024 * 1024,
         uncommittedEntriesBytesMax: Int = 8 * 1024 * 1024,

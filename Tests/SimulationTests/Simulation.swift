@@ -13,6 +13,8 @@ struct SimulationParameters: CustomStringConvertible {
     var duplicateProbability: Double
     var longDelayProbability: Double
     var crashProbability: Double
+    /// Crashes aimed at the leader, restarted quickly: the leader churn of figure 8.
+    var leaderCrashProbability: Double
     var partitionProbability: Double
     var membershipChangeProbability: Double
     var transferProbability: Double
@@ -21,6 +23,8 @@ struct SimulationParameters: CustomStringConvertible {
     var clientCount = 3
     /// The application snapshots once this many entries were applied since the last snapshot.
     var snapshotEveryEntries: UInt64
+    /// Small batches split a new leader's catch-up, which opens figure 8's window.
+    var appendEntriesBatchBytesMax: Int
     var checkQuorumAndPreVote: Bool
 
     init(seed: UInt64) {
@@ -31,10 +35,12 @@ struct SimulationParameters: CustomStringConvertible {
         duplicateProbability = random.pick([0, 0.02, 0.1])!
         longDelayProbability = random.pick([0, 0.01, 0.05])!
         crashProbability = random.pick([0, 0.001, 0.003])!
+        leaderCrashProbability = random.pick([0, 0.002, 0.008])!
         partitionProbability = random.pick([0, 0.003, 0.01])!
         transferProbability = random.pick([0, 0.001, 0.003])!
         readProbability = random.pick([0, 0.01])!
         snapshotEveryEntries = random.pick([4, 16, 1_000_000])!
+        appendEntriesBatchBytesMax = random.pick([128, 256, 1024])!
         checkQuorumAndPreVote = !random.chance(0.15)
         // Without check-quorum, a removed server that never learns of its removal disrupts the
         // cluster forever (thesis §4.2.3); that is the documented reason for the lease rule.
@@ -43,8 +49,8 @@ struct SimulationParameters: CustomStringConvertible {
 
     var description: String {
         "nodes=\(nodeCount) drop=\(dropProbability) dup=\(duplicateProbability) longDelay=\(longDelayProbability) "
-            + "crash=\(crashProbability) partition=\(partitionProbability) membership=\(membershipChangeProbability) "
-            + "transfer=\(transferProbability) read=\(readProbability) snapshotEvery=\(snapshotEveryEntries) "
+            + "crash=\(crashProbability) leaderCrash=\(leaderCrashProbability) partition=\(partitionProbability) membership=\(membershipChangeProbability) "
+            + "transfer=\(transferProbability) read=\(readProbability) snapshotEvery=\(snapshotEveryEntries) batchBytes=\(appendEntriesBatchBytesMax) "
             + "checkQuorumAndPreVote=\(checkQuorumAndPreVote)"
     }
 }
@@ -128,7 +134,7 @@ struct Simulation {
         self.configuration = try! RaftConfiguration(
             electionTimeoutTicks: 10, heartbeatIntervalTicks: 2,
             preVoteEnabled: parameters.checkQuorumAndPreVote, checkQuorumEnabled: parameters.checkQuorumAndPreVote,
-            appendEntriesBatchBytesMax: 256, inflightMessagesMax: 4, inflightBytesMax: 640,
+            appendEntriesBatchBytesMax: parameters.appendEntriesBatchBytesMax, inflightMessagesMax: 4, inflightBytesMax: 2048,
             uncommittedEntriesBytesMax: 16 * 1024, entryBytesMax: 96,
             committedEntriesBatchBytesMax: 512, snapshotChunkBytesMax: 256, snapshotBytesMax: 1024 * 1024,
             pendingReadsMax: 8, learnerPromotionLagEntriesMax: 8)
@@ -272,7 +278,10 @@ struct Simulation {
         if partitionHealsAt == nil && random.chance(parameters.partitionProbability) { partition() }
         if random.chance(parameters.crashProbability) {
             let alive = nodes.indices.filter { nodes[$0].raft != nil }
-            if let victim = random.pick(alive) { crash(victim) }
+            if let victim = random.pick(alive) { crash(victim, restartAfter: 20...300) }
+        }
+        if random.chance(parameters.leaderCrashProbability), let leader = currentLeaderIndex() {
+            crash(leader, restartAfter: 4...60)
         }
         if random.chance(parameters.membershipChangeProbability) { changeMembership() }
         if random.chance(parameters.transferProbability), let leader = currentLeaderIndex() {
@@ -320,9 +329,9 @@ struct Simulation {
         transcript.record(now, .note(description))
     }
 
-    mutating func crash(_ index: Int) {
+    mutating func crash(_ index: Int, restartAfter delay: ClosedRange<Int>) {
         nodes[index].crash()
-        nodes[index].restartAt = now + random.inRange(20...300)
+        nodes[index].restartAt = now + random.inRange(delay)
         statistics.crashes += 1
         transcript.record(now, .note("crash \(nodes[index].id) (restart at \(nodes[index].restartAt!))"))
     }
