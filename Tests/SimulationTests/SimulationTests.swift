@@ -24,8 +24,11 @@ import Testing
 
     @Test(arguments: 0..<shardCount)
     func randomisedClustersStaySafeAndConverge(shard: Int) throws {
+        CrashReporter.install()
+        defer { CrashReporter.seedsInFlight[shard] = -1 }
         if let seed = Self.environmentInteger("SIM_SEED") {
             guard shard == 0 else { return }
+            CrashReporter.seedsInFlight[shard] = Int64(seed)
             var simulation = Simulation(parameters: SimulationParameters(seed: seed))
             do {
                 let statistics = try simulation.run()
@@ -39,6 +42,7 @@ import Testing
         var seed = UInt64(shard)
         var failures = 0
         while seed < seedCount && failures < 3 {
+            CrashReporter.seedsInFlight[shard] = Int64(seed)
             var simulation = Simulation(parameters: SimulationParameters(seed: seed))
             do {
                 _ = try simulation.run()
@@ -47,6 +51,48 @@ import Testing
                 failures += 1
             }
             seed += UInt64(Self.shardCount)
+        }
+    }
+}
+
+/// A precondition in the core stops the whole process, so no `Issue` can name the seed. This
+/// handler prints the seeds in flight on SIGILL/SIGTRAP (how Swift traps), then hands the signal
+/// to the previous handler (Swift's backtracer).
+enum CrashReporter {
+    nonisolated(unsafe) static var seedsInFlight = [Int64](repeating: -1, count: SimulationTests.shardCount)
+    nonisolated(unsafe) static var previousActions: [Int32: sigaction] = [:]
+    nonisolated(unsafe) static var installed = false
+    static let lock = Mutex()
+
+    static func install() {
+        lock.withLock {
+            guard !installed else { return }
+            installed = true
+            for signalNumber in [SIGILL, SIGTRAP] {
+                var action = sigaction()
+                action.__sigaction_handler.sa_handler = { signalNumber in
+                    let seeds = CrashReporter.seedsInFlight.filter { $0 >= 0 }.map(String.init).joined(separator: ", ")
+                    let text = "\nsimulation crashed; seeds in flight: \(seeds); replay each with SIM_SEED=<seed>\n"
+                    _ = text.withCString { write(2, $0, strlen($0)) }
+                    var previous = CrashReporter.previousActions[signalNumber]!
+                    sigaction(signalNumber, &previous, nil)
+                    raise(signalNumber)
+                }
+                var previous = sigaction()
+                sigaction(signalNumber, &action, &previous)
+                previousActions[signalNumber] = previous
+            }
+        }
+    }
+
+    /// A tiny lock for the one-time installation (test cases run concurrently).
+    final class Mutex: @unchecked Sendable {
+        private var mutex = pthread_mutex_t()
+        init() { pthread_mutex_init(&mutex, nil) }
+        func withLock<T>(_ body: () -> T) -> T {
+            pthread_mutex_lock(&mutex)
+            defer { pthread_mutex_unlock(&mutex) }
+            return body()
         }
     }
 }
