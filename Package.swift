@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
-        .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus"]),
+        .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
         .testTarget(name: "IntegrationTests"),
     ],

@@ -1,5 +1,5 @@
 /// Which bus a `SystemdManager` talks to.
-public enum BusTarget: Sendable, Hashable {
+public enum BusTarget: Sendable, CustomStringConvertible {
     /// The machine's system bus (`/run/dbus/system_bus_socket`), i.e. PID 1's systemd.
     case system
     /// The calling user's bus and so the user manager (fleet's `systemd_user`).
@@ -7,6 +7,19 @@ public enum BusTarget: Sendable, Hashable {
     /// A D-Bus address such as `unix:path=/proc/PID/root/run/dbus/system_bus_socket`, the way the
     /// test bed reaches a machine's system bus from the host.
     case address(String)
+    /// An address looked up again before every connection attempt, for a bus whose address
+    /// changes when its machine restarts (a test bed machine's PID changes when it boots again).
+    /// Returning nil means "not reachable now"; the attempt fails and is retried with backoff.
+    case resolvedAddress(@Sendable () -> String?)
+
+    public var description: String {
+        switch self {
+        case .system: "system bus"
+        case .user: "user bus"
+        case .address(let address): address
+        case .resolvedAddress(let resolve): resolve() ?? "an unresolved address"
+        }
+    }
 }
 
 /// Where unit files are written, seen two ways: `writePath` from this process, `managerPath`

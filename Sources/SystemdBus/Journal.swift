@@ -21,7 +21,9 @@ public struct JournalEntry: Sendable, Hashable {
 
     public var message: String { fields["MESSAGE"] ?? "" }
     public var priority: Int? { fields["PRIORITY"].flatMap { Int($0) } }
-    public var unit: String? { fields["_SYSTEMD_UNIT"] ?? fields["UNIT"] }
+    /// The unit the entry is about: systemd's own messages (from PID 1, whose `_SYSTEMD_UNIT` is
+    /// init.scope) name it in `UNIT`; a unit's processes are in it by `_SYSTEMD_UNIT`.
+    public var unit: String? { fields["_PID"] == "1" ? fields["UNIT"] : fields["_SYSTEMD_UNIT"] }
 }
 
 /// A unit's journal, read through sd-journal.

@@ -192,17 +192,27 @@ public actor SystemdManager {
         case .user:
             rc = sd_bus_open_user_with_description(&newBus, configuration.connectionDescription)
         case .address(let address):
-            rc = sd_bus_new(&newBus)
-            if rc >= 0 { rc = sd_bus_set_address(newBus, address) }
-            if rc >= 0 { rc = sd_bus_set_bus_client(newBus, 1) }
-            if rc >= 0 { rc = sd_bus_set_description(newBus, configuration.connectionDescription) }
-            if rc >= 0 { rc = sd_bus_start(newBus) }
+            rc = openBus(address: address, &newBus)
+        case .resolvedAddress(let resolve):
+            guard let address = resolve() else {
+                throw SystemdBusError.system(operation: "resolving the bus address", errno: ENOENT)
+            }
+            rc = openBus(address: address, &newBus)
         }
         guard rc >= 0, let newBus else {
             if let newBus { sd_bus_flush_close_unref(newBus) }
             throw SystemdBusError.system(operation: "connecting to \(configuration.bus)", errno: -rc)
         }
         return newBus
+    }
+
+    private func openBus(address: String, _ newBus: inout OpaquePointer?) -> Int32 {
+            var rc = sd_bus_new(&newBus)
+            if rc >= 0 { rc = sd_bus_set_address(newBus, address) }
+            if rc >= 0 { rc = sd_bus_set_bus_client(newBus, 1) }
+            if rc >= 0 { rc = sd_bus_set_description(newBus, configuration.connectionDescription) }
+            if rc >= 0 { rc = sd_bus_start(newBus) }
+            return rc
     }
 
     /// Installs the signal matches. AddMatch is sent before Subscribe and any call on the same

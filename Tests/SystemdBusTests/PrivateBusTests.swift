@@ -1,0 +1,139 @@
+import Foundation
+@testable import SystemdBus
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A dbus-daemon of our own on a unix socket under /tmp, with no systemd on it: enough to check
+/// that connection failures end calls quickly and cleanly, without a machine.
+final class PrivateBus: @unchecked Sendable {
+    let directory: String
+    let address: String
+    private let pid: pid_t
+
+    static let missingHostCapability: String? =
+        access("/usr/bin/dbus-daemon", X_OK) == 0 ? nil : "dbus-daemon (Debian: dbus-daemon)"
+
+    /// `dropsReplies`: the policy lets no reply through, so every call goes unanswered.
+    init(dropsReplies: Bool = false) throws {
+        directory = "/tmp/sdbus-bus-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(directory, 0o700)
+        let socketPath = directory + "/bus"
+        address = "unix:path=" + socketPath
+        let config = """
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig>
+              <type>session</type>
+              <listen>\(address)</listen>
+              <auth>EXTERNAL</auth>
+              <policy context="default">
+                <allow send_destination="*"/>
+                <allow own="*"/>
+                \(dropsReplies ? "" : "<allow receive_sender=\"*\"/>")
+              </policy>
+            </busconfig>
+            """
+        try config.write(toFile: directory + "/bus.conf", atomically: true, encoding: .utf8)
+        var spawned: pid_t = 0
+        let arguments: [String] = ["/usr/bin/dbus-daemon", "--config-file=\(directory)/bus.conf", "--nofork", "--nopidfile", "--nosyslog"]
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let rc = posix_spawn(&spawned, arguments[0], nil, nil, argv, environ)
+        guard rc == 0 else { throw SystemdBusError.system(operation: "posix_spawn dbus-daemon", errno: rc) }
+        pid = spawned
+        for _ in 0..<500 where access(socketPath, F_OK) != 0 { usleep(10_000) }
+    }
+
+    /// SIGKILLs the daemon this object started (its recorded PID, never by name).
+    func kill() {
+        _ = Glibc.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    deinit {
+        kill()
+        unlink(directory + "/bus")
+        unlink(directory + "/bus.conf")
+        rmdir(directory)
+    }
+}
+
+@Suite(.enabled(if: PrivateBus.missingHostCapability == nil, "needs \(PrivateBus.missingHostCapability ?? "")"))
+struct ConnectionFailureTests {
+    func configuration(_ address: String) -> SystemdBusConfiguration {
+        var configuration = SystemdBusConfiguration(bus: .address(address))
+        configuration.callTimeout = .seconds(2)
+        configuration.connectTimeout = .seconds(2)
+        return configuration
+    }
+
+    @Test func connectingToAMissingSocketFailsAtOnceWithItsErrno() async throws {
+        let manager = SystemdManager(configuration: configuration("unix:path=/tmp/sdbus-no-such-dir/bus"))
+        do {
+            try await manager.connect()
+            Issue.record("connected to nothing")
+        } catch SystemdBusError.system(_, let code) {
+            #expect(code == ENOENT)
+        }
+        #expect(await manager.isConnected == false)
+    }
+
+    @Test func aBusWithoutSystemdFailsTheConnectWithTheBusError() async throws {
+        let bus = try PrivateBus()
+        let manager = SystemdManager(configuration: configuration(bus.address))
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            try await manager.connect()
+            Issue.record("connected without a systemd")
+        } catch SystemdBusError.bus(let name, _) {
+            #expect(name == "org.freedesktop.DBus.Error.ServiceUnknown")
+        }
+        #expect(clock.now - start < .seconds(1))
+    }
+
+    @Test func aCallThatGetsNoAnswerTimesOut() async throws {
+        let bus = try PrivateBus(dropsReplies: true)
+        var configuration = configuration(bus.address)
+        configuration.callTimeout = .milliseconds(500)
+        configuration.connectTimeout = .seconds(10)
+        let manager = SystemdManager(configuration: configuration)
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: SystemdBusError.timedOut(operation: "Subscribe")) { try await manager.connect() }
+        #expect(clock.now - start < .seconds(2))
+    }
+
+    @Test func callsWithoutAConnectionFailWithNotConnected() async throws {
+        let manager = SystemdManager(configuration: configuration("unix:path=/tmp/sdbus-no-such-dir/bus"))
+        await #expect(throws: SystemdBusError.notConnected) { try await manager.reload() }
+        await #expect(throws: SystemdBusError.notConnected) { try await manager.startUnit(UnitName("a.service")) }
+    }
+
+    @Test func aBusThatDiesDuringTheConnectFailsItWithoutAHang() async throws {
+        let bus = try PrivateBus()
+        // A name nobody owns makes the daemon try to activate it; meanwhile the daemon dies.
+        let manager = SystemdManager(configuration: configuration(bus.address))
+        let connecting = Task { try await manager.connect() }
+        bus.kill()
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: SystemdBusError.self) { try await connecting.value }
+        #expect(clock.now - start < .seconds(3))
+    }
+
+    @Test func closeEndsTheStateStream() async throws {
+        let manager = SystemdManager(configuration: configuration("unix:path=/tmp/sdbus-no-such-dir/bus"))
+        let consumer = Task { () -> Int in
+            var count = 0
+            for await _ in manager.stateChanges { count += 1 }
+            return count
+        }
+        await manager.close()
+        #expect(await consumer.value == 0)
+    }
+}
