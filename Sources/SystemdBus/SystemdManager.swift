@@ -107,7 +107,7 @@ public actor SystemdManager {
     deinit {
         // No task can reach this actor any more, and the loop holds it weakly, so nothing else
         // touches the connection now.
-        if let connection { sd_bus_flush_close_unref(connection.raw) }
+        if let connection { sd_bus_close_unref(connection.raw) }
         reconnectTask?.cancel()
         connectionEventsContinuation.finish()
         stateChanges.finish()
@@ -128,6 +128,7 @@ public actor SystemdManager {
         do {
             try await connectOnce(attempt: 0)
         } catch {
+            if bus != nil { tearDown(reason: "connect failed: \(error)") }
             if phase != .closed { phase = .idle }
             throw error
         }
@@ -177,10 +178,11 @@ public actor SystemdManager {
         try? await refresh(Array(watched.keys), publishAlways: false)
     }
 
+    /// Ends a connection attempt that hangs (e.g. a daemon that accepts and never authenticates):
+    /// the attempt's calls fail with `.disconnected`, and `connect()` or the reconnect loop go on.
     private func connectTimedOut(bus timedOut: BusPointer) {
         guard bus == timedOut.raw, phase != .connected else { return }
         tearDown(reason: "connecting took longer than \(configuration.connectTimeout)")
-        if phase != .closed, phase != .idle, phase != .connecting { scheduleReconnect() }
     }
 
     private func openBus() throws -> OpaquePointer {
@@ -200,7 +202,7 @@ public actor SystemdManager {
             rc = openBus(address: address, &newBus)
         }
         guard rc >= 0, let newBus else {
-            if let newBus { sd_bus_flush_close_unref(newBus) }
+            if let newBus { sd_bus_close_unref(newBus) }
             throw SystemdBusError.system(operation: "connecting to \(configuration.bus)", errno: -rc)
         }
         return newBus
@@ -243,8 +245,11 @@ public actor SystemdManager {
     /// Drops the connection and fails everything in flight. Never called inside an sd-bus callback.
     private func tearDown(reason: String) {
         let wasConnected = phase == .connected
+        // Close without flushing: sd_bus_flush waits for a sick connection (one stuck before
+        // Hello, say) up to sd-bus's 25 s default, on the bus thread. Nothing queued matters
+        // any more: every call in flight fails below.
         if let bus {
-            sd_bus_flush_close_unref(bus)
+            sd_bus_close_unref(bus)
             connection = nil
         }
         disconnectRequest = nil

@@ -8,7 +8,9 @@
 //       start UNITS units, watch them, then for SECONDS only consume state changes, and report
 //       this process's CPU time (getrusage) over that window. The changes come from outside.
 //   flotilla-bench-systemd notify
-//       sd_notify READY=1 and a status, then sleep: a Type=notify service for manual checks.
+//       sd_notify a status and READY=1, then sleep: a Type=notify service (SystemdBusTests).
+//   flotilla-bench-systemd log MESSAGE
+//       log MESSAGE at warning level through JournalLogHandler, with metadata (SystemdBusTests).
 
 import Logging
 import SystemdBus
@@ -169,6 +171,10 @@ case "track":
 case "notify":
     _ = try SystemdNotifier.notify([.status("benchmark helper up"), .ready])
     while true { sleep(3600) }
+case "log":
+    guard arguments.count == 2 else { fail("usage: log MESSAGE") }
+    let logger = Logger(label: "flotilla.bench") { JournalLogHandler(label: $0, syslogIdentifier: "flotilla-bench") }
+    logger.warning("\(arguments[1])", metadata: ["unit": "sdbus-example.service", "attempt": "3"])
 default:
-    fail("usage: flotilla-bench-systemd start-latency|track|notify ...")
+    fail("usage: flotilla-bench-systemd start-latency|track|notify|log ...")
 }

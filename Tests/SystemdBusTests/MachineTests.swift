@@ -241,6 +241,47 @@ struct MachineTests {
         await manager.close()
     }
 
+    /// The helper executable (flotilla-bench-systemd) as the machine sees it: it is built next to
+    /// this test bundle, and the test bed binds the repository at /opt/flotilla-src.
+    func helperPathInMachine() throws -> String {
+        let bundleDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+        let helper = bundleDirectory + "/flotilla-bench-systemd"
+        try #require(access(helper, X_OK) == 0, "swift test builds flotilla-bench-systemd next to the tests: \(helper)")
+        let root = TestMachine.repositoryRoot.resolvingSymlinksInPath().path
+        try #require(helper.hasPrefix(root + "/"), "the build directory is inside the repository")
+        return "/opt/flotilla-src" + helper.dropFirst(root.count)
+    }
+
+    @Test func sdNotifyFromATypeNotifyServiceMakesItActiveWithItsStatus() async throws {
+        let helper = try helperPathInMachine()
+        let manager = try machine.manager()
+        try await manager.connect()
+        let unit = try UnitName("sdbus-notify.service")
+        try await install(manager, unit, "[Service]\nType=notify\nExecStart=\(helper) notify\n")
+        // A Type=notify start job is done only after READY=1 arrived on the notify socket.
+        #expect(try await manager.startUnit(unit) == .done)
+        #expect(try await manager.unitProperties(unit).state.active == .active)
+        let status = try machine.exec("systemctl show -p StatusText --value sdbus-notify.service")
+        #expect(status.trimmingCharacters(in: .whitespacesAndNewlines) == "benchmark helper up")
+        _ = try await manager.stopUnit(unit)
+        await manager.close()
+    }
+
+    @Test func journalLogHandlerEntriesReachTheMachinesJournalWithTheirFields() async throws {
+        let helper = try helperPathInMachine()
+        let unit = try UnitName("sdbus-logger.service")
+        try machine.exec("systemd-run --wait --quiet --unit=sdbus-logger.service \(helper) log 'hello from swift-log'")
+        let source = JournalSource.directory("/proc/\(machine.pid()!)/root/run/log/journal")
+        let entry = try await eventually { () -> JournalEntry? in
+            try await UnitJournal.lastEntries(unit: unit, count: 50, source: source).first { $0.message == "hello from swift-log" }
+        }
+        #expect(entry.priority == 4)
+        #expect(entry.fields["SYSLOG_IDENTIFIER"] == "flotilla-bench")
+        #expect(entry.fields["UNIT"] == "sdbus-example.service")
+        #expect(entry.fields["ATTEMPT"] == "3")
+        #expect(entry.fields["CODE_FUNC"] != nil)
+    }
+
     @Test func killingTheMachinesDbusFailsTheCallAndTheClientRecovers() async throws {
         let manager = try machine.manager { $0.reconnectBackoffMax = .milliseconds(500) }
         try await manager.connect()
