@@ -1,0 +1,229 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster of real machines, driven through `Contrib/testbed` (see its `help`).
+///
+/// Each machine is a real systemd booted by systemd-nspawn over an overlay root, in a network
+/// namespace of its own; machines are numbered from 1. Every test bed has its own prefix, so test
+/// processes running at the same time never share machines, addresses or state.
+struct Testbed: Sendable {
+    /// The result of one run of the script.
+    struct Output: Sendable {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+
+        var succeeded: Bool { status == 0 }
+        var trimmedOutput: String { standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// The script failed, or did not finish within its time limit.
+    struct CommandFailure: Error, CustomStringConvertible {
+        var arguments: [String]
+        var output: Output?
+        var timedOut: Bool
+
+        var description: String {
+            let command = "Contrib/testbed " + arguments.joined(separator: " ")
+            if timedOut { return "\(command): no result within its time limit" }
+            guard let output else { return "\(command): could not be started" }
+            return "\(command): exit status \(output.status)\n"
+                + "stdout: \(output.standardOutput)\nstderr: \(output.standardError)"
+        }
+    }
+
+    /// The repository root, found from this file's path (Tests/IntegrationTests/Testbed.swift).
+    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()
+        .deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static let scriptURL: URL = repositoryRoot.appendingPathComponent("Contrib/testbed")
+
+    /// Generous bounds: a boot of a few machines with docker takes about 3 s on the 2-core VM.
+    static let bootTimeoutSeconds: Double = 180
+    static let commandTimeoutSeconds: Double = 60
+
+    let prefix: String
+    let machineCount: Int
+
+    /// A prefix no other test process uses at the same time: the process ID plus a tag.
+    static func uniquePrefix(_ tag: String) -> String {
+        "it\(getpid())-\(tag)"
+    }
+
+    /// What this host lacks for the test bed, named for the skip message; nil if nothing.
+    static let missingHostCapability: String? = {
+        if geteuid() != 0 {
+            return "root privileges (the test bed mounts, creates network namespaces and boots systemd-nspawn)"
+        }
+        let tools: [(path: String, what: String)] = [
+            ("/usr/bin/systemd-nspawn", "systemd-nspawn (Debian: systemd-container)"),
+            ("/usr/bin/nsenter", "nsenter (Debian: util-linux)"),
+            ("/usr/sbin/nft", "nft (Debian: nftables)"),
+            ("/usr/bin/setfattr", "setfattr (Debian: attr)"),
+            ("/usr/sbin/dockerd", "dockerd (Debian: docker.io)"),
+            ("/usr/bin/docker", "the docker client at /usr/bin/docker (Debian: docker.io)"),
+            ("/bin/busybox", "busybox (Debian: busybox-static)"),
+        ]
+        for tool in tools where !FileManager.default.isExecutableFile(atPath: tool.path) {
+            return tool.what
+        }
+        let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
+        if !filesystems.contains("overlay") && !FileManager.default.fileExists(atPath: "/sys/module/overlay") {
+            return "overlayfs in the kernel"
+        }
+        let cgroup2 = ["/sys/fs/cgroup/unified/cgroup.procs", "/sys/fs/cgroup/cgroup.procs"]
+        if !cgroup2.contains(where: FileManager.default.fileExists(atPath:)) {
+            return "a cgroup2 hierarchy"
+        }
+        return nil
+    }()
+
+    /// Boots `machines` machines, runs `body`, and tears the test bed down afterwards even when
+    /// the boot or the body failed (a failed teardown is recorded as an issue of its own).
+    static func with<Result>(
+        machines: Int,
+        tag: String,
+        _ body: (Testbed) throws -> Result
+    ) throws -> Result {
+        let bed = Testbed(prefix: uniquePrefix(tag), machineCount: machines)
+        defer {
+            do {
+                try bed.down()
+            } catch {
+                Issue.record("test bed \(bed.prefix) was not torn down cleanly: \(error)")
+            }
+        }
+        try bed.run(["up", String(machines)], timeoutSeconds: bootTimeoutSeconds)
+        return try body(bed)
+    }
+
+    func down() throws {
+        try run(["down"], timeoutSeconds: Self.commandTimeoutSeconds)
+    }
+
+    /// Runs a command inside machine `machine`; throws when it exits non-zero.
+    @discardableResult
+    func exec(_ machine: Int, _ command: String...) throws -> String {
+        try run(["exec", String(machine)] + command).trimmedOutput
+    }
+
+    /// Runs a command inside machine `machine` and returns its output and status, whatever it is.
+    func execAllowingFailure(_ machine: Int, _ command: String...) throws -> Output {
+        try runAllowingFailure(["exec", String(machine)] + command)
+    }
+
+    func address(_ machine: Int) throws -> String {
+        try run(["ip", String(machine)]).trimmedOutput
+    }
+
+    func cut(_ machine: Int, _ other: Int) throws {
+        try run(["cut", String(machine), String(other)])
+    }
+
+    func heal(_ machine: Int, _ other: Int) throws {
+        try run(["heal", String(machine), String(other)])
+    }
+
+    @discardableResult
+    func run(_ arguments: [String], timeoutSeconds: Double = Self.commandTimeoutSeconds) throws -> Output {
+        let output = try runAllowingFailure(arguments, timeoutSeconds: timeoutSeconds)
+        guard output.succeeded else {
+            throw CommandFailure(arguments: arguments, output: output, timedOut: false)
+        }
+        return output
+    }
+
+    /// Runs the script with `--prefix` added. Output goes to files rather than pipes, so a chatty
+    /// command can never block on a full pipe while we wait for it to exit.
+    ///
+    /// posix_spawn and waitpid rather than Foundation's Process: on this Linux toolchain, inside
+    /// swift-testing, Process was seen never to notice its child's exit (the child stayed a zombie
+    /// and `isRunning` stayed true), which hung the suite.
+    func runAllowingFailure(
+        _ arguments: [String],
+        timeoutSeconds: Double = Self.commandTimeoutSeconds
+    ) throws -> Output {
+        let scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("flotilla-testbed-\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let stdoutPath = scratch.appendingPathComponent("stdout").path
+        let stderrPath = scratch.appendingPathComponent("stderr").path
+
+        // `--prefix` goes first: for `exec`, everything after the machine index is the command.
+        let argv = [Self.scriptURL.path, "--prefix", prefix] + arguments
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+
+        // The child would inherit this thread's signal mask and ignored signals, and the test
+        // runner's worker threads block signals: busybox nc's `-w` timeout (SIGALRM) then never
+        // fires. Start the script with an empty mask and default handlers.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptySet = sigset_t()
+        var fullSet = sigset_t()
+        sigemptyset(&emptySet)
+        sigfillset(&fullSet)
+        posix_spawnattr_setsigmask(&attributes, &emptySet)
+        posix_spawnattr_setsigdefault(&attributes, &fullSet)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawnError = posix_spawn(&pid, argv[0], &fileActions, &attributes, &cArguments, environ)
+        guard spawnError == 0 else {
+            throw CommandFailure(arguments: arguments, output: nil, timedOut: false)
+        }
+
+        var waitStatus: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let reaped = waitpid(pid, &waitStatus, WNOHANG)
+            if reaped == pid { break }
+            if reaped == -1 && errno != EINTR {
+                throw CommandFailure(arguments: arguments, output: nil, timedOut: false)
+            }
+            if Date() >= deadline {
+                // Our own child, still unreaped, so its PID cannot have been reused.
+                kill(pid, SIGTERM)
+                _ = waitpid(pid, &waitStatus, 0)
+                throw CommandFailure(arguments: arguments, output: nil, timedOut: true)
+            }
+            usleep(10_000)
+        }
+        // WIFEXITED / WEXITSTATUS, spelled out: the C macros are not imported into Swift.
+        let exited = waitStatus & 0x7f == 0
+        let status: Int32 = exited ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f)
+        return Output(
+            status: status,
+            standardOutput: (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "",
+            standardError: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Polls `condition` every `intervalSeconds` until it holds or `timeoutSeconds` pass.
+    static func eventually(
+        timeoutSeconds: Double,
+        intervalSeconds: Double = 0.1,
+        _ condition: () throws -> Bool
+    ) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            if try condition() { return true }
+            if Date() >= deadline { return false }
+            usleep(useconds_t(intervalSeconds * 1_000_000))
+        }
+    }
+}
