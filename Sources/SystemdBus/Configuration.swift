@@ -62,8 +62,9 @@ public struct SystemdBusConfiguration: Sendable {
     public var queuedCallsMax: Int = 16_384
     /// Units whose state is tracked; beyond this `watch` throws.
     public var watchedUnitsMax: Int = 16_384
-    /// Names per `ListUnitsByNames` call during a resync, to bound message size.
-    public var resyncBatchUnitsMax: Int = 512
+    /// Up to this many units are re-read by name (ListUnitsByPatterns); more at once (a resync
+    /// after a reconnect or a daemon-reload) with one ListUnits, filtered on this side.
+    public var refreshByPatternUnitsMax: Int = 32
     /// sd_bus messages processed before the event loop looks at its job queue again.
     public var processBatchMessagesMax: Int = 64
     /// `JobRemoved` signals kept for jobs nobody waits for yet (insurance against reordering).
@@ -86,7 +87,7 @@ public struct SystemdBusConfiguration: Sendable {
         precondition(inflightCallsMax >= 1, "inflightCallsMax must be at least 1")
         precondition(queuedCallsMax >= 0, "queuedCallsMax must not be negative")
         precondition(watchedUnitsMax >= 1, "watchedUnitsMax must be at least 1")
-        precondition(resyncBatchUnitsMax >= 1, "resyncBatchUnitsMax must be at least 1")
+        precondition(refreshByPatternUnitsMax >= 1, "refreshByPatternUnitsMax must be at least 1")
         precondition(processBatchMessagesMax >= 1, "processBatchMessagesMax must be at least 1")
         precondition(orphanJobResultsMax >= 0, "orphanJobResultsMax must not be negative")
     }

@@ -629,45 +629,53 @@ public actor SystemdManager {
         }
     }
 
-    /// Reads the state of `units` with ListUnitsByPatterns, in bounded batches, and publishes
-    /// the ones that changed. The states are applied inside the reply callback, in wire order with
-    /// the signals.
+    /// Reads the state of `units` and publishes the ones that changed. The states are applied
+    /// inside the reply callback, in wire order with the signals.
     ///
     /// Why not ListUnitsByNames: it loads every unit it is asked about, systemd garbage-collects
     /// an unneeded one right after (UnitRemoved), and its UnitNew would ask again: a loop.
-    /// ListUnitsByPatterns only reports units already loaded, so tracking never changes what
-    /// systemd holds; a watched unit it does not list is reported as `LoadState.unloaded`.
-    /// The names are passed as patterns: unit names contain no `*?[`, and systemd matches them
-    /// with FNM_NOESCAPE, so a `\` in a name matches itself.
+    /// ListUnitsByPatterns and ListUnits only report units already loaded, so tracking never
+    /// changes what systemd holds; a watched unit they do not list is `UnitState.unloaded`.
+    /// A few units are asked for by name (as patterns: unit names contain no `*?[`, and systemd
+    /// matches with FNM_NOESCAPE, so a `\` matches itself); many at once with one ListUnits,
+    /// filtered here, since systemd matches every loaded unit against every pattern.
     private func refresh(_ units: [UnitName], publishAlways: Bool) async throws {
-        var start = 0
-        let sorted = units.sorted()
-        while start < sorted.count {
-            let batch = Array(sorted[start..<min(start + configuration.resyncBatchUnitsMax, sorted.count)])
-            start += batch.count
-            let names = batch.map(\.rawValue)
+        if units.isEmpty { return }
+        if units.count > configuration.refreshByPatternUnitsMax {
+            let asked = units
             _ = try await call(
-                managerObjectPath, managerInterface, "ListUnitsByPatterns", operation: "ListUnitsByPatterns",
-                arguments: { writer throws(SystemdBusError) in
-                    try writer.append([String]())
-                    try writer.append(names)
-                },
+                managerObjectPath, managerInterface, "ListUnits", operation: "ListUnits",
+                arguments: { _ in },
                 decode: { reader throws(SystemdBusError) in
                     let statuses = try reader.readUnitStatuses()
-                    self.apply(statuses, asked: batch, publishAlways: publishAlways)
+                    self.apply(statuses, asked: asked, publishAlways: publishAlways)
                     return statuses.count
                 })
+            return
         }
+        let names = units.map(\.rawValue)
+        _ = try await call(
+            managerObjectPath, managerInterface, "ListUnitsByPatterns", operation: "ListUnitsByPatterns",
+            arguments: { writer throws(SystemdBusError) in
+                try writer.append([String]())
+                try writer.append(names)
+            },
+            decode: { reader throws(SystemdBusError) in
+                let statuses = try reader.readUnitStatuses()
+                self.apply(statuses, asked: units, publishAlways: publishAlways)
+                return statuses.count
+            })
     }
 
     private func apply(_ statuses: [UnitStatus], asked: [UnitName], publishAlways: Bool) {
-        var listed: Set<String> = []
+        let askedSet = Set(asked)
+        var listed: Set<UnitName> = []
         for status in statuses {
-            listed.insert(status.name)
-            guard let unit = try? UnitName(status.name) else { continue }
+            guard let unit = try? UnitName(status.name), askedSet.contains(unit) else { continue }
+            listed.insert(unit)
             update(unit, status.state, publishAlways: publishAlways)
         }
-        for unit in asked where !listed.contains(unit.rawValue) {
+        for unit in asked where !listed.contains(unit) {
             update(unit, UnitState.unloaded, publishAlways: publishAlways)
         }
     }

@@ -41,6 +41,39 @@ struct MachineTests {
         await manager.close()
     }
 
+    @Test func aUnitNameWithAnEscapeSequenceIsTrackedByName() async throws {
+        let manager = try machine.manager()
+        try await manager.connect()
+        // systemd-escape("sdbus-a-b") for a path: the backslash must match itself.
+        let unit = try UnitName("sdbus-a\\x2db.service")
+        try await install(manager, unit, "[Service]\nExecStart=/bin/sleep 1000\n")
+        #expect(try await manager.startUnit(unit) == .done)
+        _ = try await awaitState(manager.stateChanges, unit: unit) { $0 == UnitState(load: .loaded, active: .active, sub: "running") }
+        #expect(try await manager.stopUnit(unit) == .done)
+        await manager.close()
+    }
+
+    @Test func watchingManyUnitsAtOnceReadsTheirStates() async throws {
+        let manager = try machine.manager()
+        try await manager.connect()
+        let units = try (0..<40).map { try UnitName("sdbus-many-\($0).service") }
+        for unit in units { _ = try manager.writeUnitFile(unit, contents: "[Service]\nExecStart=/bin/sleep 1000\n") }
+        _ = try await manager.linkUnitFiles(units)
+        try await withThrowingTaskGroup(of: JobResult.self) { group in
+            for unit in units { group.addTask { try await manager.startUnit(unit) } }
+            for try await result in group { #expect(result == .done) }
+        }
+        // More units than refreshByPatternUnitsMax: read with one ListUnits.
+        try await manager.watch(units)
+        let states = await manager.watchedStates()
+        #expect(units.allSatisfy { states[$0] == .some(UnitState(load: .loaded, active: .active, sub: "running")) })
+        try await withThrowingTaskGroup(of: JobResult.self) { group in
+            for unit in units { group.addTask { try await manager.stopUnit(unit) } }
+            for try await result in group { #expect(result == .done) }
+        }
+        await manager.close()
+    }
+
     @Test func failingExecStartShowsFailedWithItsResult() async throws {
         let manager = try machine.manager()
         try await manager.connect()

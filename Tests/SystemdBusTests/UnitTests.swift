@@ -169,3 +169,24 @@ import Glibc
         #expect(try SystemdNotifier.watchdogInterval() == nil)
     }
 }
+
+@Suite struct UnitFileWriteTests {
+    @Test func writeReportsCreatedChangedAndUnchanged() throws {
+        let directory = "/tmp/sdbus-units-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/nested"
+        var configuration = SystemdBusConfiguration(bus: .address("unix:path=/nonexistent"))
+        configuration.unitFileDirectory = UnitFileDirectory(writePath: directory, managerPath: "/run/flotilla/units")
+        let manager = SystemdManager(configuration: configuration)
+        let unit = try UnitName("a.service")
+        defer {
+            _ = try? manager.removeUnitFile(unit)
+            rmdir(directory)
+            rmdir((directory as NSString).deletingLastPathComponent)
+        }
+        #expect(try manager.writeUnitFile(unit, contents: "[Service]\nExecStart=/bin/true\n") == .created)
+        #expect(try manager.writeUnitFile(unit, contents: "[Service]\nExecStart=/bin/true\n") == .unchanged)
+        #expect(try manager.writeUnitFile(unit, contents: "[Service]\nExecStart=/bin/false\n") == .changed)
+        #expect(try String(contentsOfFile: directory + "/a.service", encoding: .utf8) == "[Service]\nExecStart=/bin/false\n")
+        #expect(try manager.removeUnitFile(unit))
+        #expect(try manager.removeUnitFile(unit) == false)
+    }
+}
