@@ -82,9 +82,17 @@ public actor SystemdManager {
 
     private struct JobWaiter {
         let unit: UnitName
+        let waitID: UInt64
         let continuation: CheckedContinuation<JobResult, any Error>
         let deadline: Task<Void, Never>
     }
+
+    private var nextJobWaitID: UInt64 = 0
+    /// Job waits whose task was cancelled before their job path was known; at most one entry
+    /// per call in flight, removed when its reply arrives.
+    private var cancelledJobWaits: Set<UInt64> = []
+    /// Job waits whose StartUnit/StopUnit/RestartUnit call has not been answered yet.
+    private var inflightJobWaits: Set<UInt64> = []
 
     private var jobWaiters: [String: JobWaiter] = [:]
     private var orphanJobResults: [String: JobResult] = [:]
@@ -710,32 +718,58 @@ public actor SystemdManager {
         try await runJob("RestartUnit", unit, mode)
     }
 
+    /// Cancelling the calling task ends the wait with `CancellationError` (the job itself goes
+    /// on in systemd; its outcome shows in the unit's state).
     private func runJob(_ method: String, _ unit: UnitName, _ mode: JobMode) async throws -> JobResult {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobResult, any Error>) in
-            send(path: managerObjectPath, interface: managerInterface, member: method,
-                 operation: "\(method) \(unit)",
-                 arguments: { writer throws(SystemdBusError) in
-                     try writer.append(unit.rawValue)
-                     try writer.append(mode.rawValue)
-                 }) { result in
-                switch result {
-                case .failure(let error):
-                    continuation.resume(throwing: error)
-                case .success(let reader):
-                    do throws(SystemdBusError) {
-                        let job = try reader.readObjectPath()
-                        self.awaitJob(job, unit: unit, continuation: continuation)
-                    } catch {
+        let waitID = nextJobWaitID
+        nextJobWaitID += 1
+        inflightJobWaits.insert(waitID)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobResult, any Error>) in
+                send(path: managerObjectPath, interface: managerInterface, member: method,
+                     operation: "\(method) \(unit)",
+                     arguments: { writer throws(SystemdBusError) in
+                         try writer.append(unit.rawValue)
+                         try writer.append(mode.rawValue)
+                     }) { result in
+                    self.inflightJobWaits.remove(waitID)
+                    let cancelled = self.cancelledJobWaits.remove(waitID) != nil
+                    switch result {
+                    case .failure(let error):
                         continuation.resume(throwing: error)
+                    case .success(let reader):
+                        do throws(SystemdBusError) {
+                            let job = try reader.readObjectPath()
+                            if cancelled {
+                                continuation.resume(throwing: CancellationError())
+                            } else {
+                                self.awaitJob(job, unit: unit, waitID: waitID, continuation: continuation)
+                            }
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
                 }
             }
+        } onCancel: {
+            Task { await self.cancelJobWait(waitID) }
         }
+    }
+
+    private func cancelJobWait(_ waitID: UInt64) {
+        if let (job, waiter) = jobWaiters.first(where: { $0.value.waitID == waitID }) {
+            jobWaiters.removeValue(forKey: job)
+            waiter.deadline.cancel()
+            waiter.continuation.resume(throwing: CancellationError())
+        } else if inflightJobWaits.contains(waitID) {
+            cancelledJobWaits.insert(waitID)
+        }
+        // Otherwise the wait has ended already: nothing to cancel, nothing to remember.
     }
 
     /// Registers the wait for `job` inside the reply callback, before any later signal is
     /// processed, so its JobRemoved cannot be missed.
-    private func awaitJob(_ job: String, unit: UnitName, continuation: CheckedContinuation<JobResult, any Error>) {
+    private func awaitJob(_ job: String, unit: UnitName, waitID: UInt64, continuation: CheckedContinuation<JobResult, any Error>) {
         if let result = orphanJobResults.removeValue(forKey: job) {
             orphanJobOrder.removeAll { $0 == job }
             continuation.resume(returning: result)
@@ -746,7 +780,7 @@ public actor SystemdManager {
             try? await Task.sleep(for: timeout)
             if !Task.isCancelled { self.jobTimedOut(job) }
         }
-        jobWaiters[job] = JobWaiter(unit: unit, continuation: continuation, deadline: deadline)
+        jobWaiters[job] = JobWaiter(unit: unit, waitID: waitID, continuation: continuation, deadline: deadline)
     }
 
     private func jobTimedOut(_ job: String) {

@@ -315,6 +315,23 @@ struct MachineTests {
         #expect(entry.fields["CODE_FUNC"] != nil)
     }
 
+    @Test func cancellingAJobWaitEndsItAndTheJobGoesOn() async throws {
+        let manager = try machine.manager()
+        try await manager.connect()
+        let slow = try UnitName("sdbus-slow-cancel.service")
+        try await install(manager, slow, "[Service]\nExecStartPre=/bin/sleep 2\nExecStart=/bin/sleep 1000\n")
+        let clock = ContinuousClock()
+        let waiting = Task { try await manager.startUnit(slow) }
+        try await Task.sleep(for: .milliseconds(300))
+        let cancelledAt = clock.now
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(clock.now - cancelledAt < .milliseconds(500))
+        _ = try await awaitState(manager.stateChanges, unit: slow) { $0.active == .active }
+        #expect(try await manager.stopUnit(slow) == .done)
+        await manager.close()
+    }
+
     @Test func killingTheMachinesDbusFailsTheCallAndTheClientRecovers() async throws {
         let manager = try machine.manager { $0.reconnectBackoffMax = .milliseconds(500) }
         try await manager.connect()
