@@ -20,6 +20,8 @@ let package = Package(
         .target(name: "UnitFile"),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
+        // Pure: framed, versioned, checksummed binary encoding of Raft messages and log values.
+        .target(name: "Wire", dependencies: ["Raft"]),
 
         // Shell: libsystemd (sd-bus, sd-journal, sd-daemon) as a Clang module. Linux only.
         .systemLibrary(
@@ -43,6 +45,7 @@ let package = Package(
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
