@@ -99,7 +99,11 @@ struct SimulatedStateMachine {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(words.count * 8)
         for word in words {
-            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+            var remaining = word
+            for _ in 0..<8 {
+                bytes.append(UInt8(truncatingIfNeeded: remaining))
+                remaining >>= 8
+            }
         }
         return bytes
     }

@@ -16,11 +16,13 @@ struct SimulationParameters: CustomStringConvertible {
     /// Crashes aimed at the leader, restarted quickly: the leader churn of figure 8.
     var leaderCrashProbability: Double
     var partitionProbability: Double
+    /// Short flapping partitions cause frequent elections with divergent uncommitted tails.
+    var partitionDurationMoments: ClosedRange<Int>
     var membershipChangeProbability: Double
     var transferProbability: Double
     var readProbability: Double
     var proposeProbability = 0.08
-    var clientCount = 3
+    var clientCount: Int
     /// The application snapshots once this many entries were applied since the last snapshot.
     var snapshotEveryEntries: UInt64
     /// Small batches split a new leader's catch-up, which opens figure 8's window.
@@ -35,12 +37,14 @@ struct SimulationParameters: CustomStringConvertible {
         duplicateProbability = random.pick([0, 0.02, 0.1])!
         longDelayProbability = random.pick([0, 0.01, 0.05])!
         crashProbability = random.pick([0, 0.001, 0.003])!
-        leaderCrashProbability = random.pick([0, 0.002, 0.008])!
-        partitionProbability = random.pick([0, 0.003, 0.01])!
+        leaderCrashProbability = random.pick([0, 0.002, 0.008, 0.02])!
+        partitionProbability = random.pick([0, 0.003, 0.01, 0.03])!
+        partitionDurationMoments = random.pick([10...60, 40...400])!
         transferProbability = random.pick([0, 0.001, 0.003])!
         readProbability = random.pick([0, 0.01])!
         snapshotEveryEntries = random.pick([4, 16, 1_000_000])!
         appendEntriesBatchBytesMax = random.pick([128, 256, 1024])!
+        clientCount = random.pick([3, 12])!
         checkQuorumAndPreVote = !random.chance(0.15)
         // Without check-quorum, a removed server that never learns of its removal disrupts the
         // cluster forever (thesis §4.2.3); that is the documented reason for the lease rule.
@@ -48,8 +52,8 @@ struct SimulationParameters: CustomStringConvertible {
     }
 
     var description: String {
-        "nodes=\(nodeCount) drop=\(dropProbability) dup=\(duplicateProbability) longDelay=\(longDelayProbability) "
-            + "crash=\(crashProbability) leaderCrash=\(leaderCrashProbability) partition=\(partitionProbability) membership=\(membershipChangeProbability) "
+        "nodes=\(nodeCount) clients=\(clientCount) drop=\(dropProbability) dup=\(duplicateProbability) longDelay=\(longDelayProbability) "
+            + "crash=\(crashProbability) leaderCrash=\(leaderCrashProbability) partition=\(partitionProbability)x\(partitionDurationMoments) membership=\(membershipChangeProbability) "
             + "transfer=\(transferProbability) read=\(readProbability) snapshotEvery=\(snapshotEveryEntries) batchBytes=\(appendEntriesBatchBytesMax) "
             + "checkQuorumAndPreVote=\(checkQuorumAndPreVote)"
     }
@@ -145,7 +149,7 @@ struct Simulation {
         for number in 1...(parameters.nodeCount + parameters.spareNodeCount) {
             let id = NodeID(UInt64(number))
             let initial = number <= parameters.nodeCount ? PersistentState.bootstrap(voters: founders) : .joining()
-            var node = SimulatedNode(id: id, disk: SimulatedDisk(initial: initial))
+            let node = SimulatedNode(id: id, disk: SimulatedDisk(initial: initial))
             node.start(configuration: configuration, seed: random.next())
             nodes.append(node)
         }
@@ -211,8 +215,8 @@ struct Simulation {
                     try completeIO(index)
                     continue
                 }
-                guard nodes[index].raft!.hasReady else { break }
-                let ready = nodes[index].raft!.ready()!
+                // ready() in place: reading hasReady through the optional would copy the node.
+                guard let ready = nodes[index].raft!.ready() else { break }
                 try checkReady(index, ready)
                 transcript.record(now, .ready(nodes[index].id, ready))
                 nodes[index].pendingIO = (ready, now + random.inRange(parameters.syncDelayMoments))
@@ -315,7 +319,7 @@ struct Simulation {
             for other in ids where other != victim {
                 network.blocked.insert(deaf ? .init(from: other, to: victim) : .init(from: victim, to: other))
             }
-            partitionHealsAt = now + random.inRange(40...400)
+            partitionHealsAt = now + random.inRange(parameters.partitionDurationMoments)
             transcript.record(now, .note("asymmetric: \(victim) \(deaf ? "cannot hear" : "cannot speak")"))
             return
         }
@@ -325,7 +329,7 @@ struct Simulation {
                 network.blocked.insert(.init(from: outside, to: inside))
             }
         }
-        partitionHealsAt = now + random.inRange(40...400)
+        partitionHealsAt = now + random.inRange(parameters.partitionDurationMoments)
         transcript.record(now, .note(description))
     }
 
@@ -405,7 +409,7 @@ struct Simulation {
                 + withUnsafeBytes(of: stamp.sequence.littleEndian, Array.init)
             data += [UInt8](repeating: 0xAB, count: random.below(40))
             let result = nodes[index].raft!.propose(data, stamp: stamp)
-            transcript.record(now, .note("client \(client.clientID) seq \(client.sequence) -> \(target): \(result)"))
+            transcript.record(now, .propose(stamp, target, result))
             switch result {
             case .accepted:
                 client.leaderGuess = target
@@ -448,7 +452,9 @@ struct Simulation {
     }
 }
 
-struct SimulatedNode {
+/// A class, not a struct: the simulation touches its nodes constantly, and copying a whole
+/// `RaftNode` on each access made debug builds several times slower.
+final class SimulatedNode {
     let id: NodeID
     var raft: RaftNode?
     var disk: SimulatedDisk
@@ -465,17 +471,17 @@ struct SimulatedNode {
         self.disk = disk
     }
 
-    mutating func start(configuration: RaftConfiguration, seed: UInt64) {
+    func start(configuration: RaftConfiguration, seed: UInt64) {
         try! restart(configuration: configuration, seed: seed)
     }
 
-    mutating func restart(configuration: RaftConfiguration, seed: UInt64) throws(PersistentStateError) {
+    func restart(configuration: RaftConfiguration, seed: UInt64) throws(PersistentStateError) {
         raft = try RaftNode(id: id, configuration: configuration, restoring: disk.persistentState, randomSeed: seed)
         stateMachine = SimulatedStateMachine(snapshot: disk.snapshot)
         restartAt = nil
     }
 
-    mutating func crash() {
+    func crash() {
         raft = nil
         stateMachine = nil
         pendingIO = nil
@@ -501,6 +507,7 @@ struct Transcript {
         case ready(NodeID, Ready)
         case snapshot(NodeID, UInt64)
         case role(NodeID, Role, UInt64)
+        case propose(ClientStamp, NodeID, ProposeResult)
         case note(String)
     }
 
@@ -526,6 +533,8 @@ struct Transcript {
             case .ready(let id, let ready): text = "ready \(id): \(ready.brief)"
             case .snapshot(let id, let index): text = "\(id) compacted through \(index)"
             case .role(let id, let role, let term): text = "\(id) is \(role) in term \(term)"
+            case .propose(let stamp, let target, let result):
+                text = "client \(stamp.clientID) seq \(stamp.sequence) -> \(target): \(result)"
             case .note(let note): text = note
             }
             return "  [\(moment)] \(text)"

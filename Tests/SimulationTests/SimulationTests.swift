@@ -41,17 +41,34 @@ import Testing
         let seedCount = Self.environmentInteger("SIM_SEEDS") ?? UInt64(Self.defaultSeedCount)
         var seed = UInt64(shard)
         var failures = 0
+        var runs = 0
+        var total = SimulationStatistics()
         while seed < seedCount && failures < 3 {
             CrashReporter.seedsInFlight[shard] = Int64(seed)
             var simulation = Simulation(parameters: SimulationParameters(seed: seed))
             do {
-                _ = try simulation.run()
+                total.add(try simulation.run())
+                runs += 1
             } catch {
                 Issue.record("\(error)")
                 failures += 1
             }
             seed += UInt64(Self.shardCount)
         }
+        print("simulation shard \(shard): \(runs) seeds passed; totals: \(total)")
+    }
+}
+
+extension SimulationStatistics {
+    mutating func add(_ other: SimulationStatistics) {
+        moments += other.moments
+        messagesDelivered += other.messagesDelivered
+        leadersElected += other.leadersElected
+        crashes += other.crashes
+        snapshotsInstalled += other.snapshotsInstalled
+        membershipChanges += other.membershipChanges
+        acknowledgedProposals += other.acknowledgedProposals
+        readsServed += other.readsServed
     }
 }
 
