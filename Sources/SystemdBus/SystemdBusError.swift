@@ -22,6 +22,8 @@ public enum SystemdBusError: Error, Sendable, Equatable, CustomStringConvertible
     case notConnected
     /// More calls are queued than `SystemdBusConfiguration.queuedCallsMax` allows.
     case overloaded(queuedCallsMax: Int)
+    /// `watch` would track more units than `SystemdBusConfiguration.watchedUnitsMax`.
+    case tooManyWatchedUnits(watchedUnitsMax: Int)
     /// Any other D-Bus error, by its name and message.
     case bus(name: String, message: String)
     /// A libsystemd function returned `-errno`.
@@ -43,6 +45,7 @@ public enum SystemdBusError: Error, Sendable, Equatable, CustomStringConvertible
         case .disconnected(let reason): "disconnected: \(reason)"
         case .notConnected: "not connected to the bus"
         case .overloaded(let max): "more than \(max) calls queued"
+        case .tooManyWatchedUnits(let max): "more than \(max) watched units"
         case .bus(let name, let message): "\(name): \(message)"
         case .system(let operation, let errno): "\(operation) failed: \(errnoName(errno))"
         case .malformedReply(let what): "malformed reply: \(what)"

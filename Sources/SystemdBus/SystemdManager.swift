@@ -55,10 +55,7 @@ public actor SystemdManager {
     /// The sd-bus connection; nil unless connecting or connected. Freed only outside callbacks.
     private var connection: BusPointer?
     private var bus: OpaquePointer? { connection?.raw }
-    /// Set inside a callback when the connection must go; acted upon after `sd_bus_process` returns.
-    private var disconnectRequest: String?
     private var reconnectTask: Task<Void, Never>?
-    private var connectAttempts = 0
 
     private struct PendingCall {
         let operation: String
@@ -166,10 +163,8 @@ public actor SystemdManager {
     }
 
     private func connectOnce(attempt: Int) async throws {
-        connectAttempts += 1
         let newBus = try openBus()
         connection = BusPointer(raw: newBus)
-        disconnectRequest = nil
         let thisBus = BusPointer(raw: newBus)
         let deadline = Task { [configuration] in
             try? await Task.sleep(for: configuration.connectTimeout)
@@ -260,7 +255,6 @@ public actor SystemdManager {
             sd_bus_close_unref(bus)
             connection = nil
         }
-        disconnectRequest = nil
         let error = SystemdBusError.disconnected(reason: reason)
         let calls = pendingCalls
         pendingCalls.removeAll()
@@ -351,10 +345,6 @@ public actor SystemdManager {
         for _ in 0..<configuration.processBatchMessagesMax {
             guard let bus else { return false }
             let rc = sd_bus_process(bus, nil)
-            if let reason = disconnectRequest {
-                connectionLost(reason: reason)
-                return false
-            }
             if rc < 0 {
                 connectionLost(reason: "sd_bus_process: \(errnoName(-rc))")
                 return false
@@ -518,8 +508,6 @@ public actor SystemdManager {
                 _ = try reader.readString()
                 let newOwner = try reader.readString()
                 systemdOwnerChanged(newOwner: newOwner)
-            case "Disconnected":
-                disconnectRequest = "the bus closed the connection"
             default:
                 return
             }
@@ -593,7 +581,7 @@ public actor SystemdManager {
         var added: [UnitName] = []
         for unit in units where watched[unit] == nil {
             guard watched.count < configuration.watchedUnitsMax else {
-                throw SystemdBusError.overloaded(queuedCallsMax: configuration.watchedUnitsMax)
+                throw SystemdBusError.tooManyWatchedUnits(watchedUnitsMax: configuration.watchedUnitsMax)
             }
             watched[unit] = .some(nil)
             watchedByPath[unit.objectPath] = unit

@@ -60,29 +60,33 @@ import Glibc
     let b = try! UnitName("b.service")
 
     @Test func aLaggingConsumerGetsEachUnitsLatestStateOnceInFirstPendingOrder() async {
-        let stream = UnitStateChanges()
-        stream.publish(UnitStateChange(unit: a, state: UnitState(load: .loaded, active: .activating, sub: "start")))
-        stream.publish(UnitStateChange(unit: b, state: UnitState(load: .loaded, active: .inactive, sub: "dead")))
-        stream.publish(UnitStateChange(unit: a, state: UnitState(load: .loaded, active: .active, sub: "running")))
-        #expect(stream.pendingCount == 2)
-        stream.finish()
-        var seen: [UnitStateChange] = []
-        for await change in stream { seen.append(change) }
-        #expect(seen.map(\.unit) == [a, b])
-        #expect(seen.first?.state.active == .active)
+        await onOwnThread {
+            let stream = UnitStateChanges()
+            stream.publish(UnitStateChange(unit: a, state: UnitState(load: .loaded, active: .activating, sub: "start")))
+            stream.publish(UnitStateChange(unit: b, state: UnitState(load: .loaded, active: .inactive, sub: "dead")))
+            stream.publish(UnitStateChange(unit: a, state: UnitState(load: .loaded, active: .active, sub: "running")))
+            #expect(stream.pendingCount == 2)
+            stream.finish()
+            var seen: [UnitStateChange] = []
+            for await change in stream { seen.append(change) }
+            #expect(seen.map(\.unit) == [a, b])
+            #expect(seen.first?.state.active == .active)
+        }
     }
 
     @Test func aWaitingConsumerIsWokenAndCancellationEndsTheWait() async {
-        let stream = UnitStateChanges()
-        let consumer = Task { var iterator = stream.makeAsyncIterator(); return await iterator.next() }
-        try? await Task.sleep(for: .milliseconds(50))
-        stream.publish(UnitStateChange(unit: a, state: UnitState.unloaded))
-        #expect(await consumer.value?.unit == a)
+        await onOwnThread {
+            let stream = UnitStateChanges()
+            let consumer = Task { var iterator = stream.makeAsyncIterator(); return await iterator.next() }
+            try? await Task.sleep(for: .milliseconds(50))
+            stream.publish(UnitStateChange(unit: a, state: UnitState.unloaded))
+            #expect(await consumer.value?.unit == a)
 
-        let cancelled = Task { var iterator = stream.makeAsyncIterator(); return await iterator.next() }
-        try? await Task.sleep(for: .milliseconds(50))
-        cancelled.cancel()
-        #expect(await cancelled.value == nil)
+            let cancelled = Task { var iterator = stream.makeAsyncIterator(); return await iterator.next() }
+            try? await Task.sleep(for: .milliseconds(50))
+            cancelled.cancel()
+            #expect(await cancelled.value == nil)
+        }
     }
 }
 
