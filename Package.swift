@@ -22,6 +22,8 @@ let package = Package(
         .target(name: "Raft"),
         // Pure: framed, versioned, checksummed binary encoding of Raft messages and log values.
         .target(name: "Wire", dependencies: ["Raft"]),
+        // Shell: the write-ahead log and snapshot files of a Raft node (segments, CRC-32C records, fsync).
+        .target(name: "Storage", dependencies: ["Raft", "Wire"]),
 
         // Shell: libsystemd (sd-bus, sd-journal, sd-daemon) as a Clang module. Linux only.
         .systemLibrary(
@@ -42,10 +44,13 @@ let package = Package(
             name: "flotilla-bench-systemd",
             dependencies: ["SystemdBus", .product(name: "Logging", package: "swift-log")]
         ),
+        // Benchmark of the write-ahead log's fsync cost (Contrib/bench/wal drives it).
+        .executableTarget(name: "flotilla-bench-wal", dependencies: ["Storage", "Raft"]),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
