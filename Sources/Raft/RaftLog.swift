@@ -47,6 +47,10 @@ struct RaftLog: Sendable {
     var lastIndex: UInt64 { snapshotIndex + UInt64(entries.count) }
     var lastTerm: UInt64 { entries.last?.term ?? snapshot.metadata.term }
     var membership: Membership { membershipHistory[membershipHistory.count - 1].membership }
+    /// The membership before the newest change, while that change is still in the log.
+    var membershipBeforeLatestChange: Membership? {
+        membershipHistory.count >= 2 ? membershipHistory[membershipHistory.count - 2].membership : nil
+    }
     /// Index of the newest membership change in the log (the snapshot's index if none).
     var membershipIndex: UInt64 { membershipHistory[membershipHistory.count - 1].index }
 

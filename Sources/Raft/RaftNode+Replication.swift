@@ -161,11 +161,19 @@ extension RaftNode {
         }
         uncommittedBytes = max(0, uncommittedBytes)
         if firstCommitInTerm { startReadsAwaitingCommit() }
-        // Thesis §4.2.2: a leader removed from the configuration "steps down once the Cnew entry
-        // is committed".
-        if !log.membership.isVoter(id) && log.membershipIndex <= log.commitIndex {
-            becomeFollower(term: term, leader: nil)
-        }
+        guard previousCommit < log.membershipIndex && log.membershipIndex <= log.commitIndex else { return }
+        // A membership change just committed: stop replicating to servers it removed.
+        synchroniseProgressWithMembership()
+        if !log.membership.isVoter(id) { stepDownAfterRemoval() }
+    }
+
+    /// Thesis §4.2.2: a leader removed from the configuration "steps down once the Cnew entry is
+    /// committed". Rather than leave the cluster without a leader for an election timeout, it
+    /// hands over to an up-to-date voter with TimeoutNow, as thesis §3.10 suggests for this case.
+    private mutating func stepDownAfterRemoval() {
+        let successor = log.membership.voters.first { progress[$0]?.matchIndex == log.lastIndex }
+        if let successor { send(to: successor, .timeoutNow) }
+        becomeFollower(term: term, leader: nil)
     }
 
     // MARK: Follower side
@@ -224,9 +232,15 @@ extension RaftNode {
         return appendAsLeader(.membershipChange(change))
     }
 
-    /// Leaders keep one `Progress` per member other than themselves.
+    /// Leaders keep one `Progress` per member other than themselves. Servers removed by a change
+    /// that is not committed yet keep theirs, so that they receive the change and learn of their
+    /// removal (they no longer count towards any majority).
     mutating func synchroniseProgressWithMembership() {
-        let members = log.membership.members.filter { $0 != id }
+        var members = log.membership.members
+        if log.membershipIndex > log.commitIndex, let previous = log.membershipBeforeLatestChange {
+            members += previous.members.filter { !members.contains($0) }
+        }
+        members.removeAll { $0 == id }
         for peer in progress.keys where !members.contains(peer) {
             progress[peer] = nil
             if transferTarget == peer { transferTarget = nil }

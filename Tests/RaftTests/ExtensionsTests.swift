@@ -185,9 +185,27 @@ import Testing
         cluster.tickAll(times: 2)
         #expect(cluster[1].role == .follower)
         #expect(cluster[1].membership.voters == [n(2), n(3)])
+        // Thesis §3.10: the departing leader hands over with TimeoutNow, without waiting for a timeout.
+        #expect([cluster[2].role, cluster[3].role].contains(.leader))
         cluster.tickAll(times: 40)
         #expect([cluster[2].role, cluster[3].role].contains(.leader))
         #expect(cluster[1].role == .follower, "a removed server never campaigns")
+    }
+
+    @Test("thesis §4.2.2: a removed server receives the change that removes it, and then never campaigns")
+    func removedFollowerLearnsOfItsRemoval() {
+        var cluster = TestCluster(voters: 3, configuration: testConfiguration(preVote: true, checkQuorum: true))
+        cluster.campaign(1)
+        #expect(cluster[1].proposeMembershipChange(.removeNode(n(3))) == .accepted(index: 3, term: 2))
+        cluster.drain()
+        #expect(cluster[1].commitIndex == 3)
+        #expect(cluster[3].membership.voters == [n(1), n(2)])
+        #expect(cluster[1].matchIndex(of: n(3)) == nil, "no replication to n3 once the change committed")
+        let term = cluster[1].term
+        cluster.tick(3, times: 100)
+        cluster.drain()
+        #expect(cluster[3].role == .follower)
+        #expect(cluster[1].role == .leader && cluster[1].term == term)
     }
 
     @Test("Ongaro's raft-dev erratum: a leader commits an entry of its own term before it changes membership")
