@@ -359,6 +359,32 @@ struct MachineTests {
         }
     }
 
+    /// fleet's `systemd_user`: the same operations against a user manager (root's, user@0),
+    /// reached through `BusTarget.user`, i.e. $DBUS_SESSION_BUS_ADDRESS, here the machine's
+    /// /run/user/0/bus seen from the host.
+    @Test func theUserManagerRunsAUnitThroughTheUserBus() async throws {
+        try await onOwnThread {
+            try machine.exec("systemctl start user@0.service")
+            let pid = try #require(machine.pid())
+            setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/proc/\(pid)/root/run/user/0/bus", 1)
+            defer { unsetenv("DBUS_SESSION_BUS_ADDRESS") }
+            let manager = try machine.manager { configuration in
+                configuration.bus = .user
+                configuration.unitFileDirectory = UnitFileDirectory(
+                    writePath: "/proc/\(pid)/root/run/flotilla/user-units", managerPath: "/run/flotilla/user-units")
+            }
+            try await manager.connect()
+            let unit = try UnitName("sdbus-user-sleep.service")
+            try await install(manager, unit, "[Service]\nExecStart=/bin/sleep 1000\n")
+            #expect(try await manager.startUnit(unit) == .done)
+            _ = try await awaitState(manager.stateChanges, unit: unit) { $0.active == .active }
+            let listed = try machine.exec("XDG_RUNTIME_DIR=/run/user/0 systemctl --user is-active sdbus-user-sleep.service")
+            #expect(listed.trimmingCharacters(in: .whitespacesAndNewlines) == "active")
+            #expect(try await manager.stopUnit(unit) == .done)
+            await manager.close()
+        }
+    }
+
     @Test func killingTheMachinesDbusFailsTheCallAndTheClientRecovers() async throws {
         try await onOwnThread {
             let manager = try machine.manager { $0.reconnectBackoffMax = .milliseconds(500) }
