@@ -8,11 +8,13 @@ import Wire
 /// offset size
 ///      0    4  length n of kind + body, little-endian (1...recordBytesMax)
 ///      4    4  CRC-32C of the length bytes, the kind byte and the body
-///      8    1  kind (RecordKind), high bit set on the last record of a batch
+///      8    1  kind (RecordKind) in the low bits; 0x40 marks the first record of a batch,
+///              0x80 the last
 ///      9  n-1  body (Wire encodings of the Raft values)
 /// ```
 /// The checksum covers the length so that a flipped length bit is caught instead of steering the
-/// reader into the middle of another record. The batch-end bit makes a batch atomic on recovery:
+/// reader into the middle of another record. The batch-start bit tells a torn tail from damage in
+/// the middle (see `SegmentScan`). The batch-end bit makes a batch atomic on recovery:
 /// a crash can leave a prefix of a batch's records on disk, and replaying only part of a batch
 /// could persist entries of a new term without the hard state of that term (which the core
 /// rejects as `termBelowLog`) or a commit index beyond the entries written.
@@ -36,6 +38,7 @@ enum SnapshotMode: UInt8, Sendable {
 
 enum RecordKind: UInt8 {
     case hardState = 1, entries = 2, truncate = 3, snapshot = 4
+    static let batchStartFlag: UInt8 = 0x40
     static let batchEndFlag: UInt8 = 0x80
 }
 
@@ -43,7 +46,7 @@ enum RecordFormat {
     static let headerBytes = 9
 
     /// Appends one record to `writer`.
-    static func append(_ record: Record, endsBatch: Bool, to writer: inout ByteWriter) {
+    static func append(_ record: Record, startsBatch: Bool, endsBatch: Bool, to writer: inout ByteWriter) {
         let start = writer.bytes.count
         writer.write(UInt32(0))  // length, patched below
         writer.write(UInt32(0))  // checksum, patched below
@@ -64,7 +67,7 @@ enum RecordFormat {
             body.write(mode.rawValue)
             metadata.encode(into: &body)
         }
-        writer.write(kind.rawValue | (endsBatch ? RecordKind.batchEndFlag : 0))
+        writer.write(kind.rawValue | (startsBatch ? RecordKind.batchStartFlag : 0) | (endsBatch ? RecordKind.batchEndFlag : 0))
         writer.write(raw: body.bytes)
         let length = UInt32(1 + body.bytes.count)
         writer.patch(length, at: start)
@@ -106,7 +109,7 @@ enum RecordFormat {
     }
 
     static func decodeBody(kindByte: UInt8, body: [UInt8]) throws(WireError) -> Record {
-        let rawKind = kindByte & ~RecordKind.batchEndFlag
+        let rawKind = kindByte & ~(RecordKind.batchEndFlag | RecordKind.batchStartFlag)
         guard let kind = RecordKind(rawValue: rawKind) else { throw .unknownTag(field: "record.kind", tag: rawKind) }
         var reader = ByteReader(body)
         let record: Record
@@ -139,20 +142,24 @@ enum RecordFormat {
 ///      5    3  zero
 ///      8    8  sequence number (1, 2, 3, ... in creation order)
 ///     16    8  first index: the log's next index when the segment was created
-///     24    4  number of records written with the header (its "state" batch)
+///     24    4  number of records written before the segment was renamed into place (≥ 2)
 ///     28    4  CRC-32C of bytes 0..<28
 /// ```
 /// A segment is created complete (header, then a batch holding the hard state and the snapshot
-/// marker in force) under a temporary name and renamed, so every segment can be replayed on its
-/// own once older ones are compacted away, and a crash never leaves a half-made header.
+/// marker in force, and for the first segment the initial entries) under a temporary name and
+/// renamed, so every segment can be replayed on its own once older ones are compacted away, and
+/// a crash never leaves a half-made header. Those first records cannot have been torn by a crash,
+/// so recovery refuses to cut them off as a torn tail.
 struct SegmentHeader: Equatable, Sendable {
     static let magic: [UInt8] = Array("FLWL".utf8)
     static let version: UInt8 = 1
     static let bytes = 32
-    static let stateRecordCount: UInt32 = 2
+    /// The hard state and the snapshot marker.
+    static let stateRecordCount = 2
 
     var sequence: UInt64
     var firstIndex: UInt64
+    var createdRecordCount: Int
 
     var encoded: [UInt8] {
         var writer = ByteWriter(capacity: SegmentHeader.bytes)
@@ -161,7 +168,7 @@ struct SegmentHeader: Equatable, Sendable {
         writer.write(raw: [0, 0, 0])
         writer.write(sequence)
         writer.write(firstIndex)
-        writer.write(SegmentHeader.stateRecordCount)
+        writer.write(UInt32(createdRecordCount))
         writer.write(CRC32C.checksum(writer.bytes))
         return writer.bytes
     }
@@ -179,7 +186,7 @@ struct SegmentHeader: Equatable, Sendable {
             _ = try reader.readRaw(3, "reserved")
             let sequence = try reader.readUInt64("sequence")
             let firstIndex = try reader.readUInt64("firstIndex")
-            let stateRecords = try reader.readUInt32("stateRecords")
+            let createdRecords = Int(try reader.readUInt32("createdRecords"))
             let stored = try reader.readUInt32("checksum")
             guard stored == CRC32C.checksum(bytes[0..<28]) else {
                 throw StorageError.corruptSegmentHeader(segment: segment, reason: "checksum mismatch")
@@ -187,10 +194,10 @@ struct SegmentHeader: Equatable, Sendable {
             guard version == SegmentHeader.version else {
                 throw StorageError.corruptSegmentHeader(segment: segment, reason: "unsupported version \(version)")
             }
-            guard stateRecords == stateRecordCount else {
-                throw StorageError.corruptSegmentHeader(segment: segment, reason: "\(stateRecords) state records")
+            guard createdRecords >= stateRecordCount else {
+                throw StorageError.corruptSegmentHeader(segment: segment, reason: "\(createdRecords) records at creation")
             }
-            return SegmentHeader(sequence: sequence, firstIndex: firstIndex)
+            return SegmentHeader(sequence: sequence, firstIndex: firstIndex, createdRecordCount: createdRecords)
         } catch let error as StorageError {
             throw error
         } catch {
@@ -213,9 +220,17 @@ struct SegmentScan: Equatable, Sendable {
             && lhs.records.map(\.offset) == rhs.records.map(\.offset) && lhs.records.map(\.record) == rhs.records.map(\.record)
     }
 
-    /// Reads a segment's bytes. `isNewest` allows a torn tail: an invalid record (bad length or
-    /// checksum) after which no valid record starts anywhere, or valid records after the last
-    /// batch end. Anything else is corruption and throws.
+    /// Reads a segment's bytes. `isNewest` allows a torn tail: the bytes of the last batch, from
+    /// the end of the last whole batch to the end of the file, may be anything. Anything else is
+    /// corruption and throws.
+    ///
+    /// Where does the last batch start? A batch is written only after the one before it is synced,
+    /// so a crash can damage only the batch being written, but in any way: the kernel writes pages
+    /// back in any order, so a later page of that batch may be on disk and an earlier one not. An
+    /// invalid record is therefore a torn tail unless a valid record marked as the *start* of a
+    /// batch follows it: a batch that began after the damage proves the damage was synced over,
+    /// i.e. happened to data at rest. (A bad record followed only by valid continuation records of
+    /// its own batch is the page-reordering case, and is a torn tail.)
     static func scan(_ bytes: [UInt8], segment: String, isNewest: Bool, recordBytesMax: Int) throws(StorageError) -> SegmentScan {
         let header = try SegmentHeader.decode(bytes, segment: segment)
         var records: [(offset: Int, record: Record)] = []
@@ -243,7 +258,7 @@ struct SegmentScan: Equatable, Sendable {
                     batchEndRecordCount = records.count
                 }
             }
-            if let stop = stopOffset, !isNewest || validRecordStarts(in: raw, after: stop, recordBytesMax: recordBytesMax) {
+            if let stop = stopOffset, !isNewest || batchStarts(in: raw, after: stop, recordBytesMax: recordBytesMax) {
                 return .failure(.corruptRecord(segment: segment, offset: stop))
             }
             return .success(())
@@ -252,21 +267,22 @@ struct SegmentScan: Equatable, Sendable {
         if !isNewest && batchEndOffset != bytes.count {
             throw .incompleteBatch(segment: segment, offset: batchEndOffset)
         }
-        guard batchEndRecordCount >= Int(SegmentHeader.stateRecordCount) else {
-            // The state batch was written before the rename: it cannot be torn.
+        guard batchEndRecordCount >= header.createdRecordCount else {
+            // Written before the rename: these records cannot have been torn by a crash.
             throw .corruptRecord(segment: segment, offset: batchEndOffset)
         }
         records.removeLast(records.count - batchEndRecordCount)
         return SegmentScan(header: header, records: records, validBytes: batchEndOffset)
     }
 
-    /// Whether a valid record starts anywhere after `offset`. A torn write leaves garbage or zeros
-    /// up to the end of the file, never a valid record (its checksum would have to match by
-    /// chance, odds 2^-32 per plausible offset); finding one means the damage is in the middle.
-    static func validRecordStarts(in bytes: UnsafeRawBufferPointer, after offset: Int, recordBytesMax: Int) -> Bool {
+    /// Whether a valid record that starts a batch begins anywhere after `offset`. Every offset is
+    /// tried because a damaged length says nothing about where the next record is; garbage passes
+    /// for a record only if a CRC-32C matches by chance (odds 2^-32 per plausible offset).
+    static func batchStarts(in bytes: UnsafeRawBufferPointer, after offset: Int, recordBytesMax: Int) -> Bool {
         var candidate = offset + 1
         while candidate + RecordFormat.headerBytes <= bytes.count {
-            if RecordFormat.validRecord(in: bytes, at: candidate, recordBytesMax: recordBytesMax) != nil { return true }
+            if let found = RecordFormat.validRecord(in: bytes, at: candidate, recordBytesMax: recordBytesMax),
+               found.kindByte & RecordKind.batchStartFlag != 0 { return true }
             candidate += 1
         }
         return false

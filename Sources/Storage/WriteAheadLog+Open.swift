@@ -107,14 +107,16 @@ extension WriteAheadLog {
         // The initial entries go into the new segment before its rename, so the directory holds
         // either the whole initial state or no segment at all.
         var writer = ByteWriter()
+        var recordCount = 0
         if !initialState.entries.isEmpty {
             let records = try log.entryRecords(initialState.entries)
+            recordCount = records.count
             for (position, record) in records.enumerated() {
-                RecordFormat.append(record, endsBatch: position == records.count - 1, to: &writer)
+                RecordFormat.append(record, startsBatch: position == 0, endsBatch: position == records.count - 1, to: &writer)
             }
         }
         let segment = SegmentFile(sequence: 1, firstIndex: metadata.index + 1)
-        let (descriptor, bytes) = try log.createSegment(segment, extraBatch: writer.bytes)
+        let (descriptor, bytes) = try log.createSegment(segment, extraBatch: writer.bytes, extraRecordCount: recordCount)
         log.segmentDescriptor = descriptor
         log.segmentBytes = bytes
         log.segments = [segment]

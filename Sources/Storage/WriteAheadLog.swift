@@ -132,7 +132,7 @@ public final class WriteAheadLog {
         }
         if let state = batch.hardState { records.append(.hardState(state)) }
         for (position, record) in records.enumerated() {
-            RecordFormat.append(record, endsBatch: position == records.count - 1, to: &writer)
+            RecordFormat.append(record, startsBatch: position == 0, endsBatch: position == records.count - 1, to: &writer)
         }
         try makeRoom(forBatchBytes: writer.bytes.count)
         if let snapshot = batch.snapshot { try failing { () throws(StorageError) in try writeSnapshotFile(snapshot) } }
@@ -155,7 +155,7 @@ public final class WriteAheadLog {
         precondition(snapshot.metadata.index > snapshotMetadata.index && snapshot.metadata.index < nextIndex,
                      "compacting through \(snapshot.metadata.index) outside \(snapshotMetadata.index + 1)..<\(nextIndex)")
         var writer = ByteWriter()
-        RecordFormat.append(.snapshot(snapshot.metadata, .compacted), endsBatch: true, to: &writer)
+        RecordFormat.append(.snapshot(snapshot.metadata, .compacted), startsBatch: true, endsBatch: true, to: &writer)
         try makeRoom(forBatchBytes: writer.bytes.count)
         try failing { () throws(StorageError) in
             try writeSnapshotFile(snapshot)
@@ -197,7 +197,7 @@ public final class WriteAheadLog {
         try failing { () throws(StorageError) in
             let sequence = segments.last!.sequence + 1
             let segment = SegmentFile(sequence: sequence, firstIndex: nextIndex)
-            let (descriptor, bytes) = try createSegment(segment, extraBatch: [])
+            let (descriptor, bytes) = try createSegment(segment, extraBatch: [], extraRecordCount: 0)
             FileIO.close(segmentDescriptor)
             segmentDescriptor = descriptor
             segmentBytes = bytes
@@ -217,17 +217,19 @@ public final class WriteAheadLog {
     /// segment can be replayed once all older segments are gone.
     func stateBatch() -> [UInt8] {
         var writer = ByteWriter()
-        RecordFormat.append(.hardState(hardState), endsBatch: false, to: &writer)
-        RecordFormat.append(.snapshot(snapshotMetadata, .compacted), endsBatch: true, to: &writer)
+        RecordFormat.append(.hardState(hardState), startsBatch: true, endsBatch: false, to: &writer)
+        RecordFormat.append(.snapshot(snapshotMetadata, .compacted), startsBatch: false, endsBatch: true, to: &writer)
         return writer.bytes
     }
 
     /// Writes the segment complete under a temporary name, syncs it, renames it into place and
     /// syncs the directory. Returns a descriptor open for appending and the segment's size.
-    func createSegment(_ segment: SegmentFile, extraBatch: [UInt8]) throws(StorageError) -> (Int32, Int) {
+    func createSegment(_ segment: SegmentFile, extraBatch: [UInt8], extraRecordCount: Int) throws(StorageError) -> (Int32, Int) {
         let finalPath = path(segment.name)
         let temporaryPath = finalPath + ".tmp"
-        let bytes = SegmentHeader(sequence: segment.sequence, firstIndex: segment.firstIndex).encoded + stateBatch() + extraBatch
+        let header = SegmentHeader(sequence: segment.sequence, firstIndex: segment.firstIndex,
+                                   createdRecordCount: SegmentHeader.stateRecordCount + extraRecordCount)
+        let bytes = header.encoded + stateBatch() + extraBatch
         let descriptor = try FileIO.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
         do {
             try FileIO.writeAll(descriptor, bytes, path: temporaryPath)

@@ -74,6 +74,21 @@ import Wire
         }
     }
 
+    /// Pages of one write reach the disk in any order: the last batch's first record may be lost
+    /// while its later records survive. That batch was never acknowledged: a torn tail.
+    @Test func aLostEarlierPageOfTheLastBatchIsATornTail() throws {
+        let directory = TemporaryDirectory()
+        let (before, _, batchOffset) = try logWithTwoBatches(directory)
+        let segment = segmentPaths(in: directory.wal)[0]
+        var bytes = readBytes(segment)
+        // Zero the first record of the last batch (its header and part of its body).
+        for position in batchOffset..<(batchOffset + 12) { bytes[position] = 0 }
+        writeBytes(segment, bytes)
+        let (_, state) = try WriteAheadLog.open(directory: directory.wal)
+        #expect(state == before)
+        #expect(readBytes(segment).count == batchOffset)
+    }
+
     @Test func aBitFlipInTheMiddleIsACorruptRecordNotAReset() throws {
         let directory = TemporaryDirectory()
         let (_, _, batchOffset) = try logWithTwoBatches(directory)
