@@ -103,6 +103,22 @@ extension WriteAheadLog {
             directory: directory, configuration: configuration, lockDescriptor: lock, segmentDescriptor: -1,
             segments: [], segmentBytes: 0, nextIndex: metadata.index + 1,
             hardState: initialState.hardState, snapshotMetadata: metadata)
+        do {
+            try initialise(log, with: initialState)
+        } catch {
+            // `open` closes the lock on failure; the log must not close it a second time.
+            log.lockDescriptor = -1
+            throw error
+        }
+        return (log, initialState)
+    }
+
+    static func initialise(_ log: WriteAheadLog, with initialState: PersistentState) throws(StorageError) {
+        let metadata = initialState.snapshot.metadata
+        for (offset, entry) in initialState.entries.enumerated() {
+            precondition(entry.index == metadata.index + 1 + UInt64(offset),
+                         "initial entry \(entry.index) does not continue snapshot \(metadata.index) contiguously")
+        }
         if metadata.index > 0 { try log.writeSnapshotFile(initialState.snapshot) }
         // The initial entries go into the new segment before its rename, so the directory holds
         // either the whole initial state or no segment at all.
@@ -115,6 +131,10 @@ extension WriteAheadLog {
                 RecordFormat.append(record, startsBatch: position == 0, endsBatch: position == records.count - 1, to: &writer)
             }
         }
+        let freshBytes = SegmentHeader.bytes + log.stateBatch().count
+        guard freshBytes + writer.bytes.count <= log.configuration.segmentBytesMax else {
+            throw .batchTooLarge(bytes: writer.bytes.count, batchBytesMax: log.configuration.segmentBytesMax - freshBytes)
+        }
         let segment = SegmentFile(sequence: 1, firstIndex: metadata.index + 1)
         let (descriptor, bytes) = try log.createSegment(segment, extraBatch: writer.bytes, extraRecordCount: recordCount)
         log.segmentDescriptor = descriptor
@@ -122,7 +142,6 @@ extension WriteAheadLog {
         log.segments = [segment]
         log.nextIndex = initialState.entries.last.map { $0.index + 1 } ?? metadata.index + 1
         log.removeOutdatedFiles()
-        return (log, initialState)
     }
 
     static func parseSegmentName(_ name: String) -> SegmentFile? {

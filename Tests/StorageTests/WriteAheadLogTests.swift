@@ -18,6 +18,23 @@ import Wire
         _ = try RaftNode(id: NodeID(1), configuration: try RaftConfiguration(), restoring: reopened, randomSeed: 1)
     }
 
+    /// A server can also start from a snapshot (restored from a backup, say): file and entries
+    /// after it are written before `open` returns.
+    @Test func anInitialStateWithASnapshotIsWrittenWhole() throws {
+        let directory = TemporaryDirectory()
+        let initial = PersistentState(
+            hardState: HardState(term: 3, votedFor: NodeID(2), commitIndex: 10),
+            snapshot: Snapshot(metadata: SnapshotMetadata(index: 10, term: 3, membership: Membership(voters: voters)), data: [1, 2, 3]),
+            entries: entries(11...12, term: 3))
+        do {
+            let (log, state) = try WriteAheadLog.open(directory: directory.wal, initialState: initial)
+            #expect(state == initial)
+            #expect(log.lastIndex == 12 && log.snapshotIndex == 10)
+        }
+        let (_, reopened) = try WriteAheadLog.open(directory: directory.wal)
+        #expect(reopened == initial)
+    }
+
     @Test func appendedBatchesSurviveARestart() throws {
         let directory = TemporaryDirectory()
         var model = ModelLog(state: .bootstrap(voters: voters))
