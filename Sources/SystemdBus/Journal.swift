@@ -58,17 +58,13 @@ public enum UnitJournal {
         precondition(backlog >= 0 && bufferedEntriesMax >= 1, "backlog >= 0 and bufferedEntriesMax >= 1")
         let (stream, continuation) = AsyncThrowingStream.makeStream(
             of: JournalEntry.self, bufferingPolicy: .bufferingNewest(bufferedEntriesMax))
-        let stopFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        continuation.onTermination = { _ in
-            var one: UInt64 = 1
-            _ = withUnsafeBytes(of: &one) { write(stopFD, $0.baseAddress, 8) }
-        }
+        let stop = StopSignal()
+        continuation.onTermination = { _ in stop.signal() }
         Thread.detachNewThread {
-            defer { close(stopFD) }
             do {
                 let journal = try JournalHandle(source: source, unit: unit)
                 for entry in try journal.tail(backlog) { continuation.yield(entry) }
-                try journal.followNew(stopFD: stopFD) { continuation.yield($0) }
+                try journal.followNew(stopFD: stop.fd) { continuation.yield($0) }
                 continuation.finish()
             } catch {
                 continuation.finish(throwing: error)
@@ -84,6 +80,25 @@ public enum UnitJournal {
             }
         }
     }
+}
+
+/// An eventfd that tells a follow thread to stop. Shared by the thread and the stream's
+/// termination handler; closed when both have let go, so neither can use a closed (or reused)
+/// descriptor.
+final class StopSignal: Sendable {
+    let fd: Int32
+
+    init() {
+        fd = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        precondition(fd >= 0, "eventfd failed: \(errnoName(errno))")
+    }
+
+    func signal() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress, 8) }
+    }
+
+    deinit { close(fd) }
 }
 
 /// An open sd_journal, confined to the thread that made it.

@@ -404,6 +404,14 @@ struct MachineTests {
             // The machine's systemd brings dbus back (socket activation); the client reconnects.
             try machine.exec("systemctl start dbus.service")
             #expect(await manager.waitUntilConnected(timeout: .seconds(20)))
+            // The life cycle was reported: connected, disconnected, then connected again.
+            var events: [ConnectionEvent] = []
+            for await event in manager.connectionEvents {
+                events.append(event)
+                if case .connected(let attempt) = event, attempt > 0 { break }
+            }
+            #expect(events.first == .connected(attempt: 0))
+            #expect(events.contains { if case .disconnected = $0 { true } else { false } })
             // A state change made while the bus was away is seen through the resync.
             _ = try await awaitState(manager.stateChanges, unit: slow, timeout: .seconds(40)) { $0.active == .active }
             #expect(try await manager.stopUnit(slow) == .done)
