@@ -20,6 +20,8 @@ let package = Package(
         .target(name: "UnitFile"),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
+        // Pure: SWIM + Lifeguard membership core (on<Event>() -> [<Event>Directive]) and its codec. Standard library only.
+        .target(name: "Membership"),
         // Pure: framed, versioned, checksummed binary encoding of Raft messages and log values.
         .target(name: "Wire", dependencies: ["Raft"]),
         // Shell: the write-ahead log and snapshot files of a Raft node (segments, CRC-32C records, fsync).
@@ -47,8 +49,14 @@ let package = Package(
         // Benchmark of the write-ahead log's fsync cost (Contrib/bench/wal drives it).
         .executableTarget(name: "flotilla-bench-wal", dependencies: ["Storage", "Raft"]),
 
+        // Benchmark: the membership simulation at 100 to 10,000 members (Contrib/bench/membership).
+        .executableTarget(name: "flotilla-bench-membership", dependencies: ["Membership"]),
+
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
+        // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.
+        .testTarget(name: "MembershipSimulationTests", dependencies: ["flotilla-bench-membership", "Membership"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).

@@ -1,0 +1,159 @@
+// Failure detection: SWIM §3.1 probing with Lifeguard's nacks and local health (§4.1, §4.2).
+
+extension MembershipInstance {
+    mutating func runProbeTimers(now: MonotonicInstant, into effects: inout [Effect]) {
+        guard !isLeaving else { return }
+        if var current = probe {
+            if !current.acked, !current.indirectSent, now >= current.timeoutAt {
+                sendIndirectProbes(&current, into: &effects)
+            }
+            probe = current
+            guard now >= current.endAt else { return }
+            finishProbe(current, now: now, into: &effects)
+            probe = nil
+        }
+        if now >= nextProbeAt { startProbe(now: now, into: &effects) }
+    }
+
+    /// SWIM §4.3: "the member selects ping targets in a round-robin fashion" over a list that is
+    /// randomly permuted at the end of each traversal, bounding the worst-case detection time.
+    mutating func nextProbeTarget() -> MemberID? {
+        guard activeOtherCount > 0 else { return nil }
+        var examined = 0
+        while examined <= probeOrder.count {
+            if probeIndex >= probeOrder.count {
+                var order = probeOrder
+                probeOrder = []
+                order.removeAll { indexByID[$0] == nil }
+                shuffle(&order)
+                probeOrder = order
+                probeIndex = 0
+                if probeOrder.isEmpty { return nil }
+            }
+            let id = probeOrder[probeIndex]
+            probeIndex += 1
+            examined += 1
+            // memberlist probes suspect members (that is where the buddy system helps) but not
+            // dead or left ones.
+            if let index = indexByID[id], records[index].member.status.isActive { return id }
+        }
+        return nil
+    }
+
+    mutating func shuffle(_ ids: inout [MemberID]) {
+        guard ids.count > 1 else { return }
+        for i in stride(from: ids.count - 1, to: 0, by: -1) {
+            ids.swapAt(i, random.below(i + 1))
+        }
+    }
+
+    mutating func startProbe(now: MonotonicInstant, into effects: inout [Effect]) {
+        nextProbeAt = now + scaled(configuration.probeIntervalMilliseconds)
+        guard let targetID = nextProbeTarget(), let index = indexByID[targetID] else { return }
+        let target = records[index].member
+        let sequenceNumber = takeSequenceNumber()
+        // Lifeguard §4.4 buddy system: a suspect learns of the suspicion from the ping itself, so it
+        // can refute at once rather than waiting for gossip to reach it.
+        var notice: Gossip?
+        if target.status == .suspect {
+            notice = .suspect(target.id, incarnation: target.incarnation, from: localMember.id)
+        }
+        let ping = datagram(.ping(Ping(sequenceNumber: sequenceNumber, targetID: target.id)), first: notice)
+        effects.append(.send(ping, to: target.address))
+        probe = ProbeState(sequenceNumber: sequenceNumber, targetID: target.id,
+                           timeoutAt: now + scaled(configuration.probeTimeoutMilliseconds),
+                           endAt: nextProbeAt)
+    }
+
+    /// SWIM §3.1: without a direct ack in time, "Mi selects k members at random and sends each a
+    /// ping-req(Mj) message". Lifeguard §4.1: each is asked for a nack.
+    mutating func sendIndirectProbes(_ current: inout ProbeState, into effects: inout [Effect]) {
+        current.indirectSent = true
+        guard let targetIndex = indexByID[current.targetID] else { return }
+        let targetAddress = records[targetIndex].member.address
+        let targetID = current.targetID
+        let helpers = randomIndices(count: configuration.indirectChecks) {
+            $0.member.status == .alive && $0.member.id != targetID
+        }
+        for index in helpers {
+            let request = PingRequest(sequenceNumber: current.sequenceNumber, targetID: targetID,
+                                      targetAddress: targetAddress, wantsNack: true)
+            effects.append(.send(datagram(.pingRequest(request)), to: records[index].member.address))
+        }
+        current.expectedNacks = helpers.count
+    }
+
+    /// The end of a protocol period without an ack: adjust local health and suspect the target.
+    mutating func finishProbe(_ finished: ProbeState, now: MonotonicInstant, into effects: inout [Effect]) {
+        guard !finished.acked else { return }
+        // Lifeguard §4.2 (as memberlist applies it): with helpers, each missing nack means our own
+        // network or process is the likelier culprit; without helpers, any failed probe counts.
+        if finished.expectedNacks > 0 {
+            applyAwareness(delta: max(0, finished.expectedNacks - finished.nacksReceived))
+        } else {
+            applyAwareness(delta: 1)
+        }
+        guard let index = indexByID[finished.targetID] else { return }
+        let target = records[index].member
+        guard target.status.isActive else { return }
+        // SWIM §4.2: no ack, direct or indirect, so the prober "marks Mj as a suspected member".
+        apply(.suspect(target.id, incarnation: target.incarnation, from: localMember.id), now: now, into: &effects)
+    }
+
+    mutating func handlePing(_ ping: Ping, from address: MemberAddress, into effects: inout [Effect]) {
+        // A ping for a different machine (our address was reused): stay silent, so the prober
+        // does not take our ack for the other machine's.
+        guard ping.targetID == localMember.id else { return }
+        effects.append(.send(datagram(.ack(Ack(sequenceNumber: ping.sequenceNumber))), to: address))
+    }
+
+    mutating func handlePingRequest(_ request: PingRequest, from address: MemberAddress, now: MonotonicInstant,
+                                    into effects: inout [Effect]) {
+        // Bounded: beyond this we drop the request, and the prober counts a missed nack.
+        guard relays.count < configuration.indirectProbesInFlightMax, request.targetID != localMember.id else { return }
+        let sequenceNumber = takeSequenceNumber()
+        let ping = datagram(.ping(Ping(sequenceNumber: sequenceNumber, targetID: request.targetID)))
+        effects.append(.send(ping, to: request.targetAddress))
+        // Lifeguard §4.1: nack after 80 % of the probe timeout, so it reaches the prober before
+        // the prober's own protocol period ends.
+        let nackAfter = configuration.probeTimeoutMilliseconds * Int64(configuration.nackTimeoutPercent) / 100
+        relays.append(Relay(sequenceNumber: sequenceNumber, origin: address,
+                            originSequenceNumber: request.sequenceNumber, wantsNack: request.wantsNack,
+                            nackAt: now + nackAfter, expireAt: now + configuration.probeIntervalMilliseconds))
+    }
+
+    mutating func handleAck(_ ack: Ack, now: MonotonicInstant, into effects: inout [Effect]) {
+        if var current = probe, current.sequenceNumber == ack.sequenceNumber {
+            if !current.acked {
+                current.acked = true
+                // Lifeguard §4.2: a successful probe lowers the multiplier.
+                applyAwareness(delta: -1)
+            }
+            probe = current
+            return
+        }
+        if let position = relays.firstIndex(where: { $0.sequenceNumber == ack.sequenceNumber }) {
+            let relay = relays.remove(at: position)
+            let forwarded = datagram(.ack(Ack(sequenceNumber: relay.originSequenceNumber)))
+            effects.append(.send(forwarded, to: relay.origin))
+        }
+    }
+
+    mutating func handleNack(_ nack: Nack) {
+        guard var current = probe, current.sequenceNumber == nack.sequenceNumber else { return }
+        // Never more than we asked for: a duplicated nack must not hide a missing one.
+        current.nacksReceived = min(current.nacksReceived + 1, current.expectedNacks)
+        probe = current
+    }
+
+    mutating func runRelayTimers(now: MonotonicInstant, into effects: inout [Effect]) {
+        guard !relays.isEmpty else { return }
+        for position in relays.indices where relays[position].wantsNack && !relays[position].nackSent
+            && now >= relays[position].nackAt {
+            relays[position].nackSent = true
+            let nack = datagram(.nack(Nack(sequenceNumber: relays[position].originSequenceNumber)))
+            effects.append(.send(nack, to: relays[position].origin))
+        }
+        relays.removeAll { now >= $0.expireAt }
+    }
+}

@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+@testable import flotilla_bench_membership
+import Membership
+import Testing
+
+/// Seeded whole-cluster runs of the membership core (the simulator lives in
+/// Sources/flotilla-bench-membership so the benchmark runs the same code at 100 to 10,000
+/// members). Sizes here are scaled down so the debug-build suite stays well under three minutes
+/// on two busy cores; `Contrib/bench/membership` runs 1,000 and 10,000 in release.
+///
+/// Every run's seed is in its failure message; `SIM_SEED=n` replays that seed:
+/// `SIM_SEED=n swift test --scratch-path .build-members --filter MembershipSimulationTests`.
+@Suite struct MembershipSimulationTests {
+    static var seed: UInt64 {
+        guard let text = getenv("SIM_SEED") else { return 20_261_125 }
+        return UInt64(String(cString: text)) ?? 20_261_125
+    }
+
+    static func replay(_ seed: UInt64) -> Comment {
+        "replay: SIM_SEED=\(seed) swift test --scratch-path .build-members --filter MembershipSimulationTests"
+    }
+
+    @Test func massJoinThroughOneSeedConverges() {
+        let seed = Self.seed
+        let result = Scenarios.massJoin(memberCount: 150, seed: seed, limitMilliseconds: 120_000)
+        print("mass join, 150 members, seed \(seed): all know all after \(result.allKnowAllMilliseconds.map { "\($0) ms" } ?? "never")")
+        #expect(result.allKnowAllMilliseconds != nil && result.allKnowAllMilliseconds! <= 60_000, Self.replay(seed))
+    }
+
+    @Test func crashedMemberIsSeenDeadByAllAndUpdatesSpread() {
+        let seed = Self.seed
+        let result = Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2)
+        print("crash, 150 members, seed \(seed): all saw dead after \(result.allDetectedMilliseconds) ms; updates reached all after \(result.disseminationMilliseconds) ms; \(result.datagramsPerMemberPerSecond) datagrams/member/s")
+        // LAN defaults at N = 150: suspicion min = 4 × log10(150) × 1 s ≈ 8.7 s, reached after two
+        // confirmations; plus detection (≤ a few probe periods) and dissemination.
+        #expect(result.allDetectedMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
+        #expect(result.disseminationMilliseconds.allSatisfy { $0 != nil && $0! <= 5_000 }, Self.replay(seed))
+        #expect(result.falsePositives == 0, Self.replay(seed))
+        #expect(result.datagramBytesMax <= 1_400, Self.replay(seed))
+    }
+
+    // Lifeguard §5: a member whose messages are delayed (the paper starves its CPU) must not get
+    // healthy members declared dead: its missed nacks raise its local health multiplier, and the
+    // members it suspects hear of it at once (buddy system) and refute.
+    @Test func delayedMemberCausesNoFalsePositives() {
+        let seed = Self.seed
+        let result = Scenarios.falsePositives(memberCount: 120, seed: seed, durationMilliseconds: 60_000,
+                                              lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: 1_500)
+        print("delayed member, 120 members, seed \(seed): \(result.declarations) false declarations about healthy members, \(result.slowMemberDeclarations) about the slow one")
+        #expect(result.declarations == 0, Self.replay(seed))
+        #expect(result.slowMemberDeclarations == 0, Self.replay(seed))
+    }
+
+    @Test func fivePercentLossCausesFewFalsePositives() {
+        let seed = Self.seed
+        let result = Scenarios.falsePositives(memberCount: 120, seed: seed, durationMilliseconds: 60_000,
+                                              lossProbability: 0.05)
+        print("5% loss, 120 members, 60 s, seed \(seed): \(result.declarations) false declarations, \(result.membersAffected) members affected")
+        // SWIM's indirect probes and Lifeguard's suspicion make this rare; one in a minute of
+        // 120 members would already be far worse than memberlist's published behaviour.
+        #expect(result.membersAffected <= 1, Self.replay(seed))
+    }
+
+    @Test func partitionThatHealsConverges() {
+        let seed = Self.seed
+        let result = Scenarios.partitionHeals(memberCount: 60, seed: seed, partitionMilliseconds: 45_000,
+                                              limitMilliseconds: 180_000)
+        print("partition, 60 members, 45 s, seed \(seed): sides saw each other dead \(result.sidesSawEachOtherDead); converged \(result.convergedAfterHealMilliseconds.map { "\($0) ms" } ?? "never") after the heal")
+        #expect(result.sidesSawEachOtherDead, Self.replay(seed))
+        #expect(result.convergedAfterHealMilliseconds != nil, Self.replay(seed))
+    }
+}
