@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
@@ -52,6 +53,17 @@ let package = Package(
         // Benchmark: the membership simulation at 100 to 10,000 members (Contrib/bench/membership).
         .executableTarget(name: "flotilla-bench-membership", dependencies: ["Membership"]),
 
+        // Shell: Raft messages between peers over TCP (SwiftNIO), framed with Wire, bounded queues.
+        .target(
+            name: "Transport",
+            dependencies: [
+                "Raft", "Wire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
@@ -59,6 +71,11 @@ let package = Package(
         .testTarget(name: "MembershipSimulationTests", dependencies: ["flotilla-bench-membership", "Membership"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
+        .testTarget(
+            name: "TransportTests",
+            dependencies: ["Transport", "Wire", "Raft", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
