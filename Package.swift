@@ -63,6 +63,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Shell: one Raft replica for real (RaftNode + WriteAheadLog + Transport on one event loop).
+        .target(
+            name: "RaftReplica",
+            dependencies: [
+                "Raft", "Storage", "Transport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
@@ -74,6 +84,11 @@ let package = Package(
         .testTarget(
             name: "TransportTests",
             dependencies: ["Transport", "Wire", "Raft", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RaftReplicaTests",
+            dependencies: ["RaftReplica", "Transport", "Storage", "Raft", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).

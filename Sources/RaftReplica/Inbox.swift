@@ -1,0 +1,81 @@
+import NIOCore
+import Raft
+import Synchronization
+
+/// One client proposal on its way to the loop.
+struct ProposalRequest: Sendable {
+    var data: [UInt8]
+    var stamp: ClientStamp?
+    var completion: @Sendable (Result<AppliedProposal, ProposalError>) -> Void
+}
+
+/// The bounded hand-off from other threads (the transport's IO loop, clients) to the Raft loop.
+///
+/// Offers append under a lock; the first offer after the loop drained schedules one turn of the
+/// loop. Everything that arrives while the loop is busy (for example inside an fsync) is taken by
+/// the next turn together, so one Ready, and one fsync, covers all of it: group commit.
+final class Inbox: Sendable {
+    struct Contents {
+        var messages: [Message] = []
+        var proposals: [ProposalRequest] = []
+        var isTurnScheduled = false
+        var messagesDropped = 0
+        /// Proposals taken by the loop and not yet answered (the loop keeps this up to date).
+        var proposalsInFlight = 0
+    }
+
+    let messagesMax: Int
+    let proposalsMax: Int
+    let contents = Mutex(Contents())
+
+    init(messagesMax: Int, proposalsMax: Int) {
+        self.messagesMax = messagesMax
+        self.proposalsMax = proposalsMax
+    }
+
+    /// Returns whether the caller must schedule a turn.
+    func offer(_ message: Message) -> Bool {
+        contents.withLock { contents in
+            guard contents.messages.count < messagesMax else {
+                contents.messagesDropped += 1
+                return false
+            }
+            contents.messages.append(message)
+            return scheduleIfIdle(&contents)
+        }
+    }
+
+    /// Returns whether the caller must schedule a turn, or nil when the proposal is refused.
+    func offer(_ proposal: ProposalRequest) -> Bool? {
+        contents.withLock { contents in
+            guard contents.proposals.count + contents.proposalsInFlight < proposalsMax else { return nil }
+            contents.proposals.append(proposal)
+            return scheduleIfIdle(&contents)
+        }
+    }
+
+    private func scheduleIfIdle(_ contents: inout Contents) -> Bool {
+        if contents.isTurnScheduled { return false }
+        contents.isTurnScheduled = true
+        return true
+    }
+
+    /// Takes everything queued; the next offer schedules a new turn.
+    func take() -> (messages: [Message], proposals: [ProposalRequest]) {
+        contents.withLock { contents in
+            let taken = (contents.messages, contents.proposals)
+            contents.messages = []
+            contents.proposals = []
+            contents.isTurnScheduled = false
+            contents.proposalsInFlight += taken.1.count
+            return taken
+        }
+    }
+
+    func proposalsAnswered(_ count: Int) {
+        guard count > 0 else { return }
+        contents.withLock { $0.proposalsInFlight -= count }
+    }
+
+    var messagesDropped: Int { contents.withLock { $0.messagesDropped } }
+}

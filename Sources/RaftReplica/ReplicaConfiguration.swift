@@ -1,0 +1,139 @@
+import NIOCore
+import Raft
+import Storage
+import Transport
+
+/// Tunables of one `RaftReplica`. Relations are checked by `init`.
+public struct ReplicaConfiguration: Sendable {
+    public let id: NodeID
+    /// The founding voters, used only when `dataDirectory` holds no log yet
+    /// (`PersistentState.bootstrap(voters:)`); a restarted replica recovers its membership from disk.
+    public let foundingVoters: [NodeID]
+    public let dataDirectory: String
+    public let raft: RaftConfiguration
+    public let writeAheadLog: WriteAheadLogConfiguration
+    /// The wall-clock length of one Raft tick. Election timeouts are `raft.electionTimeoutTicks`
+    /// of these (randomised up to twice that by the core).
+    public let tickInterval: TimeAmount
+    /// Messages from peers waiting for the Raft loop. When full, the newest is dropped and counted:
+    /// Raft tolerates loss, and a loop this far behind is better served by shedding than queueing.
+    public let inboxMessagesMax: Int
+    /// Client proposals waiting for the loop or for their entry to be applied. Past this, new
+    /// proposals fail at once with `ProposalError.overloaded`.
+    public let pendingProposalsMax: Int
+    /// Ready batches handled in one turn of the loop before yielding to other work (ticks, IO).
+    public let readyBatchesPerTurnMax: Int
+    /// Seeds the core's randomised election timeouts.
+    public let randomSeed: UInt64
+
+    public init(
+        id: NodeID,
+        foundingVoters: [NodeID],
+        dataDirectory: String,
+        raft: RaftConfiguration,
+        writeAheadLog: WriteAheadLogConfiguration = WriteAheadLogConfiguration(),
+        tickInterval: TimeAmount = .milliseconds(10),
+        inboxMessagesMax: Int = 16 * 1024,
+        pendingProposalsMax: Int = 16 * 1024,
+        readyBatchesPerTurnMax: Int = 4,
+        randomSeed: UInt64
+    ) throws(ReplicaError) {
+        guard foundingVoters.contains(id) else {
+            throw .invalidConfiguration("founding voters \(foundingVoters) do not include this replica \(id)")
+        }
+        guard Set(foundingVoters).count == foundingVoters.count else {
+            throw .invalidConfiguration("duplicate founding voter in \(foundingVoters)")
+        }
+        guard tickInterval.nanoseconds > 0 else { throw .invalidConfiguration("tickInterval must be positive") }
+        for (name, value) in [("inboxMessagesMax", inboxMessagesMax), ("pendingProposalsMax", pendingProposalsMax),
+                              ("readyBatchesPerTurnMax", readyBatchesPerTurnMax)] where value <= 0 {
+            throw .invalidConfiguration("\(name) must be positive, is \(value)")
+        }
+        // A record must hold the largest entry the core accepts, or an accepted proposal could
+        // never be made durable.
+        guard writeAheadLog.recordBytesMax > raft.entryBytesMax + 1024 else {
+            throw .invalidConfiguration(
+                "writeAheadLog.recordBytesMax \(writeAheadLog.recordBytesMax) must exceed raft.entryBytesMax \(raft.entryBytesMax) plus overhead")
+        }
+        self.id = id
+        self.foundingVoters = foundingVoters
+        self.dataDirectory = dataDirectory
+        self.raft = raft
+        self.writeAheadLog = writeAheadLog
+        self.tickInterval = tickInterval
+        self.inboxMessagesMax = inboxMessagesMax
+        self.pendingProposalsMax = pendingProposalsMax
+        self.readyBatchesPerTurnMax = readyBatchesPerTurnMax
+        self.randomSeed = randomSeed
+    }
+}
+
+public enum ReplicaError: Error, Equatable, Sendable {
+    case invalidConfiguration(String)
+    case storage(StorageError)
+    /// The recovered state does not satisfy the core (a bug or a foreign directory).
+    case unusableState(String)
+    case transport(TransportError)
+    case stopped
+}
+
+/// Why a proposal was not applied. A client may retry `notLeader` at the leader named, and
+/// `superseded`, `overloaded` or `stopped` anywhere, with the same `ClientStamp` so that the
+/// state machine can drop duplicates (thesis §6.3).
+public enum ProposalError: Error, Equatable, Sendable {
+    /// This replica is not the leader; `leaderID` is the one it knows of, if any.
+    case notLeader(leaderID: NodeID?)
+    case dropped(DropReason)
+    /// The entry appended for the proposal was replaced by another leader's entry at that index
+    /// (§5.3, §8): it will never be applied.
+    case superseded(index: UInt64, term: UInt64)
+    case overloaded(pendingProposalsMax: Int)
+    /// The replica stopped, or its storage failed, before the entry was applied. It may still be
+    /// committed by the others: only a retry with the same stamp is safe.
+    case stopped
+}
+
+/// A proposal that was committed and applied on this replica.
+public struct AppliedProposal: Equatable, Sendable {
+    public var index: UInt64
+    public var term: UInt64
+    /// What the state machine returned for the entry.
+    public var result: [UInt8]
+
+    public init(index: UInt64, term: UInt64, result: [UInt8]) {
+        self.index = index
+        self.term = term
+        self.result = result
+    }
+}
+
+/// A consistent view of the replica, taken on its loop.
+public struct ReplicaStatus: Equatable, Sendable {
+    public var id: NodeID
+    public var role: Role
+    public var term: UInt64
+    public var leaderID: NodeID?
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var lastIndex: UInt64
+    public var pendingProposals: Int
+    public var inboxMessagesDropped: Int
+    public var storageSyncs: Int
+    /// Set once the write-ahead log failed: the replica has stopped taking part.
+    public var storageFailure: StorageError?
+}
+
+/// The application's side of the replica. Both closures run on the replica's loop, one at a
+/// time, in log order; they must not block for long (the loop also ticks and persists).
+public struct StateMachine {
+    /// Applies one committed entry (commands, and also the core's no-op and membership entries,
+    /// which most state machines ignore) and returns the answer for its proposer.
+    public var apply: (Entry) -> [UInt8]
+    /// Replaces the whole state with a snapshot's (received from a leader, or recovered at start).
+    public var restore: (Snapshot) -> Void
+
+    public init(apply: @escaping (Entry) -> [UInt8], restore: @escaping (Snapshot) -> Void) {
+        self.apply = apply
+        self.restore = restore
+    }
+}

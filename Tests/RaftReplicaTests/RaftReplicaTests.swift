@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Storage
+import Synchronization
+import Testing
+import Transport
+
+@testable import RaftReplica
+
+/// A state machine that records the commands it applies, readable from the test.
+final class AppliedCommands: Sendable {
+    let commands = Mutex<[[UInt8]]>([])
+
+    var all: [[UInt8]] { commands.withLock { $0 } }
+
+    func stateMachine() -> StateMachine {
+        StateMachine(
+            apply: { entry in
+                guard case .command(let data, _) = entry.payload else { return [] }
+                self.commands.withLock { $0.append(data) }
+                return Array(data.reversed())
+            },
+            restore: { _ in self.commands.withLock { $0 = [] } })
+    }
+}
+
+/// Polls `condition` until it holds. The bound only catches hangs: CPU-bound suites elsewhere may
+/// hold the 2-thread cooperative pool for a long time.
+func eventually(timeout: Duration = .seconds(90), _ what: String, _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("timed out after \(timeout) waiting for: \(what)")
+    throw CancellationError()
+}
+
+/// Three replicas in this process, each with its own Raft loop and its own data directory.
+final class LoopbackCluster {
+    let ids = [NodeID(1), NodeID(2), NodeID(3)]
+    let root: String
+    let transportGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var raftGroups: [NodeID: MultiThreadedEventLoopGroup] = [:]
+    var replicas: [NodeID: RaftReplica] = [:]
+    var applied: [NodeID: AppliedCommands] = [:]
+    var ports: [NodeID: Int] = [:]
+
+    init() {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("raft-replica-\(UUID().uuidString)").path
+    }
+
+    func start() async throws {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        for id in ids { try await start(id, port: 0, peers: [:]) }
+        for id in ids {
+            for other in ids where other != id {
+                replicas[id]!.transport.setPeer(other, address: PeerAddress(host: "127.0.0.1", port: ports[other]!))
+            }
+        }
+    }
+
+    func start(_ id: NodeID, port: Int, peers: [NodeID: PeerAddress]) async throws {
+        let raft = try RaftConfiguration(electionTimeoutTicks: 10, heartbeatIntervalTicks: 1)
+        let configuration = try ReplicaConfiguration(
+            id: id, foundingVoters: ids, dataDirectory: "\(root)/\(id)", raft: raft,
+            tickInterval: .milliseconds(10), randomSeed: id.rawValue &* 7919)
+        let transportConfiguration = try TransportConfiguration(
+            localID: id, listenAddress: PeerAddress(host: "127.0.0.1", port: port), peers: peers,
+            reconnectDelayMin: .milliseconds(5), reconnectDelayMax: .milliseconds(200), jitterSeed: id.rawValue)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let commands = AppliedCommands()
+        let replica = try await RaftReplica.start(
+            configuration: configuration, transportConfiguration: transportConfiguration,
+            eventLoop: group.next(), transportEventLoop: transportGroup.next(),
+            logger: Logger(label: "replica-\(id)"), stateMachine: commands.stateMachine())
+        raftGroups[id] = group
+        replicas[id] = replica
+        applied[id] = commands
+        ports[id] = replica.transport.listenPort
+    }
+
+    func restart(_ id: NodeID) async throws {
+        let peers = Dictionary(uniqueKeysWithValues: ids.filter { $0 != id }.map {
+            ($0, PeerAddress(host: "127.0.0.1", port: ports[$0]!))
+        })
+        try await start(id, port: ports[id]!, peers: peers)
+    }
+
+    func stop(_ id: NodeID) async throws {
+        guard let replica = replicas.removeValue(forKey: id) else { return }
+        await replica.stop()
+        try await raftGroups.removeValue(forKey: id)!.shutdownGracefully()
+    }
+
+    /// The single leader among the running replicas that all of them agree on.
+    func leader() async -> RaftReplica? {
+        var statuses: [ReplicaStatus] = []
+        for replica in replicas.values {
+            guard let status = await replica.status() else { return nil }
+            statuses.append(status)
+        }
+        let leaders = statuses.filter { $0.role == .leader }
+        guard leaders.count == 1, let leader = leaders.first,
+              statuses.allSatisfy({ $0.leaderID == leader.id && $0.term == leader.term }) else { return nil }
+        return replicas[leader.id]
+    }
+
+    func waitForLeader() async throws -> RaftReplica {
+        var found: RaftReplica?
+        try await eventually("one leader that every running replica follows") {
+            found = await leader()
+            return found != nil
+        }
+        return found!
+    }
+
+    func shutdown() async throws {
+        for id in Array(replicas.keys) { try await stop(id) }
+        try await transportGroup.shutdownGracefully()
+    }
+}
+
+func command(_ number: Int) -> [UInt8] { Array("command-\(number)".utf8) }
+
+@Suite("Raft replicas on loopback with real write-ahead logs")
+struct RaftReplicaTests {
+    @Test func threeReplicasElectCommitSurviveTheLeadersStopAndRecoverFromDisk() async throws {
+        let cluster = LoopbackCluster()
+        try await cluster.start()
+        do {
+            let first = try await cluster.waitForLeader()
+
+            // Concurrent proposals share fsyncs; each is answered when applied, with the state
+            // machine's result.
+            let results = try await withThrowingTaskGroup(of: AppliedProposal.self) { group in
+                for number in 0..<50 { group.addTask { try await first.propose(command(number)) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.count == 50)
+            #expect(Set(results.map(\.index)).count == 50)
+            #expect(results.allSatisfy { Array($0.result.reversed()).starts(with: Array("command-".utf8)) })
+
+            let follower = cluster.replicas.values.first { $0 !== first }!
+            await #expect(throws: ProposalError.notLeader(leaderID: first.configuration.id)) {
+                try await follower.propose(command(-1))
+            }
+            try await eventually("every replica applied the 50 commands") {
+                cluster.applied.values.allSatisfy { $0.all.count == 50 }
+            }
+
+            // The leader stops; the other two elect a new one and keep committing.
+            let stoppedID = first.configuration.id
+            let committedBeforeStop = await first.logEntries()
+            try await cluster.stop(stoppedID)
+            let second = try await cluster.waitForLeader()
+            #expect(second.configuration.id != stoppedID)
+            for number in 50..<70 { _ = try await second.propose(command(number)) }
+
+            // The stopped replica restarts from its directory: what it had is still there, and it
+            // catches up with what was committed without it.
+            try await cluster.restart(stoppedID)
+            let restarted = cluster.replicas[stoppedID]!
+            let recovered = await restarted.logEntries()
+            #expect(Array(recovered.prefix(committedBeforeStop.count)) == committedBeforeStop)
+            try await eventually("the restarted replica applied all 70 commands") {
+                cluster.applied[stoppedID]!.all.count == 70
+            }
+            try await eventually("all three logs are equal") {
+                var logs: [[Entry]] = []
+                for id in cluster.ids { logs.append(await cluster.replicas[id]!.logEntries()) }
+                return logs[0] == logs[1] && logs[1] == logs[2]
+            }
+            let expected = (0..<70).map(command)
+            #expect(Set(cluster.applied[stoppedID]!.all) == Set(expected))
+            #expect(cluster.applied[stoppedID]!.all == cluster.applied[second.configuration.id]!.all)
+
+            // Finally, every directory recovers the same log from disk.
+            let inMemory = await second.logEntries()
+            try await cluster.shutdown()
+            for id in cluster.ids {
+                let (log, state) = try WriteAheadLog.open(directory: "\(cluster.root)/\(id)")
+                log.close()
+                #expect(state.entries == inMemory, "replica \(id) recovered a different log")
+            }
+        } catch {
+            try? await cluster.shutdown()
+            try? FileManager.default.removeItem(atPath: cluster.root)
+            throw error
+        }
+        try? FileManager.default.removeItem(atPath: cluster.root)
+    }
+}
