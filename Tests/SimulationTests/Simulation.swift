@@ -86,6 +86,8 @@ struct SimulationStatistics {
     var membershipChanges = 0
     var acknowledgedProposals = 0
     var readsServed = 0
+    /// Moments from healing to convergence (the worst one, when statistics are combined).
+    var convergenceMoments = 0
 }
 
 /// One simulated cluster, run in a single thread from one seed.
@@ -169,6 +171,7 @@ struct Simulation {
             try runMoment()
         }
         heal()
+        let healedAt = now
         let deadline = now + parameters.livenessMomentsMax
         while true {
             try runMoment()
@@ -177,6 +180,7 @@ struct Simulation {
                 throw fail("no convergence within \(parameters.livenessMomentsMax) moments after healing: \(convergenceReport())")
             }
         }
+        statistics.convergenceMoments = now - healedAt
         statistics.moments = now
         statistics.acknowledgedProposals = acknowledged.count
         return statistics

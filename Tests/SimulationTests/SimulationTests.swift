@@ -69,6 +69,7 @@ extension SimulationStatistics {
         membershipChanges += other.membershipChanges
         acknowledgedProposals += other.acknowledgedProposals
         readsServed += other.readsServed
+        convergenceMoments = max(convergenceMoments, other.convergenceMoments)
     }
 }
 
