@@ -73,6 +73,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Benchmark: 3 replica processes on loopback (Contrib/bench/raft drives it).
+        .executableTarget(
+            name: "flotilla-raft-bench",
+            dependencies: [
+                "Raft", "RaftReplica", "Transport", "Wire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
