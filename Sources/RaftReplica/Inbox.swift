@@ -22,6 +22,16 @@ final class Inbox: Sendable {
         var messagesDropped = 0
         /// Proposals taken by the loop and not yet answered (the loop keeps this up to date).
         var proposalsInFlight = 0
+        /// Set when the replica stops: nothing is accepted afterwards, so that no offer waits
+        /// for a loop that will never turn again.
+        var isClosed = false
+    }
+
+    enum ProposalOffer {
+        case scheduleTurn
+        case queued
+        case refusedFull
+        case refusedClosed
     }
 
     let messagesMax: Int
@@ -36,6 +46,7 @@ final class Inbox: Sendable {
     /// Returns whether the caller must schedule a turn.
     func offer(_ message: Message) -> Bool {
         contents.withLock { contents in
+            guard !contents.isClosed else { return false }
             guard contents.messages.count < messagesMax else {
                 contents.messagesDropped += 1
                 return false
@@ -45,12 +56,23 @@ final class Inbox: Sendable {
         }
     }
 
-    /// Returns whether the caller must schedule a turn, or nil when the proposal is refused.
-    func offer(_ proposal: ProposalRequest) -> Bool? {
+    func offer(_ proposal: ProposalRequest) -> ProposalOffer {
         contents.withLock { contents in
-            guard contents.proposals.count + contents.proposalsInFlight < proposalsMax else { return nil }
+            if contents.isClosed { return .refusedClosed }
+            guard contents.proposals.count + contents.proposalsInFlight < proposalsMax else { return .refusedFull }
             contents.proposals.append(proposal)
-            return scheduleIfIdle(&contents)
+            return scheduleIfIdle(&contents) ? .scheduleTurn : .queued
+        }
+    }
+
+    /// Refuses every later offer and returns the proposals still queued, for the loop to fail.
+    func close() -> [ProposalRequest] {
+        contents.withLock { contents in
+            contents.isClosed = true
+            let queued = contents.proposals
+            contents.proposals = []
+            contents.messages = []
+            return queued
         }
     }
 

@@ -93,9 +93,10 @@ public final class RaftReplica: Sendable {
         completion: @escaping @Sendable (Result<AppliedProposal, ProposalError>) -> Void
     ) {
         switch inbox.offer(ProposalRequest(data: data, stamp: stamp, completion: completion)) {
-        case nil: completion(.failure(.overloaded(pendingProposalsMax: configuration.pendingProposalsMax)))
-        case true?: eventLoop.execute { self.loop.value.turn() }
-        case false?: break
+        case .scheduleTurn: eventLoop.execute { self.loop.value.turn() }
+        case .queued: break
+        case .refusedFull: completion(.failure(.overloaded(pendingProposalsMax: configuration.pendingProposalsMax)))
+        case .refusedClosed: completion(.failure(.stopped))
         }
     }
 

@@ -185,9 +185,7 @@ final class ReplicaLoop {
         ticker?.cancel()
         ticker = nil
         failPending()
-        let (_, proposals) = inbox.take()
-        inbox.proposalsAnswered(proposals.count)
-        for proposal in proposals { proposal.completion(.failure(.stopped)) }
+        for proposal in inbox.close() { proposal.completion(.failure(.stopped)) }
         log.close()
     }
 

@@ -194,3 +194,51 @@ struct RaftReplicaTests {
         try? FileManager.default.removeItem(atPath: cluster.root)
     }
 }
+
+@Suite("One replica on its own")
+struct SingleReplicaTests {
+    func startAlone(root: String, group: any EventLoopGroup, pendingProposalsMax: Int = 1024) async throws -> (RaftReplica, AppliedCommands) {
+        let commands = AppliedCommands()
+        let configuration = try ReplicaConfiguration(
+            id: NodeID(1), foundingVoters: [NodeID(1)], dataDirectory: root,
+            raft: try RaftConfiguration(electionTimeoutTicks: 5, heartbeatIntervalTicks: 1),
+            pendingProposalsMax: pendingProposalsMax, randomSeed: 1)
+        let replica = try await RaftReplica.start(
+            configuration: configuration,
+            transportConfiguration: try TransportConfiguration(
+                localID: NodeID(1), listenAddress: PeerAddress(host: "127.0.0.1", port: 0), peers: [:]),
+            eventLoop: group.next(), transportEventLoop: group.next(), logger: Logger(label: "alone"),
+            stateMachine: commands.stateMachine())
+        return (replica, commands)
+    }
+
+    @Test func aSingleVoterCommitsAndAnswersWithTheStateMachinesResult() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("raft-alone-\(UUID().uuidString)").path
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (replica, commands) = try await startAlone(root: root, group: group)
+        var applied: AppliedProposal?
+        try await eventually("the single voter elects itself and applies") {
+            applied = try? await replica.propose(Array("abc".utf8))
+            return applied != nil
+        }
+        #expect(applied?.result == Array("cba".utf8))
+        #expect(commands.all == [Array("abc".utf8)])
+        await replica.stop()
+        await #expect(throws: ProposalError.stopped) { try await replica.propose([1]) }
+        try await group.shutdownGracefully()
+        await #expect(throws: ProposalError.stopped) { try await replica.propose([2]) }
+    }
+
+    @Test func aSecondReplicaOnTheSameDirectoryIsRefusedWithATypedError() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("raft-alone-\(UUID().uuidString)").path
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (replica, _) = try await startAlone(root: root, group: group)
+        await #expect(throws: ReplicaError.storage(.directoryLocked(path: root))) {
+            _ = try await startAlone(root: root, group: group)
+        }
+        await replica.stop()
+        try await group.shutdownGracefully()
+    }
+}
