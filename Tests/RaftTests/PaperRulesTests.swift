@@ -116,6 +116,21 @@ import Testing
         #expect(rejections.count == 1)
     }
 
+    @Test("Figure 2, AppendEntries rule 3: only an entry that *conflicts* is deleted; a delayed, shorter request never truncates entries that arrived after it")
+    func staleShorterAppendDoesNotTruncate() {
+        var cluster = TestCluster(voters: 2)
+        _ = cluster.process(2)
+        let entries = (2...4).map { Entry(term: 2, index: UInt64($0), payload: .command(data: [UInt8($0)], stamp: nil)) }
+        let full = AppendEntries(prevLogIndex: 1, prevLogTerm: 1, entries: entries, leaderCommitIndex: 1)
+        let short = AppendEntries(prevLogIndex: 1, prevLogTerm: 1, entries: Array(entries.prefix(1)), leaderCommitIndex: 1)
+        cluster[2].step(Message(from: n(1), to: n(2), term: 2, payload: .appendEntries(full)))
+        cluster[2].step(Message(from: n(1), to: n(2), term: 2, payload: .appendEntries(short)))
+        #expect(cluster[2].lastIndex == 4)
+        let replies = cluster.process(2).map(\.payload)
+        #expect(replies == [.appendEntriesResponse(.accepted(matchIndex: 4)), .appendEntriesResponse(.accepted(matchIndex: 2))])
+        #expect(cluster.persisted[1].entries.map(\.index) == [1, 2, 3, 4])
+    }
+
     @Test("figure 3: \"Leader Append-Only: a leader never overwrites or deletes entries in its log; it only appends new entries.\"")
     func leaderNeverOverwritesItsLog() {
         var cluster = TestCluster(voters: 3)
