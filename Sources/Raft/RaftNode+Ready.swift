@@ -24,21 +24,37 @@ extension RaftNode {
             readStates.append(ReadState(index: log.commitIndex, requestID: requestID))
             return .pending
         }
-        readRound += 1
+        // Every read registered before the next `Ready` shares one heartbeat round, so a burst of
+        // reads costs one message per follower, not one per read.
+        openReadRound()
         pendingReads.append(PendingRead(requestID: requestID, index: log.commitIndex, round: readRound))
-        broadcastHeartbeat()
         return .pending
+    }
+
+    /// Sends the heartbeat round that confirms the reads registered since the last `Ready`.
+    mutating func closeReadRound() {
+        guard readRoundOpen else { return }
+        readRoundOpen = false
+        if role == .leader && !pendingReads.isEmpty { broadcastHeartbeat() }
     }
 
     mutating func startReadsAwaitingCommit() {
         guard pendingReads.contains(where: { $0.index == nil }) else { return }
-        readRound += 1
+        openReadRound()
         for position in pendingReads.indices where pendingReads[position].index == nil {
             pendingReads[position].index = log.commitIndex
             pendingReads[position].round = readRound
         }
         confirmReads()
-        if !pendingReads.isEmpty { broadcastHeartbeat() }
+    }
+
+    /// A read may only join a round whose heartbeats have not been sent yet: answers to earlier
+    /// heartbeats prove nothing about leadership at the time of the read (thesis §6.4 step 3).
+    /// `broadcastHeartbeat` closes the round.
+    private mutating func openReadRound() {
+        guard !readRoundOpen else { return }
+        readRound += 1
+        readRoundOpen = true
     }
 
     /// Releases, in order, every read whose heartbeat round a majority of voters has answered.
@@ -58,7 +74,7 @@ extension RaftNode {
 
     /// Whether `ready()` would return a batch.
     public var hasReady: Bool {
-        !outbox.isEmpty || !readStates.isEmpty || snapshotToPersist != nil
+        !outbox.isEmpty || !readStates.isEmpty || snapshotToPersist != nil || readRoundOpen
             || log.unstableFromIndex <= log.lastIndex
             || hardState != lastHandedOutHardState
             || appliedHandedOutIndex < log.commitIndex
@@ -69,6 +85,7 @@ extension RaftNode {
     public mutating func ready() -> Ready? {
         precondition(!readyOutstanding, "ready() called again before advance() of the previous Ready")
         guard hasReady else { return nil }
+        closeReadRound()
         var batch = Ready()
         let currentHardState = hardState
         if currentHardState != lastHandedOutHardState {

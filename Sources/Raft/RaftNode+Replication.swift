@@ -137,6 +137,8 @@ extension RaftNode {
     }
 
     mutating func broadcastHeartbeat() {
+        // These heartbeats confirm every read registered so far; later reads need a new round.
+        readRoundOpen = false
         for peer in progress.keys.sorted() {
             // Announce only what the follower is known to hold (see `Heartbeat.commitIndex`).
             let commit = min(progress[peer]!.matchIndex, log.commitIndex)

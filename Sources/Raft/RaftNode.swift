@@ -46,6 +46,8 @@ public struct RaftNode: Sendable {
     /// Leaders: bytes of entries appended in this term and not yet committed.
     var uncommittedBytes = 0
     var readRound: UInt64 = 0
+    /// Leaders: reads joined `readRound` and its heartbeats have not gone out yet.
+    var readRoundOpen = false
     var pendingReads: [PendingRead] = []
     /// Followers: the snapshot whose chunks are arriving.
     var receivingSnapshot: ReceivingSnapshot?
@@ -377,6 +379,7 @@ public struct RaftNode: Sendable {
         transferElapsedTicks = 0
         uncommittedBytes = 0
         pendingReads = []
+        readRoundOpen = false
     }
 
     private mutating func resetTimers() {

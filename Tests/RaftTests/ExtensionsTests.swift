@@ -255,6 +255,37 @@ import Testing
         #expect(cluster.readStates[0] == [ReadState(index: 2, requestID: 5)])
     }
 
+    @Test("Reads registered before the next Ready share one heartbeat round")
+    func readsInOneBatchShareAHeartbeatRound() {
+        var cluster = TestCluster(voters: 3)
+        cluster.campaign(1)
+        for requestID: UInt64 in 1...5 { _ = cluster[1].readIndex(requestID: requestID) }
+        let heartbeats = cluster.process(1).filter { if case .heartbeat = $0.payload { true } else { false } }
+        #expect(heartbeats.map(\.to) == [n(2), n(3)])
+        cluster.deliver(heartbeats)
+        cluster.drain()
+        #expect(cluster.readStates[0].map(\.requestID) == [1, 2, 3, 4, 5])
+    }
+
+    @Test("thesis §6.4: a read is confirmed only by heartbeats sent after it was registered")
+    func readIsNotConfirmedByEarlierHeartbeat() {
+        var cluster = TestCluster(voters: 3)
+        cluster.campaign(1)
+        _ = cluster[1].readIndex(requestID: 1)
+        cluster.tick(1)                                // periodic heartbeat: carries read 1's round
+        _ = cluster[1].readIndex(requestID: 2)         // registered after those heartbeats left
+        let first = cluster.process(1)
+        let earlyHeartbeats = first.filter { if case .heartbeat(let heartbeat) = $0.payload { heartbeat.readRound == 1 } else { false } }
+        #expect(earlyHeartbeats.count == 2)
+        cluster.deliver(earlyHeartbeats)
+        cluster.deliver(cluster.process(2) + cluster.process(3))
+        _ = cluster.process(1)
+        #expect(cluster.readStates[0].map(\.requestID) == [1])
+        cluster.deliver(first.filter { !earlyHeartbeats.contains($0) })
+        cluster.drain()
+        #expect(cluster.readStates[0].map(\.requestID) == [1, 2])
+    }
+
     @Test("A single voter is its own majority: reads confirm at once, and pending reads are bounded")
     func singleVoterReadsAndBound() {
         var cluster = TestCluster(voters: 1, configuration: try! RaftConfiguration(pendingReadsMax: 1))
