@@ -84,6 +84,21 @@ let package = Package(
             ]
         ),
 
+        // Shell: one membership instance for real (UDP probes and gossip, TCP push-pull, SwiftNIO).
+        .target(
+            name: "MembershipShell",
+            dependencies: [
+                "Membership",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Thin executable: runs a MembershipShell and prints member changes (Contrib/testbed runs it).
+        .executableTarget(
+            name: "flotilla-gossip",
+            dependencies: ["MembershipShell", "Membership", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
@@ -106,6 +121,12 @@ let package = Package(
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
         .testTarget(name: "IntegrationTests"),
+        // Loopback shells, and flotilla-gossip on real machines (Contrib/testbed).
+        .testTarget(
+            name: "MembershipShellTests",
+            dependencies: ["MembershipShell", "Membership", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
