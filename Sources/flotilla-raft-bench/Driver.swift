@@ -22,11 +22,13 @@ struct DriverOptions {
             case "--seconds": options.seconds = Double(value) ?? 0
             case "--trials": options.trials = Int(value) ?? -1
             case "--payload-bytes": options.payloadBytes = Int(value) ?? -1
+            case "--proposers": options.proposerCounts = value.split(separator: ",").map { Int($0) ?? 0 }
             default: usage("unknown option \(flag)")
             }
         }
         guard (1024...60_000).contains(options.basePort), options.seconds > 0, options.seconds <= 600,
-              (0...1000).contains(options.trials), (1...ClientProtocol.payloadBytesMax).contains(options.payloadBytes) else {
+              (0...1000).contains(options.trials), (1...ClientProtocol.payloadBytesMax).contains(options.payloadBytes),
+              !options.proposerCounts.isEmpty, options.proposerCounts.allSatisfy({ (1...1024).contains($0) }) else {
             usage("driver options out of range")
         }
         return options
@@ -256,41 +258,39 @@ final class Driver {
         var failed = 0
     }
 
+    /// Each proposer is a connection whose handler sends its next request as soon as the previous
+    /// one is answered, on the driver's event loop: no task switch per request, so the client's
+    /// own overhead stays small next to what is measured.
     func measureThroughput(leader: Int, proposers: Int, seconds: Double) async throws -> Throughput {
-        var clients: [BenchClient] = []
-        for _ in 0..<proposers { clients.append(try await BenchClient.connect(port: clientPort(leader), group: group)) }
-        defer { for client in clients { client.close() } }
-        let payload = self.payload
-        let started = ContinuousClock.now
-        let deadline = started + .milliseconds(Int(seconds * 1000))
-        let results = try await withThrowingTaskGroup(of: ProposerResult.self) { tasks in
-            for client in clients {
-                tasks.addTask {
-                    var result = ProposerResult()
-                    while ContinuousClock.now < deadline {
-                        let sent = NIODeadline.now()
-                        let response = try await client.propose(payload, timeout: .seconds(10))
-                        if response.status == .applied {
-                            result.commitNanoseconds.append(response.value)
-                            result.roundTripNanoseconds.append((NIODeadline.now() - sent).nanoseconds)
-                        } else {
-                            result.failed += 1
-                        }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
+        let started = NIODeadline.now()
+        var results: [EventLoopFuture<ProposerResult>] = []
+        for _ in 0..<proposers {
+            let promise = group.next().makePromise(of: ProposerResult.self)
+            let payload = self.payload
+            let channel = try await ClientBootstrap(group: promise.futureResult.eventLoop)
+                .connectTimeout(.seconds(1))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ProposeResponseDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClosedLoopProposer(payload: payload, deadline: deadline, done: promise))
                     }
-                    return result
                 }
-            }
-            return try await tasks.reduce(into: [ProposerResult]()) { $0.append($1) }
+                .connect(host: "127.0.0.1", port: clientPort(leader)).get()
+            results.append(promise.futureResult.always { _ in channel.close(promise: nil) })
         }
-        let elapsed = ContinuousClock.now - started
-        let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let commits = results.flatMap(\.commitNanoseconds).map { Double($0) / 1e6 }
-        let roundTrips = results.flatMap(\.roundTripNanoseconds).map { Double($0) / 1e6 }
+        var all: [ProposerResult] = []
+        for result in results { all.append(try await result.get()) }
+        let elapsedSeconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        let commits = all.flatMap(\.commitNanoseconds).map { Double($0) / 1e6 }
+        let roundTrips = all.flatMap(\.roundTripNanoseconds).map { Double($0) / 1e6 }
         return Throughput(
             committedPerSecond: Double(commits.count) / elapsedSeconds,
             commitP50Milliseconds: percentile(commits, 0.5), commitP99Milliseconds: percentile(commits, 0.99),
             roundTripP50Milliseconds: percentile(roundTrips, 0.5), roundTripP99Milliseconds: percentile(roundTrips, 0.99),
-            failed: results.map(\.failed).reduce(0, +))
+            failed: all.map(\.failed).reduce(0, +))
     }
 
     /// Kills the leader with SIGKILL and measures until another replica applies a proposal; then
@@ -317,4 +317,63 @@ final class Driver {
         }
         return milliseconds
     }
+}
+
+/// One closed-loop proposer: a request, its answer, the next request, until the deadline.
+final class ClosedLoopProposer: ChannelInboundHandler {
+    typealias InboundIn = ProposeResponse
+
+    let payload: [UInt8]
+    let deadline: NIODeadline
+    let done: EventLoopPromise<Driver.ProposerResult>
+    var result = Driver.ProposerResult()
+    var nextRequestID: UInt64 = 1
+    var sentAt = NIODeadline.now()
+    var isDone = false
+
+    init(payload: [UInt8], deadline: NIODeadline, done: EventLoopPromise<Driver.ProposerResult>) {
+        self.payload = payload
+        self.deadline = deadline
+        self.done = done
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        sendNext(context: context)
+        context.fireChannelActive()
+    }
+
+    func sendNext(context: ChannelHandlerContext) {
+        guard NIODeadline.now() < deadline else { return finish() }
+        var buffer = context.channel.allocator.buffer(capacity: 12 + payload.count)
+        ProposeRequest(requestID: nextRequestID, payload: payload).write(into: &buffer)
+        nextRequestID += 1
+        sentAt = NIODeadline.now()
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let response = unwrapInboundIn(data)
+        if response.status == .applied {
+            result.commitNanoseconds.append(response.value)
+            result.roundTripNanoseconds.append((NIODeadline.now() - sentAt).nanoseconds)
+        } else {
+            result.failed += 1
+        }
+        sendNext(context: context)
+    }
+
+    func finish() {
+        guard !isDone else { return }
+        isDone = true
+        done.succeed(result)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !isDone {
+            isDone = true
+            done.fail(ConnectionClosed())
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
 }

@@ -151,7 +151,7 @@ func usage(_ message: String) -> Never {
     print("flotilla-raft-bench: \(message)")
     print("""
         usage: flotilla-raft-bench replica --id N --peers 1=127.0.0.1:P1,2=...,3=... --client-port P --data-dir DIR
-               flotilla-raft-bench driver [--base-port P] [--work-dir DIR] [--seconds S] [--trials N] [--payload-bytes B]
+               flotilla-raft-bench driver [--base-port P] [--work-dir DIR] [--seconds S] [--trials N] [--payload-bytes B] [--proposers 1,64]
         """)
     exit(2)
 }

@@ -3,7 +3,7 @@
 //   flotilla-raft-bench replica --id N --peers 1=127.0.0.1:P1,2=...,3=... --client-port P --data-dir DIR
 //       runs one replica (RaftReplica: RaftNode + write-ahead log + transport) and serves the
 //       benchmark's client protocol (ClientProtocol.swift) on 127.0.0.1:P.
-//   flotilla-raft-bench driver [--base-port P] [--work-dir DIR] [--seconds S] [--trials N] [--payload-bytes B]
+//   flotilla-raft-bench driver [--base-port P] [--work-dir DIR] [--seconds S] [--trials N] [--payload-bytes B] [--proposers 1,64]
 //       spawns 3 replicas, finds the leader, and measures committed proposals per second with 1
 //       and 64 concurrent proposers, the leader's commit latency (propose to applied, p50/p99),
 //       and the time from kill -9 of the leader to a new leader committing (over N trials,
