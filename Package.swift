@@ -19,6 +19,8 @@ let package = Package(
     targets: [
         // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
         .target(name: "UnitFile"),
+        // Pure: the replicated registry state machine (units, targets, placements, machines, sessions).
+        .target(name: "Registry", dependencies: ["UnitFile"]),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
         // Pure: SWIM + Lifeguard membership core (on<Event>() -> [<Event>Directive]) and its codec. Standard library only.
@@ -100,6 +102,7 @@ let package = Package(
         ),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
         // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.

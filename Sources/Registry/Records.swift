@@ -1,0 +1,46 @@
+import UnitFile
+
+/// A unit the cluster should know about: plain units and template instances alike (an instance
+/// is scheduled as a unit of its own, from its template's file).
+public struct UnitRecord: Hashable, Sendable {
+    public let name: UnitName
+    /// The canonical file, byte for byte what agents write to disk.
+    public internal(set) var file: [UInt8]
+    public internal(set) var hash: UnitHash
+    /// The `[X-Fleet]` options read for this unit's name. Derived from `file` on apply (and on
+    /// restore), never stored, so they cannot disagree with it.
+    public internal(set) var options: FleetOptions
+    public internal(set) var targetState: TargetState
+    /// Where the scheduler placed the unit; always nil for global units.
+    public internal(set) var machine: MachineID?
+}
+
+/// A template (`name@.type`): stored so instances can be created from it, never scheduled.
+public struct TemplateRecord: Hashable, Sendable {
+    public let name: UnitName
+    public internal(set) var file: [UInt8]
+    public internal(set) var hash: UnitHash
+}
+
+/// What the registry knows of a machine: its metadata and whether it is drained. Liveness is not
+/// here: it comes from membership, outside the replicated state.
+public struct MachineRecord: Hashable, Sendable {
+    public let id: MachineID
+    /// Sorted by key, one value per key.
+    public internal(set) var metadata: [MetadataEntry]
+    public internal(set) var isDrained: Bool
+
+    /// The metadata as fleet's `map[string]string`, for `FleetOptions.isSatisfied(byMachineMetadata:)`.
+    public var metadataByKey: [String: String] {
+        Dictionary(metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+    }
+}
+
+/// The last answer given to one client (Raft thesis §6.3), kept so that a retry gets it again.
+public struct ClientSession: Hashable, Sendable {
+    public let clientID: UInt64
+    public internal(set) var lastSequence: UInt64
+    /// The log index of the client's last command: the oldest is forgotten first.
+    public internal(set) var lastIndex: UInt64
+    public internal(set) var lastResult: RegistryResult
+}

@@ -1,0 +1,74 @@
+import UnitFile
+
+/// The replicated state machine of the cluster's desired state: units, templates, target states,
+/// placements, machine metadata and drains. Pure and deterministic: every replica that applies
+/// the same commands at the same indexes holds equal states and produces equal snapshots.
+///
+/// Readers watch `version`, the index of the last applied command: a reader that saw version v
+/// has seen every change up to the log entry v, and nothing after it.
+public struct RegistryState: Hashable, Sendable {
+    public let limits: RegistryLimits
+    /// The log index of the last applied command (0: nothing applied yet).
+    public internal(set) var version: UInt64 = 0
+    public internal(set) var units: [UnitName: UnitRecord] = [:]
+    public internal(set) var templates: [UnitName: TemplateRecord] = [:]
+    public internal(set) var machines: [MachineID: MachineRecord] = [:]
+    public internal(set) var sessions: [UInt64: ClientSession] = [:]
+
+    public init(limits: RegistryLimits = .standard) {
+        self.limits = limits
+    }
+
+    /// Applies the command committed at log `index`. Rejections change nothing but `version`
+    /// (and the client's session), so every replica rejects the same commands.
+    public mutating func apply(_ command: RegistryCommand, at index: UInt64) -> RegistryResult {
+        guard index > version else {
+            return .rejected(.indexNotAfterVersion(index: index, version: version))
+        }
+        version = index
+        guard let stamp = command.stamp else { return execute(command.operation) }
+        if let session = sessions[stamp.clientID] {
+            if stamp.sequence == session.lastSequence { return session.lastResult }
+            if stamp.sequence < session.lastSequence {
+                return .rejected(.staleSequence(
+                    clientID: stamp.clientID, sequence: stamp.sequence, lastSequence: session.lastSequence))
+            }
+        }
+        let result = execute(command.operation)
+        remember(result, for: stamp, at: index)
+        return result
+    }
+
+    /// Units sorted by name (Dictionary order is seeded per process).
+    public var unitsSortedByName: [UnitRecord] { units.keys.sorted().map { units[$0]! } }
+    /// Machines sorted by id.
+    public var machinesSortedByID: [MachineRecord] { machines.keys.sorted().map { machines[$0]! } }
+
+    private mutating func remember(_ result: RegistryResult, for stamp: ClientStamp, at index: UInt64) {
+        sessions[stamp.clientID] = ClientSession(
+            clientID: stamp.clientID, lastSequence: stamp.sequence, lastIndex: index, lastResult: result)
+        guard sessions.count > limits.clientSessionsMax else { return }
+        // Oldest last command first, client id breaking ties: the same choice on every replica.
+        let oldest = sessions.values.min { ($0.lastIndex, $0.clientID) < ($1.lastIndex, $1.clientID) }!
+        sessions[oldest.clientID] = nil
+    }
+
+    private mutating func execute(_ operation: RegistryOperation) -> RegistryResult {
+        do {
+            switch operation {
+            case .submitUnits(let submissions): return .applied(changedCount: try submit(submissions))
+            case .replaceUnitFiles(let submissions): return .applied(changedCount: try replaceFiles(submissions))
+            case .setTargetState(let names, let target): return .applied(changedCount: try setTarget(names, target))
+            case .destroyUnits(let names): return .applied(changedCount: try destroy(names))
+            case .assign(let assignments): return .applied(changedCount: try assign(assignments))
+            case .unassign(let names): return .applied(changedCount: try unassign(names))
+            case .setMachineMetadata(let machine, let entries):
+                return .applied(changedCount: try setMetadata(machine, entries))
+            case .drainMachine(let machine): return .applied(changedCount: try setDrained(machine, true))
+            case .undrainMachine(let machine): return .applied(changedCount: try setDrained(machine, false))
+            }
+        } catch {
+            return .rejected(error)
+        }
+    }
+}

@@ -1,0 +1,282 @@
+import Testing
+import UnitFile
+@testable import Registry
+
+func name(_ text: String) -> UnitName { try! UnitName(text) }
+func machine(_ text: String) -> MachineID { try! MachineID(text) }
+func submission(_ unit: String, _ fleet: String = "", target: TargetState = .launched) -> UnitSubmission {
+    let text = "[Service]\nExecStart=/bin/true\n" + (fleet.isEmpty ? "" : "\n[X-Fleet]\n" + fleet + "\n")
+    return UnitSubmission(name: name(unit), unitFile: try! UnitFile(parsing: text), targetState: target)
+}
+
+/// Applies operations at consecutive indexes after the state's version.
+@discardableResult
+func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: ClientStamp? = nil) -> RegistryResult {
+    state.apply(RegistryCommand(operation, stamp: stamp), at: state.version + 1)
+}
+
+@Suite struct RegistryCommandTests {
+    @Test func submittedUnitIsStoredWithItsHashAndTarget() {
+        var state = RegistryState()
+        let unit = submission("web.service")
+        #expect(apply(&state, .submitUnits([unit])) == .applied(changedCount: 1))
+        let record = state.units[name("web.service")]
+        #expect(record?.hash == unit.hash)
+        #expect(record?.targetState == .launched)
+        #expect(record?.machine == nil)
+        #expect(state.version == 1)
+    }
+
+    @Test func resubmittingTheSameUnitIsANoOpButAnotherFileIsRefused() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("web.service")]))
+        #expect(apply(&state, .submitUnits([submission("web.service")])) == .applied(changedCount: 0))
+        let other = submission("web.service", "Global=true")
+        guard case .rejected(.unitExists) = apply(&state, .submitUnits([other])) else {
+            Issue.record("expected unitExists")
+            return
+        }
+    }
+
+    /// Invalid submissions, each rejected with its own reason and without changing the units.
+    enum InvalidSubmission: String, CaseIterable, Sendable {
+        case hashOfAnotherFile, nonCanonicalFile, globalWithConflicts, machineOfSelf, launchedTemplate,
+             instanceWithoutTemplate, unparsableFile, unknownUnitType
+
+        var invalidSubmission: UnitSubmission {
+            func raw(_ unit: String, _ text: String) -> UnitSubmission {
+                UnitSubmission(name: name(unit), file: Array(text.utf8), hash: UnitHash(digestOf: Array(text.utf8)),
+                               targetState: .launched)
+            }
+            switch self {
+            case .hashOfAnotherFile:
+                var unit = submission("a.service")
+                unit.hash = submission("b.service", "Global=true").hash
+                return unit
+            case .nonCanonicalFile: return raw("a.service", "[Service]\nExecStart = x\n")
+            case .globalWithConflicts: return submission("a.service", "Global=true\nConflicts=b*")
+            case .machineOfSelf: return submission("a.service", "MachineOf=a.service")
+            case .launchedTemplate: return submission("a@.service")
+            case .instanceWithoutTemplate:
+                return UnitSubmission(name: name("a@1.service"), file: nil, hash: nil, targetState: .launched)
+            case .unparsableFile: return raw("a.service", "garbage")
+            case .unknownUnitType: return submission("a.slice")
+            }
+        }
+
+        func matches(_ result: RegistryResult) -> Bool {
+            switch (self, result) {
+            case (.hashOfAnotherFile, .rejected(.hashMismatch)), (.nonCanonicalFile, .rejected(.unitFileNotCanonical)),
+                 (.globalWithConflicts, .rejected(.invalidFleetOptions)), (.machineOfSelf, .rejected(.invalidFleetOptions)),
+                 (.launchedTemplate, .rejected(.templateCannotBeLaunched)),
+                 (.instanceWithoutTemplate, .rejected(.templateNotFound)), (.unparsableFile, .rejected(.invalidUnitFile)),
+                 (.unknownUnitType, .rejected(.notSchedulable)):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+
+    @Test(arguments: InvalidSubmission.allCases)
+    func invalidSubmissionIsRejected(_ invalid: InvalidSubmission) {
+        var state = RegistryState()
+        let result = apply(&state, .submitUnits([invalid.invalidSubmission]))
+        #expect(invalid.matches(result), "\(invalid): \(result)")
+        #expect(state.units.isEmpty)
+        #expect(state.version == 1)
+    }
+
+    @Test func instanceWithoutFileTakesItsTemplatesFileAndOptions() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("app@.service", "MachineOf=db@%i.service", target: .inactive)]))
+        let instance = UnitSubmission(name: name("app@1.service"), file: nil, hash: nil, targetState: .launched)
+        #expect(apply(&state, .submitUnits([instance])) == .applied(changedCount: 1))
+        #expect(state.templates.count == 1)
+        #expect(state.units[name("app@1.service")]?.options.machineOf == [name("db@1.service")])
+    }
+
+    @Test func aBatchWithOneInvalidElementChangesNothing() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("a.service")]))
+        let before = state.units
+        let result = apply(&state, .assign([
+            Assignment(unit: name("a.service"), machine: machine("m1")),
+            Assignment(unit: name("missing.service"), machine: machine("m1")),
+        ]))
+        #expect(result == .rejected(.unitNotFound("missing.service")))
+        #expect(state.units == before)
+    }
+
+    @Test func batchesAreBoundedAndFreeOfDuplicates() {
+        var state = RegistryState(limits: RegistryLimits(
+            unitsMax: 100, machinesMax: 10, batchCountMax: 2, clientSessionsMax: 2,
+            unitFileSizeMax: 4096, metadataEntriesMax: 4, metadataLengthMax: 16))
+        #expect(apply(&state, .destroyUnits([])) == .rejected(.emptyBatch))
+        #expect(apply(&state, .unassign([name("a.service"), name("b.service"), name("c.service")]))
+            == .rejected(.batchTooLarge(count: 3, limit: 2)))
+        #expect(apply(&state, .submitUnits([submission("a.service"), submission("a.service")]))
+            == .rejected(.duplicateInBatch("a.service")))
+    }
+
+    @Test func globalUnitsAndDrainedMachinesCannotBeAssigned() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("g.service", "Global=true"), submission("a.service")]))
+        #expect(apply(&state, .assign([Assignment(unit: name("g.service"), machine: machine("m1"))]))
+            == .rejected(.globalUnitCannotBeAssigned("g.service")))
+        apply(&state, .drainMachine(machine("m1")))
+        #expect(apply(&state, .assign([Assignment(unit: name("a.service"), machine: machine("m1"))]))
+            == .rejected(.machineDrained("m1")))
+        apply(&state, .undrainMachine(machine("m1")))
+        #expect(apply(&state, .assign([Assignment(unit: name("a.service"), machine: machine("m1"))]))
+            == .applied(changedCount: 1))
+        #expect(state.units[name("a.service")]?.machine == machine("m1"))
+    }
+
+    @Test func replacingAFileKeepsTargetAndPlacement() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("a.service")]))
+        apply(&state, .assign([Assignment(unit: name("a.service"), machine: machine("m1"))]))
+        let replacement = submission("a.service", "MachineMetadata=disk=ssd")
+        #expect(apply(&state, .replaceUnitFiles([replacement])) == .applied(changedCount: 1))
+        let record = state.units[name("a.service")]
+        #expect(record?.hash == replacement.hash)
+        #expect(record?.machine == machine("m1"))
+        #expect(record?.targetState == .launched)
+        #expect(apply(&state, .replaceUnitFiles([submission("b.service")])) == .rejected(.unitNotFound("b.service")))
+    }
+
+    @Test func targetStatesDestroyAndTemplatesStayInactive() {
+        var state = RegistryState()
+        apply(&state, .submitUnits([submission("a.service"), submission("t@.service", target: .inactive)]))
+        #expect(apply(&state, .setTargetState([name("a.service")], .loaded)) == .applied(changedCount: 1))
+        #expect(apply(&state, .setTargetState([name("t@.service")], .launched)) == .rejected(.templateCannotBeLaunched("t@.service")))
+        #expect(apply(&state, .destroyUnits([name("a.service"), name("t@.service")])) == .applied(changedCount: 2))
+        #expect(state.units.isEmpty && state.templates.isEmpty)
+    }
+
+    @Test func machineMetadataIsSortedAndValidated() {
+        var state = RegistryState()
+        let entries = [MetadataEntry(key: "region", value: "us"), MetadataEntry(key: "disk", value: "ssd")]
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), entries)) == .applied(changedCount: 1))
+        #expect(state.machines[machine("m1")]?.metadata.map(\.key) == ["disk", "region"])
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), entries.reversed())) == .applied(changedCount: 0))
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), [MetadataEntry(key: "a=b", value: "c")]))
+            == .rejected(.invalidMetadata(key: "a=b", value: "c")))
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), [
+            MetadataEntry(key: "a", value: "1"), MetadataEntry(key: "a", value: "2")])) == .rejected(.invalidMetadata(key: "a", value: "2")))
+        #expect(throws: RegistryRejection.self) { try MachineID("bad/id") }
+        #expect(throws: RegistryRejection.self) { try MachineID("") }
+    }
+}
+
+@Suite struct RegistryIdempotenceTests {
+    @Test func aRetriedCommandGetsItsOriginalResultWithoutApplyingAgain() {
+        var state = RegistryState()
+        let stamp = ClientStamp(clientID: 7, sequence: 1)
+        #expect(apply(&state, .submitUnits([submission("a.service")]), stamp: stamp) == .applied(changedCount: 1))
+        apply(&state, .destroyUnits([name("a.service")]))
+        // The retry, committed again after a leader change, must not resurrect the destroyed unit.
+        #expect(apply(&state, .submitUnits([submission("a.service")]), stamp: stamp) == .applied(changedCount: 1))
+        #expect(state.units.isEmpty)
+        #expect(state.version == 3)
+    }
+
+    @Test func aRetriedRejectionIsRejectedAgainAndOlderSequencesAreStale() {
+        var state = RegistryState()
+        let first = apply(&state, .destroyUnits([name("a.service")]), stamp: ClientStamp(clientID: 1, sequence: 5))
+        #expect(first == .rejected(.unitNotFound("a.service")))
+        apply(&state, .submitUnits([submission("a.service")]))
+        #expect(apply(&state, .destroyUnits([name("a.service")]), stamp: ClientStamp(clientID: 1, sequence: 5)) == first)
+        #expect(apply(&state, .destroyUnits([name("a.service")]), stamp: ClientStamp(clientID: 1, sequence: 4))
+            == .rejected(.staleSequence(clientID: 1, sequence: 4, lastSequence: 5)))
+        #expect(state.units.count == 1)
+    }
+
+    @Test func theSessionTableForgetsTheClientWithTheOldestCommand() {
+        var state = RegistryState(limits: RegistryLimits(
+            unitsMax: 100, machinesMax: 10, batchCountMax: 10, clientSessionsMax: 2,
+            unitFileSizeMax: 4096, metadataEntriesMax: 4, metadataLengthMax: 16))
+        for client in [UInt64(3), 1, 2] {
+            apply(&state, .drainMachine(machine("m\(client)")), stamp: ClientStamp(clientID: client, sequence: 1))
+        }
+        #expect(state.sessions.keys.sorted() == [1, 2])
+    }
+
+    @Test func anIndexAtOrBeforeTheVersionIsRefused() {
+        var state = RegistryState()
+        _ = state.apply(RegistryCommand(.drainMachine(machine("m1"))), at: 5)
+        #expect(state.apply(RegistryCommand(.undrainMachine(machine("m1"))), at: 5)
+            == .rejected(.indexNotAfterVersion(index: 5, version: 5)))
+        #expect(state.machines[machine("m1")]?.isDrained == true)
+    }
+}
+
+@Suite struct RegistrySnapshotTests {
+    static func populated() -> RegistryState {
+        var state = RegistryState()
+        apply(&state, .submitUnits([
+            submission("web.service", "MachineMetadata=disk=ssd"), submission("g.service", "Global=true"),
+            submission("app@.service", "Conflicts=app@*.service", target: .inactive),
+        ]))
+        apply(&state, .submitUnits([UnitSubmission(name: name("app@1.service"), file: nil, hash: nil, targetState: .loaded)]))
+        apply(&state, .assign([Assignment(unit: name("web.service"), machine: machine("m2"))]))
+        apply(&state, .setMachineMetadata(machine("m2"), [MetadataEntry(key: "disk", value: "ssd")]))
+        apply(&state, .drainMachine(machine("m1")))
+        apply(&state, .destroyUnits([name("nope.service")]), stamp: ClientStamp(clientID: 9, sequence: 3))
+        apply(&state, .unassign([name("web.service")]), stamp: ClientStamp(clientID: 4, sequence: 1))
+        return state
+    }
+
+    @Test func snapshotRoundTripsByteForByte() throws {
+        let state = Self.populated()
+        let bytes = state.snapshot()
+        var restored = RegistryState()
+        try restored.restore(from: bytes)
+        #expect(restored == state)
+        #expect(restored.snapshot() == bytes)
+    }
+
+    @Test func equalStatesBuiltInOneProcessGiveEqualSnapshots() {
+        #expect(Self.populated().snapshot() == Self.populated().snapshot())
+    }
+
+    @Test func garbageIsRejectedWithTypedErrorsAndLeavesTheStateUnchanged() {
+        let bytes = Self.populated().snapshot()
+        var state = RegistryState()
+        apply(&state, .drainMachine(machine("keep")))
+        let before = state
+        #expect(throws: RegistrySnapshotError.badMagic) { try state.restore(from: Array("NOPE".utf8) + bytes.dropFirst(4)) }
+        var wrongVersion = bytes
+        wrongVersion[4] = 9
+        #expect(throws: RegistrySnapshotError.unsupportedFormatVersion(9)) { try state.restore(from: wrongVersion) }
+        #expect(throws: RegistrySnapshotError.trailingBytes(count: 1)) { try state.restore(from: bytes + [0]) }
+        // Every truncation fails, and so does flipping any byte to something the format forbids
+        // or to a value that no longer hashes, sorts or parses; none may crash.
+        for length in 0..<bytes.count {
+            #expect(throws: RegistrySnapshotError.self) { try state.restore(from: Array(bytes.prefix(length))) }
+        }
+        var generator = SplitMix64(seed: 42)
+        for _ in 0..<500 {
+            var damaged = bytes
+            let position = Int(generator.next() % UInt64(bytes.count))
+            damaged[position] ^= UInt8(truncatingIfNeeded: generator.next() | 1)
+            var scratch = RegistryState()
+            _ = try? scratch.restore(from: damaged)
+        }
+        #expect(state == before)
+    }
+}
+
+/// A small seeded generator, so damage tests replay exactly.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
