@@ -1,0 +1,346 @@
+import Registry
+import UnitFile
+
+/// One scheduling round's working state. Machines are indexed in id order, so every iteration
+/// over them is deterministic; units are visited in name order.
+struct Placer {
+    struct Unit {
+        let record: UnitRecord
+        let matcher: MetadataMatcher
+        var name: UnitName { record.name }
+        var options: FleetOptions { record.options }
+    }
+
+    /// A unit (placed or global) carrying a glob that constrains its neighbours.
+    struct OwnedGlob {
+        let owner: UnitName
+        let glob: Glob
+    }
+
+    struct Slot {
+        let machine: LiveMachine
+        /// Non-global units placed here.
+        var placedNames: Set<UnitName> = []
+        /// Global units that run here (fixed for the round).
+        var globalNames: Set<UnitName> = []
+        var conflictGlobs: [OwnedGlob] = []
+        var replaceGlobs: [OwnedGlob] = []
+        var load: Int { placedNames.count }
+    }
+
+    /// Why a machine cannot take a unit; the first failing check, in this order.
+    enum Refusal: String, CaseIterable {
+        case drained, full, machineID = "MachineID", metadata = "MachineMetadata", peer = "MachineOf"
+        case conflict = "Conflicts", replaced = "Replaces"
+    }
+
+    enum Attempt {
+        case placed(Int)
+        case deferred(String)
+        case failed(String)
+    }
+
+    let registry: RegistryState
+    var units: [UnitName: Unit] = [:]
+    /// Non-global units that should be placed (target loaded or launched), in name order.
+    var schedulable: [UnitName] = []
+    var slots: [Slot] = []
+    var slotIndexByID: [MachineID: Int] = [:]
+    var placement: [UnitName: Int] = [:]
+    /// Machine indexes by load, each bucket sorted: the least-loaded, lowest-id machine first.
+    /// Drained and full machines are in no bucket.
+    var buckets: [[Int]] = []
+    var pending: [UnitName] = []
+    var unscheduled: [UnitName: String] = [:]
+
+    init(registry: RegistryState, liveMachines: [LiveMachine]) {
+        self.registry = registry
+        // One slot per machine id; a repeated id keeps its first entry.
+        for machine in liveMachines.sorted(by: { $0.id < $1.id }) where slotIndexByID[machine.id] == nil {
+            slotIndexByID[machine.id] = slots.count
+            slots.append(Slot(machine: machine))
+        }
+        for record in registry.unitsSortedByName where record.targetState != .inactive {
+            let unit = Unit(record: record, matcher: MetadataMatcher(record.options.machineMetadata))
+            units[record.name] = unit
+            if record.options.isGlobal {
+                for index in slots.indices where unit.matcher.isSatisfied(by: slots[index].machine.metadata) {
+                    slots[index].globalNames.insert(record.name)
+                }
+            } else {
+                schedulable.append(record.name)
+            }
+        }
+    }
+
+    // MARK: Keeping what is placed
+
+    mutating func keepCurrentPlacements() {
+        for name in schedulable {
+            guard let machine = units[name]!.record.machine, let index = slotIndexByID[machine],
+                  refusal(of: units[name]!, on: index, checkingPeers: false) == nil
+            else {
+                pending.append(name)
+                continue
+            }
+            add(name, to: index)
+        }
+        releaseFollowersAwayFromTheirPeers()
+        rebuildBuckets()
+    }
+
+    /// Followers whose peers moved or vanished are released, repeatedly, since releasing one may
+    /// strand its own followers; each pass releases at least one unit or ends.
+    mutating func releaseFollowersAwayFromTheirPeers() {
+        var changed = true
+        while changed {
+            changed = false
+            for name in schedulable where placement[name] != nil && !units[name]!.options.machineOf.isEmpty {
+                let index = placement[name]!
+                if case .some = peerRefusal(of: units[name]!, on: index) {
+                    remove(name, from: index)
+                    pending.append(name)
+                    changed = true
+                }
+            }
+        }
+        pending.sort()
+    }
+
+    // MARK: Placing the rest
+
+    mutating func placePending(roundsMax: Int) {
+        var deferredReasons: [UnitName: String] = [:]
+        for _ in 0..<roundsMax where !pending.isEmpty {
+            var next: [UnitName] = []
+            var placedCount = 0
+            for name in pending {
+                switch attempt(units[name]!) {
+                case .placed(let index):
+                    placedCount += 1
+                    next += place(name, on: index)
+                    deferredReasons[name] = nil
+                case .deferred(let reason):
+                    deferredReasons[name] = reason
+                    next.append(name)
+                case .failed(let reason):
+                    unscheduled[name] = reason
+                }
+            }
+            pending = Set(next).filter { placement[$0] == nil }.sorted()
+            if placedCount == 0 { break }
+        }
+        for name in pending { unscheduled[name] = deferredReasons[name] ?? "placement rounds exhausted" }
+    }
+
+    func attempt(_ unit: Unit) -> Attempt {
+        if let peerMachine = peerAttempt(unit) {
+            switch peerMachine {
+            case .placed(let index):
+                if let refusal = refusal(of: unit, on: index, checkingPeers: true) {
+                    return .failed("the machine of its MachineOf peers, \(slots[index].machine.id), refuses it: \(refusal.rawValue)")
+                }
+                return .placed(index)
+            case .deferred, .failed:
+                return peerMachine
+            }
+        }
+        if let wanted = unit.options.machineID {
+            guard let id = try? MachineID(wanted), let index = slotIndexByID[id] else {
+                return .failed("MachineID=\(wanted) is not a live machine")
+            }
+            if let refusal = refusal(of: unit, on: index, checkingPeers: true) {
+                return .failed("MachineID=\(wanted) refuses it: \(refusal.rawValue)")
+            }
+            return .placed(index)
+        }
+        for bucket in buckets {
+            for index in bucket where refusal(of: unit, on: index, checkingPeers: true) == nil {
+                return .placed(index)
+            }
+        }
+        return .failed(noMachineReason(unit))
+    }
+
+    /// For a unit with non-global `MachineOf` peers: the one machine they share, or why there is none.
+    func peerAttempt(_ unit: Unit) -> Attempt? {
+        var machineIndex: Int?
+        for peer in unit.options.machineOf {
+            guard let peerUnit = units[peer] else {
+                let exists = registry.units[peer] != nil
+                return .failed("MachineOf peer \(peer) \(exists ? "is inactive" : "does not exist")")
+            }
+            if peerUnit.options.isGlobal { continue }
+            guard let index = placement[peer] else {
+                if let reason = unscheduled[peer] { return .failed("MachineOf peer \(peer) is unscheduled: \(reason)") }
+                return .deferred("MachineOf peer \(peer) is not scheduled")
+            }
+            if let machineIndex, machineIndex != index {
+                return .failed("MachineOf peers are on different machines")
+            }
+            machineIndex = index
+        }
+        return machineIndex.map { .placed($0) }
+    }
+
+    func refusal(of unit: Unit, on index: Int, checkingPeers: Bool) -> Refusal? {
+        let slot = slots[index]
+        if slot.machine.isDrained { return .drained }
+        if slot.load >= slot.machine.unitsMax { return .full }
+        if let wanted = unit.options.machineID, wanted != slot.machine.id.rawValue { return .machineID }
+        if !unit.matcher.isEmpty, !unit.matcher.isSatisfied(by: slot.machine.metadata) { return .metadata }
+        if checkingPeers, let refusal = peerRefusal(of: unit, on: index) { return refusal }
+        if conflicts(unit, with: slot) { return .conflict }
+        if slot.replaceGlobs.contains(where: { $0.owner != unit.name && $0.glob.matches(unit.name.rawValue) }) {
+            return .replaced
+        }
+        return nil
+    }
+
+    func peerRefusal(of unit: Unit, on index: Int) -> Refusal? {
+        for peer in unit.options.machineOf {
+            guard let peerUnit = units[peer] else { return .peer }
+            if peerUnit.options.isGlobal {
+                if !slots[index].globalNames.contains(peer) { return .peer }
+            } else if placement[peer] != index {
+                return .peer
+            }
+        }
+        return nil
+    }
+
+    /// Both directions: the unit's globs against the machine's units, and theirs against it.
+    func conflicts(_ unit: Unit, with slot: Slot) -> Bool {
+        let name = unit.name.rawValue
+        if slot.conflictGlobs.contains(where: { $0.owner != unit.name && $0.glob.matches(name) }) { return true }
+        for glob in unit.options.conflicts {
+            if Self.isLiteral(glob) {
+                guard let other = try? UnitName(glob.pattern), other != unit.name else { continue }
+                if slot.placedNames.contains(other) || slot.globalNames.contains(other) { return true }
+            } else if slot.placedNames.contains(where: { $0 != unit.name && glob.matches($0.rawValue) })
+                || slot.globalNames.contains(where: { glob.matches($0.rawValue) }) {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// A glob without metacharacters matches only itself: a set lookup instead of a scan.
+    static func isLiteral(_ glob: Glob) -> Bool {
+        !glob.pattern.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "\\") }
+    }
+
+    func noMachineReason(_ unit: Unit) -> String {
+        guard !slots.isEmpty else { return "no live machines" }
+        var counts: [Refusal: Int] = [:]
+        for index in slots.indices {
+            if let refusal = refusal(of: unit, on: index, checkingPeers: true) { counts[refusal, default: 0] += 1 }
+        }
+        let parts = Refusal.allCases.compactMap { refusal in counts[refusal].map { "\($0) \(refusal.rawValue)" } }
+        return "no machine of \(slots.count) fits (" + parts.joined(separator: ", ") + ")"
+    }
+
+    // MARK: Bookkeeping
+
+    /// Places `name` on the machine and returns the units it pushed off (its `Replaces`, and
+    /// their followers), sorted by name.
+    mutating func place(_ name: UnitName, on index: Int) -> [UnitName] {
+        moveInBuckets(index) { $0.add(name, to: index) }
+        var evicted: [UnitName] = []
+        let replaces = units[name]!.options.replaces
+        guard !replaces.isEmpty else { return [] }
+        var queue = slots[index].placedNames.filter { other in
+            other != name && replaces.contains { $0.matches(other.rawValue) }
+        }.sorted()
+        while let victim = queue.popLast() {
+            guard placement[victim] == index else { continue }
+            moveInBuckets(index) { $0.remove(victim, from: index) }
+            evicted.append(victim)
+            // Followers of a unit that moved must move with it.
+            queue += slots[index].placedNames.filter { units[$0]!.options.machineOf.contains(victim) }.sorted()
+        }
+        return evicted.sorted()
+    }
+
+    mutating func add(_ name: UnitName, to index: Int) {
+        let unit = units[name]!
+        placement[name] = index
+        slots[index].placedNames.insert(name)
+        slots[index].conflictGlobs += unit.options.conflicts.map { OwnedGlob(owner: name, glob: $0) }
+        slots[index].replaceGlobs += unit.options.replaces.map { OwnedGlob(owner: name, glob: $0) }
+    }
+
+    mutating func remove(_ name: UnitName, from index: Int) {
+        placement[name] = nil
+        slots[index].placedNames.remove(name)
+        if !units[name]!.options.conflicts.isEmpty { slots[index].conflictGlobs.removeAll { $0.owner == name } }
+        if !units[name]!.options.replaces.isEmpty { slots[index].replaceGlobs.removeAll { $0.owner == name } }
+    }
+
+    func isCandidate(_ index: Int) -> Bool {
+        !slots[index].machine.isDrained && slots[index].load < slots[index].machine.unitsMax
+    }
+
+    mutating func rebuildBuckets() {
+        buckets = []
+        for index in slots.indices where isCandidate(index) { insertInBucket(index) }
+    }
+
+    /// Applies a load change to one machine, keeping `buckets` ordered.
+    mutating func moveInBuckets(_ index: Int, _ change: (inout Placer) -> Void) {
+        if isCandidate(index) { removeFromBucket(index) }
+        change(&self)
+        if isCandidate(index) { insertInBucket(index) }
+    }
+
+    mutating func insertInBucket(_ index: Int) {
+        let load = slots[index].load
+        while buckets.count <= load { buckets.append([]) }
+        let position = Self.lowerBound(of: index, in: buckets[load])
+        buckets[load].insert(index, at: position)
+    }
+
+    mutating func removeFromBucket(_ index: Int) {
+        let load = slots[index].load
+        guard load < buckets.count else { return }
+        let position = Self.lowerBound(of: index, in: buckets[load])
+        if position < buckets[load].count, buckets[load][position] == index { buckets[load].remove(at: position) }
+    }
+
+    static func lowerBound(of value: Int, in sorted: [Int]) -> Int {
+        var low = 0, high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    // MARK: Output
+
+    func plan(batchCountMax: Int) -> SchedulingPlan {
+        var assignments: [Assignment] = []
+        var unassignments: [UnitName] = []
+        var placements: [Assignment] = []
+        for record in registry.unitsSortedByName where !record.options.isGlobal {
+            let wanted = placement[record.name].map { slots[$0].machine.id }
+            if let wanted { placements.append(Assignment(unit: record.name, machine: wanted)) }
+            guard wanted != record.machine else { continue }
+            if let wanted {
+                assignments.append(Assignment(unit: record.name, machine: wanted))
+            } else {
+                unassignments.append(record.name)
+            }
+        }
+        var commands: [RegistryCommand] = []
+        for start in stride(from: 0, to: unassignments.count, by: batchCountMax) {
+            commands.append(RegistryCommand(.unassign(Array(unassignments[start..<min(start + batchCountMax, unassignments.count)]))))
+        }
+        for start in stride(from: 0, to: assignments.count, by: batchCountMax) {
+            commands.append(RegistryCommand(.assign(Array(assignments[start..<min(start + batchCountMax, assignments.count)]))))
+        }
+        let unscheduledUnits = unscheduled.keys.sorted().map { UnscheduledUnit(name: $0, reason: unscheduled[$0]!) }
+        return SchedulingPlan(commands: commands, unscheduled: unscheduledUnits, placements: placements,
+                              basedOnVersion: registry.version)
+    }
+}

@@ -1,0 +1,46 @@
+import Registry
+import UnitFile
+
+/// Leader-side placement: a pure function from the registry and the live machines to a batch of
+/// `assign`/`unassign` commands (fleet's engine: engine/scheduler.go, engine/reconciler.go).
+///
+/// Rules, as in fleet's Documentation/unit-files-and-scheduling.md:
+/// - only units whose target state is `loaded` or `launched` are placed; `inactive` units are
+///   unassigned;
+/// - `MachineID`: only that machine; `MachineMetadata`: AND across keys, OR across values of one
+///   key (plus Flotilla's `!=`, `>=`, `<=`, see `MetadataMatcher`);
+/// - `MachineOf`: on the machine of every named peer ("follower units will reschedule themselves
+///   ... to ensure their MachineOf options are always fulfilled"); a global peer is on every
+///   machine its metadata matches;
+/// - `Conflicts`: never on a machine holding a unit matching one of its globs, in both directions,
+///   global units included;
+/// - `Replaces`: a unit placed on a machine pushes the units its globs match off that machine, and
+///   they may never be placed beside it;
+/// - `Global`: never assigned; such a unit runs on every live machine its metadata matches
+///   (`globalUnits(in:on:)`), which agents compute for themselves;
+/// - template instances are units like any other; templates are never placed.
+///
+/// Choice: the live machine with the fewest non-global units, ties broken by machine id.
+/// Stability: a placed unit stays while its machine is live, not drained, under its cap, and its
+/// constraints still hold, so a leader change never moves anything: rescheduling happens only
+/// when the caller removes a dead machine from `liveMachines`, after its grace period.
+/// Beyond fleet: drained machines (their units move away) and per-machine unit caps.
+public enum Scheduler {
+    public static func plan(
+        registry: RegistryState, liveMachines: [LiveMachine], configuration: SchedulerConfiguration = .standard
+    ) -> SchedulingPlan {
+        var placer = Placer(registry: registry, liveMachines: liveMachines)
+        placer.keepCurrentPlacements()
+        placer.placePending(roundsMax: configuration.placementRoundsMax)
+        return placer.plan(batchCountMax: min(configuration.batchCountMax, registry.limits.batchCountMax))
+    }
+
+    /// The global units that run on `machine`: those not inactive whose metadata it matches,
+    /// sorted by name. Global units are computed, never assigned.
+    public static func globalUnits(in registry: RegistryState, on machine: LiveMachine) -> [UnitName] {
+        registry.unitsSortedByName.filter { unit in
+            unit.options.isGlobal && unit.targetState != .inactive
+                && MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
+        }.map(\.name)
+    }
+}

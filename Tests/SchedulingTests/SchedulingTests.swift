@@ -1,0 +1,203 @@
+import Testing
+import UnitFile
+import Registry
+@testable import Scheduling
+
+func name(_ text: String) -> UnitName { try! UnitName(text) }
+func machineID(_ text: String) -> MachineID { try! MachineID(text) }
+
+/// A registry under construction, commands applied at consecutive indexes.
+struct Cluster {
+    var registry = RegistryState()
+    var live: [LiveMachine] = []
+
+    mutating func apply(_ operation: RegistryOperation) {
+        let result = registry.apply(RegistryCommand(operation), at: registry.version + 1)
+        guard case .applied = result else { fatalError("\(operation) was rejected: \(result)") }
+    }
+
+    mutating func submit(_ unit: String, _ fleet: [String] = [], target: TargetState = .launched) {
+        let text = "[Service]\nExecStart=/bin/true\n" + (fleet.isEmpty ? "" : "\n[X-Fleet]\n" + fleet.joined(separator: "\n") + "\n")
+        let file = try! UnitFile(parsing: text)
+        apply(.submitUnits([UnitSubmission(name: name(unit), unitFile: file, targetState: target)]))
+    }
+
+    mutating func machine(_ id: String, _ metadata: [String: String] = [:], drained: Bool = false, unitsMax: Int = .max) {
+        live.append(LiveMachine(id: machineID(id), metadata: metadata, isDrained: drained, unitsMax: unitsMax))
+    }
+
+    /// Plans and applies the plan; returns it.
+    @discardableResult
+    mutating func schedule(_ configuration: SchedulerConfiguration = .standard) -> SchedulingPlan {
+        let plan = Scheduler.plan(registry: registry, liveMachines: live, configuration: configuration)
+        for command in plan.commands { apply(command.operation) }
+        return plan
+    }
+
+    func machineOf(_ unit: String) -> String? { registry.units[name(unit)]?.machine?.rawValue }
+}
+
+@Suite struct PlacementRuleTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let label: String
+        let machines: [(String, [String: String])]
+        let units: [(String, [String])]
+        /// Expected machine per unit; nil: unscheduled.
+        let expected: [String: String?]
+        var testDescription: String { label }
+    }
+
+    static let cases: [Case] = [
+        Case(label: "least loaded, ties by machine id", machines: [("m2", [:]), ("m1", [:])],
+             units: [("a.service", []), ("b.service", []), ("c.service", [])],
+             expected: ["a.service": "m1", "b.service": "m2", "c.service": "m1"]),
+        Case(label: "MachineID pins; an absent machine leaves it unscheduled", machines: [("m1", [:]), ("m2", [:])],
+             units: [("a.service", ["MachineID=m2"]), ("b.service", ["MachineID=m9"])],
+             expected: ["a.service": "m2", "b.service": nil]),
+        Case(label: "metadata: AND across keys, OR across values",
+             machines: [("m1", ["region": "eu", "disk": "hdd"]), ("m2", ["region": "us", "disk": "ssd"]), ("m3", ["region": "ap", "disk": "ssd"])],
+             units: [("a.service", ["MachineMetadata=region=eu", "MachineMetadata=region=us", "MachineMetadata=disk=ssd"]),
+                     ("b.service", ["MachineMetadata=region=sa"])],
+             expected: ["a.service": "m2", "b.service": nil]),
+        Case(label: "metadata operators != >= <=",
+             machines: [("m1", ["ram": "2048", "disk": "hdd"]), ("m2", ["ram": "8192", "disk": "hdd"]), ("m3", ["ram": "8192", "disk": "ssd"])],
+             units: [("a.service", ["MachineMetadata=ram>=4096", "MachineMetadata=disk!=hdd"]),
+                     ("b.service", ["MachineMetadata=ram<=4096"]), ("c.service", ["MachineMetadata=ram>=lots"])],
+             expected: ["a.service": "m3", "b.service": "m1", "c.service": nil]),
+        Case(label: "MachineOf chains follow their peers", machines: [("m1", [:]), ("m2", [:])],
+             units: [("z.service", []), ("y.service", ["MachineOf=z.service"]), ("x.service", ["MachineOf=y.service"]),
+                     ("w.service", ["MachineOf=nothere.service"])],
+             expected: ["z.service": "m1", "y.service": "m1", "x.service": "m1", "w.service": nil]),
+        Case(label: "Conflicts in both directions", machines: [("m1", [:]), ("m2", [:])],
+             units: [("a.service", ["Conflicts=b*"]), ("b1.service", []), ("b2.service", []), ("c.service", ["Conflicts=a.service"])],
+             expected: ["a.service": "m1", "b1.service": "m2", "b2.service": "m2", "c.service": "m2"]),
+        Case(label: "Conflicts against a global unit", machines: [("m1", ["role": "edge"]), ("m2", [:])],
+             units: [("proxy.service", ["Global=true", "MachineMetadata=role=edge"]), ("a.service", ["Conflicts=proxy.service"])],
+             expected: ["a.service": "m2"]),
+        Case(label: "Replaces pushes the replaced unit off its machine", machines: [("m1", ["zone": "a"]), ("m2", ["zone": "b"])],
+             units: [("b.service", []), ("n.service", ["Replaces=b.service", "MachineMetadata=zone=a"])],
+             expected: ["b.service": "m2", "n.service": "m1"]),
+        Case(label: "global units are never assigned", machines: [("m1", [:])],
+             units: [("g.service", ["Global=true"])], expected: ["g.service": nil]),
+        Case(label: "template instances are separate units", machines: [("m1", [:]), ("m2", [:])],
+             units: [("web@1.service", ["Conflicts=web@*.service"]), ("web@2.service", ["Conflicts=web@*.service"]),
+                     ("web@3.service", ["Conflicts=web@*.service"])],
+             expected: ["web@1.service": "m1", "web@2.service": "m2", "web@3.service": nil]),
+    ]
+
+    @Test(arguments: cases)
+    func placementFollowsFleetsRules(_ testCase: Case) {
+        var cluster = Cluster()
+        for (id, metadata) in testCase.machines { cluster.machine(id, metadata) }
+        for (unit, fleet) in testCase.units { cluster.submit(unit, fleet) }
+        let plan = cluster.schedule()
+        for (unit, expected) in testCase.expected.sorted(by: { $0.key < $1.key }) {
+            #expect(cluster.machineOf(unit) == expected, "\(unit)")
+            let isGlobal = cluster.registry.units[name(unit)]?.options.isGlobal == true
+            if expected == nil && !isGlobal {
+                #expect(plan.unscheduled.contains { $0.name == name(unit) && !$0.reason.isEmpty }, "\(unit) needs a reason")
+            }
+        }
+    }
+
+    @Test func theReplacedUnitMovesAwayWhenItsReplacerLandsOnItsMachine() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        cluster.submit("old.service")
+        cluster.schedule()
+        #expect(cluster.machineOf("old.service") == "m1")
+        // filler loads m2, so the least-loaded, lowest-id choice for new.service is m1, where old runs.
+        cluster.submit("filler.service", ["MachineID=m2"])
+        cluster.submit("new.service", ["Replaces=old.service"])
+        cluster.schedule()
+        #expect(cluster.machineOf("new.service") == "m1")
+        #expect(cluster.machineOf("old.service") == "m2")
+    }
+
+    @Test func unitsStayPutWhenNothingChanges() {
+        var cluster = Cluster()
+        for index in 0..<4 { cluster.machine("m\(index)") }
+        for index in 0..<20 { cluster.submit("u\(index).service", index % 3 == 0 ? ["Conflicts=u1*"] : []) }
+        cluster.schedule()
+        let second = Scheduler.plan(registry: cluster.registry, liveMachines: cluster.live.reversed())
+        #expect(second.commands.isEmpty)
+    }
+
+    @Test func deadMachineUnitsAreRescheduledAndUnplaceableOnesUnassigned() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        cluster.submit("a.service", ["MachineID=m1"])
+        cluster.submit("b.service")
+        cluster.submit("c.service")
+        cluster.schedule()
+        #expect(cluster.machineOf("b.service") == "m2")
+        #expect(cluster.machineOf("c.service") == "m1")
+        cluster.live.removeAll { $0.id == machineID("m1") }
+        let plan = cluster.schedule()
+        #expect(cluster.machineOf("a.service") == nil)
+        #expect(cluster.machineOf("c.service") == "m2")
+        #expect(plan.unscheduled.map(\.name) == [name("a.service")])
+    }
+
+    @Test func drainedMachinesAreEmptiedAndCapsAreHonoured() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2", unitsMax: 1)
+        for index in 0..<3 { cluster.submit("u\(index).service") }
+        cluster.schedule()
+        #expect(cluster.registry.units.values.filter { $0.machine == machineID("m2") }.count == 1)
+        cluster.live[0].isDrained = true
+        let plan = cluster.schedule()
+        #expect(cluster.registry.units.values.filter { $0.machine == machineID("m1") }.isEmpty)
+        #expect(plan.unscheduled.count == 2)
+        #expect(plan.unscheduled.allSatisfy { $0.reason.contains("drained") && $0.reason.contains("full") })
+    }
+
+    @Test func inactiveUnitsAreUnassignedAndFollowersMoveWithTheirPeer() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        cluster.submit("db.service")
+        cluster.submit("app.service", ["MachineOf=db.service"])
+        cluster.schedule()
+        #expect(cluster.machineOf("app.service") == cluster.machineOf("db.service"))
+        let original = cluster.machineOf("db.service")!
+        cluster.live.removeAll { $0.id.rawValue == original }
+        cluster.schedule()
+        #expect(cluster.machineOf("db.service") != original)
+        #expect(cluster.machineOf("app.service") == cluster.machineOf("db.service"))
+        cluster.apply(.setTargetState([name("db.service")], .inactive))
+        let plan = cluster.schedule()
+        #expect(cluster.machineOf("db.service") == nil)
+        #expect(cluster.machineOf("app.service") == nil)
+        #expect(plan.unscheduled.first?.reason.contains("inactive") == true)
+    }
+
+    @Test func decisionsComeInBoundedBatches() {
+        var cluster = Cluster()
+        for index in 0..<3 { cluster.machine("m\(index)") }
+        var submissions: [UnitSubmission] = []
+        let file = try! UnitFile(parsing: "[Service]\nExecStart=/bin/true\n")
+        for index in 0..<250 {
+            submissions.append(UnitSubmission(name: name("u\(index).service"), unitFile: file, targetState: .launched))
+        }
+        cluster.apply(.submitUnits(submissions))
+        let plan = cluster.schedule(SchedulerConfiguration(batchCountMax: 100, placementRoundsMax: 4))
+        #expect(plan.commands.count == 3)
+        #expect(cluster.registry.units.values.allSatisfy { $0.machine != nil })
+        let loads = Dictionary(grouping: cluster.registry.units.values, by: { $0.machine! }).mapValues(\.count)
+        #expect(loads.values.sorted() == [83, 83, 84])
+    }
+
+    @Test func globalUnitsRunOnEveryMatchingMachine() {
+        var cluster = Cluster()
+        cluster.submit("g.service", ["Global=true", "MachineMetadata=role=edge"])
+        cluster.submit("h.service", ["Global=true"], target: .inactive)
+        let edge = LiveMachine(id: machineID("m1"), metadata: ["role": "edge"])
+        let core = LiveMachine(id: machineID("m2"), metadata: ["role": "core"])
+        #expect(Scheduler.globalUnits(in: cluster.registry, on: edge) == [name("g.service")])
+        #expect(Scheduler.globalUnits(in: cluster.registry, on: core).isEmpty)
+    }
+}
