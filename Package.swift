@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "Registry", dependencies: ["UnitFile"]),
         // Pure: leader-side placement of units on live machines, decided as registry commands.
         .target(name: "Scheduling", dependencies: ["Registry", "UnitFile"]),
+        // Pure: per-machine reconciler of desired units against systemd's observed states.
+        .target(name: "Agent", dependencies: ["UnitFile"]),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
         // Pure: SWIM + Lifeguard membership core (on<Event>() -> [<Event>Directive]) and its codec. Standard library only.
@@ -106,6 +108,7 @@ let package = Package(
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
         // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.

@@ -1,0 +1,100 @@
+import UnitFile
+
+/// The per-machine reconciler (fleet's agent/reconcile.go): compares the units this machine
+/// should hold with what systemd and the unit directory show, and returns the actions that close
+/// the gap, in a safe order. Pure: the shell observes, runs the actions, and observes again.
+///
+/// Decisions per unit:
+/// - not desired but on disk: stop it if up, remove its file;
+/// - desired with another file on disk (a changed hash): stop it if up, write the new file,
+///   reload, start it again if launched, so a unit never runs an old file after a replace;
+/// - desired, file missing: write it, reload, start if launched;
+/// - desired, file matches: reload if systemd has not loaded it yet (an agent that died between
+///   write and reload), start if launched and inactive, stop if loaded and up.
+///
+/// Re-adoption: after an agent restart nothing is remembered, and a unit whose file matches and
+/// which is running as desired gets no action at all: the agent never stops what already runs
+/// and matches. A `failed` launched unit is not restarted here: systemd's `Restart=` decides
+/// (fleet did the same), which avoids a restart loop driven by every reconcile tick.
+public struct AgentReconciler: Sendable {
+    /// The most units (desired or observed) one plan takes, to bound its work and its output.
+    public let unitsMax: Int
+    /// The states last reported, for reporting changes only.
+    public private(set) var reported: [UnitName: UnitStateReport.Change] = [:]
+
+    public init(unitsMax: Int = 10_000) {
+        precondition(unitsMax > 0, "unitsMax must be positive, got \(unitsMax)")
+        self.unitsMax = unitsMax
+    }
+
+    public func plan(desired: [DesiredUnit], observed: [ObservedUnit]) throws(AgentError) -> [UnitAction] {
+        let desiredByName = try index(desired, name: \.name)
+        let observedByName = try index(observed, name: \.name)
+        for unit in desired {
+            guard unit.name.form != .template else { throw .notAUnit(unit.name.rawValue) }
+            guard UnitHash(digestOf: unit.file) == unit.hash else { throw .desiredHashMismatch(unit.name.rawValue) }
+        }
+        var stops: [UnitName] = [], removals: [UnitName] = [], writes: [UnitAction] = [], starts: [UnitName] = []
+        var needsReload = false
+        let names = Set(desiredByName.keys).union(observedByName.keys).sorted()
+        for name in names {
+            let want = desiredByName[name]
+            let have = observedByName[name]
+            let isUp = have?.activeState.isUp ?? false
+            guard let want else {
+                guard let have else { continue }
+                if isUp { stops.append(name) }
+                if have.fileHash != nil {
+                    removals.append(name)
+                    needsReload = true
+                }
+                continue
+            }
+            if have?.fileHash != want.hash {
+                if isUp { stops.append(name) }
+                writes.append(.writeFile(name, want.file))
+                needsReload = true
+                if want.state == .launched { starts.append(name) }
+                continue
+            }
+            if have?.loadState != .loaded { needsReload = true }
+            switch want.state {
+            case .launched where have?.activeState == .inactive || have == nil:
+                starts.append(name)
+            case .loaded where isUp:
+                stops.append(name)
+            case .launched, .loaded:
+                break
+            }
+        }
+        return stops.map(UnitAction.stop) + removals.map(UnitAction.removeFile) + writes
+            + (needsReload ? [.reloadDaemon] : []) + starts.map(UnitAction.start)
+    }
+
+    /// The units whose observed state differs from the last report (and the units that vanished),
+    /// sorted by name; remembers them as reported.
+    public mutating func report(observed: [ObservedUnit]) throws(AgentError) -> [UnitStateReport] {
+        let observedByName = try index(observed, name: \.name)
+        var reports: [UnitStateReport] = []
+        for name in Set(reported.keys).union(observedByName.keys).sorted() {
+            let change: UnitStateReport.Change = observedByName[name].map {
+                .observed(loadState: $0.loadState, activeState: $0.activeState, subState: $0.subState, fileHash: $0.fileHash)
+            } ?? .gone
+            guard reported[name] != change else { continue }
+            reports.append(UnitStateReport(name: name, change: change))
+            reported[name] = change == .gone ? nil : change
+        }
+        return reports
+    }
+
+    private func index<Element>(_ elements: [Element], name: (Element) -> UnitName) throws(AgentError) -> [UnitName: Element] {
+        guard elements.count <= unitsMax else { throw .tooManyUnits(count: elements.count, limit: unitsMax) }
+        var byName: [UnitName: Element] = [:]
+        for element in elements {
+            guard byName.updateValue(element, forKey: name(element)) == nil else {
+                throw .duplicateUnit(name(element).rawValue)
+            }
+        }
+        return byName
+    }
+}
