@@ -64,7 +64,9 @@ final class LoopbackCluster {
     }
 
     func start(_ id: NodeID, port: Int, peers: [NodeID: PeerAddress]) async throws {
-        let raft = try RaftConfiguration(electionTimeoutTicks: 10, heartbeatIntervalTicks: 1)
+        // 300-600 ms election timeouts: long enough that a starved test host does not depose
+        // leaders at random, short enough to keep the test quick.
+        let raft = try RaftConfiguration(electionTimeoutTicks: 30, heartbeatIntervalTicks: 1)
         let configuration = try ReplicaConfiguration(
             id: id, foundingVoters: ids, dataDirectory: "\(root)/\(id)", raft: raft,
             tickInterval: .milliseconds(10), randomSeed: id.rawValue &* 7919)
@@ -97,25 +99,8 @@ final class LoopbackCluster {
     }
 
     /// The single leader among the running replicas that all of them agree on.
-    func leader() async -> RaftReplica? {
-        var statuses: [ReplicaStatus] = []
-        for replica in replicas.values {
-            guard let status = await replica.status() else { return nil }
-            statuses.append(status)
-        }
-        let leaders = statuses.filter { $0.role == .leader }
-        guard leaders.count == 1, let leader = leaders.first,
-              statuses.allSatisfy({ $0.leaderID == leader.id && $0.term == leader.term }) else { return nil }
-        return replicas[leader.id]
-    }
-
-    func waitForLeader() async throws -> RaftReplica {
-        var found: RaftReplica?
-        try await eventually("one leader that every running replica follows") {
-            found = await leader()
-            return found != nil
-        }
-        return found!
+    func agreedLeader() async throws -> RaftReplica {
+        try await waitForLeader(among: Array(replicas.values))
     }
 
     func shutdown() async throws {
@@ -126,26 +111,69 @@ final class LoopbackCluster {
 
 func command(_ number: Int) -> [UInt8] { Array("command-\(number)".utf8) }
 
+/// The single leader among `replicas` that all of them agree on.
+func leader(among replicas: [RaftReplica]) async -> RaftReplica? {
+    var statuses: [ReplicaStatus] = []
+    for replica in replicas {
+        guard let status = await replica.status() else { return nil }
+        statuses.append(status)
+    }
+    let leaders = statuses.filter { $0.role == .leader }
+    guard leaders.count == 1, let leader = leaders.first,
+          statuses.allSatisfy({ $0.leaderID == leader.id && $0.term == leader.term }) else { return nil }
+    return replicas.first { $0.configuration.id == leader.id }
+}
+
+func waitForLeader(among replicas: [RaftReplica]) async throws -> RaftReplica {
+    var found: RaftReplica?
+    try await eventually("one leader that every running replica follows") {
+        found = await leader(among: replicas)
+        return found != nil
+    }
+    return found!
+}
+
+/// Proposes on whichever of `replicas` leads, retrying when leadership moves meanwhile
+/// (`notLeader` and `superseded` both mean the command was not applied, so a retry cannot
+/// duplicate it).
+func proposeOnLeader(_ data: [UInt8], among replicas: [RaftReplica]) async throws -> AppliedProposal {
+    var lastError = ProposalError.notLeader(leaderID: nil)
+    for _ in 0..<20 {
+        let leader = try await waitForLeader(among: replicas)
+        do {
+            return try await leader.propose(data)
+        } catch .notLeader, .superseded {
+            continue
+        } catch {
+            lastError = error
+            break
+        }
+    }
+    throw lastError
+}
+
 @Suite("Raft replicas on loopback with real write-ahead logs")
 struct RaftReplicaTests {
     @Test func threeReplicasElectCommitSurviveTheLeadersStopAndRecoverFromDisk() async throws {
         let cluster = LoopbackCluster()
         try await cluster.start()
         do {
-            let first = try await cluster.waitForLeader()
+            _ = try await cluster.agreedLeader()
 
             // Concurrent proposals share fsyncs; each is answered when applied, with the state
             // machine's result.
+            let running = Array(cluster.replicas.values)
             let results = try await withThrowingTaskGroup(of: AppliedProposal.self) { group in
-                for number in 0..<50 { group.addTask { try await first.propose(command(number)) } }
+                for number in 0..<50 { group.addTask { try await proposeOnLeader(command(number), among: running) } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(results.count == 50)
             #expect(Set(results.map(\.index)).count == 50)
             #expect(results.allSatisfy { Array($0.result.reversed()).starts(with: Array("command-".utf8)) })
 
-            let follower = cluster.replicas.values.first { $0 !== first }!
-            await #expect(throws: ProposalError.notLeader(leaderID: first.configuration.id)) {
+            let leading = try await cluster.agreedLeader()
+            let follower = cluster.replicas.values.first { $0 !== leading }!
+            await #expect(throws: ProposalError.notLeader(leaderID: leading.configuration.id)) {
                 try await follower.propose(command(-1))
             }
             try await eventually("every replica applied the 50 commands") {
@@ -153,12 +181,13 @@ struct RaftReplicaTests {
             }
 
             // The leader stops; the other two elect a new one and keep committing.
-            let stoppedID = first.configuration.id
-            let committedBeforeStop = await first.logEntries()
+            let stoppedID = leading.configuration.id
+            let committedBeforeStop = await leading.logEntries()
             try await cluster.stop(stoppedID)
-            let second = try await cluster.waitForLeader()
+            let second = try await cluster.agreedLeader()
             #expect(second.configuration.id != stoppedID)
-            for number in 50..<70 { _ = try await second.propose(command(number)) }
+            let survivors = Array(cluster.replicas.values)
+            for number in 50..<70 { _ = try await proposeOnLeader(command(number), among: survivors) }
 
             // The stopped replica restarts from its directory: what it had is still there, and it
             // catches up with what was committed without it.
