@@ -274,7 +274,7 @@ extension MembershipShell {
         let deadline = NIODeadline.now() + configuration.streamTimeout
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.streamTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [state = self.state] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(OutboundStreamHandler(

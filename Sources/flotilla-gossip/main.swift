@@ -166,7 +166,7 @@ for await event in shell.memberEvents {
     emit(line(for: event))
 }
 let counters = await shell.counters()
-emit("stopped garbage=\(counters.garbageDropped) eventsDropped=\(counters.memberEventsDropped)")
+emit("stopped \(counters)")
 try? await group.shutdownGracefully()
 withExtendedLifetime(signalSources) {}
 exit(0)

@@ -27,10 +27,17 @@ struct GarbageTests {
         datagrams.append(Array(MembershipCodec.encode(MembershipMessage(.ping(Ping(sequenceNumber: 7, targetID: MemberID("g1"))))).dropLast()))
         let sender = try await DatagramBootstrap(group: group).bind(host: loopback, port: 0).get()
         let destination = try SocketAddress(ipAddress: loopback, port: port)
-        for bytes in datagrams {
+        // In batches, each counted before the next: a burst could overflow the socket's receive
+        // buffer on a loaded host, and the kernel's drops are not the shell's to count.
+        for (index, bytes) in datagrams.enumerated() {
             var buffer = sender.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
             try await sender.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: buffer)).get()
+            if index % 20 == 19 || index == datagrams.count - 1 {
+                try await eventually("datagram \(index) received (seed \(seed))") {
+                    await target.counters().datagramsReceived == index + 1
+                }
+            }
         }
 
         // Frames: a length above the bound, an empty frame, a datagram-kind message, random bytes
@@ -53,16 +60,15 @@ struct GarbageTests {
             try await channel.closeFuture.get()
         }
 
-        try await eventually("garbage counted (datagram seed \(seed))") {
-            let counters = await target.counters()
-            return counters.datagramsDroppedUndecodable + counters.datagramsDroppedStreamMessage >= datagrams.count - 10
-                && counters.streamFramesDroppedUndecodable == frames.count
-        }
+        try await eventually("frames counted") { await target.counters().streamFramesDroppedUndecodable == frames.count }
         let counters = await target.counters()
-        // A random datagram can decode by chance only if it starts with the version byte and a
-        // valid type and is well-formed to the last byte; count at most a few such.
-        #expect(counters.datagramsReceived == datagrams.count, "datagram seed \(seed)")
+        // A random datagram decodes only if it starts with the version byte and a valid type and
+        // is well-formed to its last byte: allow a few such flukes.
+        #expect(counters.datagramsReceived == datagrams.count, "seed \(seed)")
+        #expect(counters.datagramsDroppedUndecodable + counters.datagramsDroppedStreamMessage >= datagrams.count - 3,
+                "seed \(seed): \(counters)")
         #expect(counters.datagramsDroppedStreamMessage >= 1)
+        #expect(counters.garbageDropped >= datagrams.count - 3 + frames.count)
 
         // Still working: another member joins through it and both see each other alive.
         let joiner = try await startShell("g2", group: group, seed: 32)
