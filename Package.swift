@@ -109,6 +109,8 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile"]),
+        // Seeded scheduler + agents simulation across 50 machines (SIM_SEED replays one seed).
+        .testTarget(name: "SchedulingSimulationTests", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
         // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.
