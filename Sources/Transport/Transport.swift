@@ -44,7 +44,7 @@ public final class Transport: Sendable {
             serverChannel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(InboundFrameHandler(box: box))
@@ -185,7 +185,7 @@ public final class Transport: Sendable {
             low: configuration.outboundBufferBytesHigh / 2, high: configuration.outboundBufferBytesHigh)
         ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: watermark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -89,7 +89,7 @@ final class BenchClient: Sendable {
     static func connect(port: Int, group: any EventLoopGroup) async throws -> BenchClient {
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(.milliseconds(500))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ProposeResponseDecoder()))
@@ -270,7 +270,7 @@ final class Driver {
             let payload = self.payload
             let channel = try await ClientBootstrap(group: promise.futureResult.eventLoop)
                 .connectTimeout(.seconds(1))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ProposeResponseDecoder()))

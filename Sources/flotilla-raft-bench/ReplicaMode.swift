@@ -81,7 +81,7 @@ func runReplica(_ options: ReplicaOptions) async throws {
         stateMachine: StateMachine(apply: { _ in [] }, restore: { _ in }))
     let server = try await ServerBootstrap(group: ioGroup.next())
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ProposeRequestDecoder()))
