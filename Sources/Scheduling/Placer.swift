@@ -7,14 +7,44 @@ struct Placer {
     struct Unit {
         let record: UnitRecord
         let matcher: MetadataMatcher
+        let conflicts: [CompiledGlob]
+        let replaces: [CompiledGlob]
         var name: UnitName { record.name }
         var options: FleetOptions { record.options }
+
+        init(record: UnitRecord) {
+            self.record = record
+            matcher = MetadataMatcher(record.options.machineMetadata)
+            conflicts = record.options.conflicts.map(CompiledGlob.init)
+            replaces = record.options.replaces.map(CompiledGlob.init)
+        }
+    }
+
+    /// A glob with its literal prefix (the text before its first metacharacter): only names with
+    /// that prefix can match, so most names are ruled out by a prefix test or a binary search
+    /// instead of a full match. This keeps 100,000 units with `Conflicts` globs within seconds.
+    struct CompiledGlob {
+        let glob: Glob
+        let literalPrefix: String
+        let isLiteral: Bool
+
+        init(_ glob: Glob) {
+            self.glob = glob
+            let metacharacters: Set<Character> = ["*", "?", "[", "\\"]
+            let prefix = glob.pattern.prefix { !metacharacters.contains($0) }
+            literalPrefix = String(prefix)
+            isLiteral = prefix.count == glob.pattern.count
+        }
+
+        func matches(_ name: String) -> Bool {
+            isLiteral ? name == literalPrefix : name.hasPrefix(literalPrefix) && glob.matches(name)
+        }
     }
 
     /// A unit (placed or global) carrying a glob that constrains its neighbours.
     struct OwnedGlob {
         let owner: UnitName
-        let glob: Glob
+        let glob: CompiledGlob
     }
 
     struct Slot {
@@ -23,6 +53,8 @@ struct Placer {
         var placedNames: Set<UnitName> = []
         /// Global units that run here (fixed for the round).
         var globalNames: Set<UnitName> = []
+        /// The names of both kinds, sorted, for prefix searches.
+        var sortedNames: [String] = []
         var conflictGlobs: [OwnedGlob] = []
         var replaceGlobs: [OwnedGlob] = []
         var load: Int { placedNames.count }
@@ -61,11 +93,13 @@ struct Placer {
             slots.append(Slot(machine: machine))
         }
         for record in registry.unitsSortedByName where record.targetState != .inactive {
-            let unit = Unit(record: record, matcher: MetadataMatcher(record.options.machineMetadata))
+            let unit = Unit(record: record)
             units[record.name] = unit
             if record.options.isGlobal {
                 for index in slots.indices where unit.matcher.isSatisfied(by: slots[index].machine.metadata) {
                     slots[index].globalNames.insert(record.name)
+                    // Units arrive in name order, so appending keeps the array sorted.
+                    slots[index].sortedNames.append(record.name.rawValue)
                 }
             } else {
                 schedulable.append(record.name)
@@ -213,21 +247,20 @@ struct Placer {
     func conflicts(_ unit: Unit, with slot: Slot) -> Bool {
         let name = unit.name.rawValue
         if slot.conflictGlobs.contains(where: { $0.owner != unit.name && $0.glob.matches(name) }) { return true }
-        for glob in unit.options.conflicts {
-            if Self.isLiteral(glob) {
-                guard let other = try? UnitName(glob.pattern), other != unit.name else { continue }
+        for compiled in unit.conflicts {
+            if compiled.isLiteral {
+                guard compiled.literalPrefix != name, let other = try? UnitName(compiled.literalPrefix) else { continue }
                 if slot.placedNames.contains(other) || slot.globalNames.contains(other) { return true }
-            } else if slot.placedNames.contains(where: { $0 != unit.name && glob.matches($0.rawValue) })
-                || slot.globalNames.contains(where: { glob.matches($0.rawValue) }) {
-                return true
+                continue
+            }
+            var position = Self.lowerBound(of: compiled.literalPrefix, in: slot.sortedNames)
+            while position < slot.sortedNames.count, slot.sortedNames[position].hasPrefix(compiled.literalPrefix) {
+                let other = slot.sortedNames[position]
+                if other != name, compiled.glob.matches(other) { return true }
+                position += 1
             }
         }
         return false
-    }
-
-    /// A glob without metacharacters matches only itself: a set lookup instead of a scan.
-    static func isLiteral(_ glob: Glob) -> Bool {
-        !glob.pattern.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "\\") }
     }
 
     func noMachineReason(_ unit: Unit) -> String {
@@ -249,8 +282,9 @@ struct Placer {
         var evicted: [UnitName] = []
         let replaces = units[name]!.options.replaces
         guard !replaces.isEmpty else { return [] }
+        let compiled = units[name]!.replaces
         var queue = slots[index].placedNames.filter { other in
-            other != name && replaces.contains { $0.matches(other.rawValue) }
+            other != name && compiled.contains { $0.matches(other.rawValue) }
         }.sorted()
         while let victim = queue.popLast() {
             guard placement[victim] == index else { continue }
@@ -266,13 +300,19 @@ struct Placer {
         let unit = units[name]!
         placement[name] = index
         slots[index].placedNames.insert(name)
-        slots[index].conflictGlobs += unit.options.conflicts.map { OwnedGlob(owner: name, glob: $0) }
-        slots[index].replaceGlobs += unit.options.replaces.map { OwnedGlob(owner: name, glob: $0) }
+        let position = Self.lowerBound(of: name.rawValue, in: slots[index].sortedNames)
+        slots[index].sortedNames.insert(name.rawValue, at: position)
+        slots[index].conflictGlobs += unit.conflicts.map { OwnedGlob(owner: name, glob: $0) }
+        slots[index].replaceGlobs += unit.replaces.map { OwnedGlob(owner: name, glob: $0) }
     }
 
     mutating func remove(_ name: UnitName, from index: Int) {
         placement[name] = nil
         slots[index].placedNames.remove(name)
+        let position = Self.lowerBound(of: name.rawValue, in: slots[index].sortedNames)
+        if position < slots[index].sortedNames.count, slots[index].sortedNames[position] == name.rawValue {
+            slots[index].sortedNames.remove(at: position)
+        }
         if !units[name]!.options.conflicts.isEmpty { slots[index].conflictGlobs.removeAll { $0.owner == name } }
         if !units[name]!.options.replaces.isEmpty { slots[index].replaceGlobs.removeAll { $0.owner == name } }
     }
@@ -307,7 +347,7 @@ struct Placer {
         if position < buckets[load].count, buckets[load][position] == index { buckets[load].remove(at: position) }
     }
 
-    static func lowerBound(of value: Int, in sorted: [Int]) -> Int {
+    static func lowerBound<Element: Comparable>(of value: Element, in sorted: [Element]) -> Int {
         var low = 0, high = sorted.count
         while low < high {
             let middle = (low + high) / 2

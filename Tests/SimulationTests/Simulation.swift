@@ -70,7 +70,7 @@ struct SimulationFailure: Error, CustomStringConvertible {
         """
         simulation seed \(seed) failed at moment \(moment): \(reason)
         parameters: \(parameters)
-        replay: SIM_SEED=\(seed) swift test --filter SimulationTests
+        replay: SIM_SEED=\(seed) swift test --filter randomisedClustersStaySafeAndConverge
         last events:
         \(transcript.joined(separator: "\n"))
         """
