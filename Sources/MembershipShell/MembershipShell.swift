@@ -92,7 +92,7 @@ public final class MembershipShell: Sendable {
     /// or one naming only this member, starts a new cluster.
     public func join(seeds: [MemberAddress]) async throws(MembershipShellError) {
         try await onLoop { shell in
-            guard shell.state.value.instance != nil else { return }
+            guard shell.isRunning, shell.state.value.instance != nil else { return }
             let directives = shell.state.value.instance!.join(seeds: seeds, now: shell.now())
             shell.perform(directives)
         }
@@ -118,7 +118,7 @@ public final class MembershipShell: Sendable {
     /// `leavePropagationMilliseconds` so the goodbye spreads; then it returns. Call `stop()` next.
     public func leave() async throws(MembershipShellError) {
         try await onLoop { shell in
-            guard shell.state.value.instance != nil else { return }
+            guard shell.isRunning, shell.state.value.instance != nil else { return }
             shell.perform(shell.state.value.instance!.leave(now: shell.now()))
         }
         try? await eventLoop.scheduleTask(in: .milliseconds(configuration.leavePropagationMilliseconds)) {}.futureResult.get()

@@ -248,6 +248,7 @@ extension MembershipShell {
 
     func sendStream(_ message: MembershipMessage, to address: MemberAddress) {
         let state = state.value
+        guard isRunning else { return }
         if case .pushPull(let pushPull) = message.body, pushPull.kind == .response {
             guard let pending = state.pendingReply, pending.address == address, !pending.replied else {
                 state.counters.streamResponsesDroppedNoConnection += 1

@@ -1,0 +1,58 @@
+import Membership
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import MembershipShell
+
+/// Every queue and connection count of the shell is bounded, and what goes over a bound is counted.
+@Suite("Membership shell bounds")
+struct BoundsTests {
+    @Test func silentConnectionsAreClosedAtTheDeadlineAndExtraOnesRefused() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("bounded"), membership: fastMembership,
+            randomSeed: 41, streamTimeout: .milliseconds(300), inboundStreamsMax: 1)
+        let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
+        let port = Int(shell.localAddress.port)
+        let silent = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+        try await eventually("the first connection is accepted") { await shell.counters().streamsAccepted == 1 }
+        let extra = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+        try await extra.closeFuture.get()
+        try await silent.closeFuture.get()
+        let counters = await shell.counters()
+        #expect(counters.streamsRefusedOverLimit == 1)
+        #expect(counters.streamsTimedOut == 1)
+        await shell.stop()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func eventsBeyondTheBufferAreDroppedAndCountedWhileMembersStayCurrent() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("slow-reader"), membership: fastMembership,
+            randomSeed: 51, memberEventsBufferMax: 1)
+        let reader = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
+        let others = [try await startShell("o1", group: group, seed: 52), try await startShell("o2", group: group, seed: 53)]
+        for other in others { try await other.join(seeds: [reader.localAddress]) }
+        // Nobody reads `reader.memberEvents`: one event fits, the second is dropped and counted.
+        try await eventually("all alive") { try await allAlive([reader] + others, count: 3) }
+        #expect(await reader.counters().memberEventsDropped >= 1)
+        for shell in [reader] + others { await shell.stop() }
+        var delivered = 0
+        for await _ in reader.memberEvents { delivered += 1 }
+        #expect(delivered == 1)
+        try await group.shutdownGracefully()
+    }
+
+    @Test func joinAndLeaveAfterStopDoNothing() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let shell = try await startShell("stopped", group: group, seed: 61)
+        await shell.stop()
+        await shell.stop()
+        try await shell.join(seeds: [MemberAddress(host: loopback, port: 9)])
+        try await shell.leave()
+        #expect(await shell.counters().streamsOpened == 0)
+        try await group.shutdownGracefully()
+    }
+}
