@@ -43,4 +43,16 @@ public enum Scheduler {
                 && MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
         }.map(\.name)
     }
+
+    /// What `machine`'s agent should hold: the units assigned to it and the global units it
+    /// matches, none inactive, sorted by name. The glue between the registry and `Agent`.
+    public static func units(for machine: LiveMachine, in registry: RegistryState) -> [UnitRecord] {
+        registry.unitsSortedByName.filter { unit in
+            guard unit.targetState != .inactive else { return false }
+            if unit.options.isGlobal {
+                return MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
+            }
+            return unit.machine == machine.id
+        }
+    }
 }

@@ -126,4 +126,16 @@ let moved = plan.commands.reduce(0) { count, command in
 }
 print("after \(machineCount / 100) machines die: \(seconds(clock.now - start)), \(moved) units moved in \(plan.commands.count) commands, \(plan.unscheduled.count) unscheduled")
 if let example = plan.unscheduled.first { print("  e.g. \(example.name): \(example.reason)") }
+start = clock.now
+let snapshot = registry.snapshot()
+let snapshotDuration = clock.now - start
+start = clock.now
+var restored = RegistryState(limits: registry.limits)
+do {
+    try restored.restore(from: snapshot)
+} catch {
+    print("restore failed: \(error)")
+    exit(1)
+}
+print("registry snapshot: \(snapshot.count / 1024) KiB in \(seconds(snapshotDuration)), restored (files re-validated) in \(seconds(clock.now - start)), equal: \(restored == registry)")
 print("peak RSS: \(peakRSSKibibytes() / 1024) MiB")

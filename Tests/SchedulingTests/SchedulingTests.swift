@@ -77,6 +77,9 @@ struct Cluster {
         Case(label: "Replaces pushes the replaced unit off its machine", machines: [("m1", ["zone": "a"]), ("m2", ["zone": "b"])],
              units: [("b.service", []), ("n.service", ["Replaces=b.service", "MachineMetadata=zone=a"])],
              expected: ["b.service": "m2", "n.service": "m1"]),
+        Case(label: "Conflicts glob starting with a wildcard", machines: [("m1", [:]), ("m2", [:])],
+             units: [("a-db.service", []), ("b-db.service", ["Conflicts=*-db.service"]), ("c-db.service", ["Conflicts=*-db.service"])],
+             expected: ["a-db.service": "m1", "b-db.service": "m2", "c-db.service": nil]),
         Case(label: "global units are never assigned", machines: [("m1", [:])],
              units: [("g.service", ["Global=true"])], expected: ["g.service": nil]),
         Case(label: "template instances are separate units", machines: [("m1", [:]), ("m2", [:])],
@@ -191,6 +194,32 @@ struct Cluster {
         #expect(loads.values.sorted() == [83, 83, 84])
     }
 
+    @Test func aChainLongerThanTheRoundLimitIsFinishedByLaterRounds() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        // u0 <- u1 <- u2 <- u3, submitted so that name order is the reverse of the chain.
+        cluster.submit("u3.service")
+        for index in 0..<3 { cluster.submit("u\(index).service", ["MachineOf=u\(index + 1).service"]) }
+        let configuration = SchedulerConfiguration(batchCountMax: 10, placementRoundsMax: 2)
+        let first = cluster.schedule(configuration)
+        #expect(first.unscheduled.map(\.name) == [name("u0.service"), name("u1.service")])
+        #expect(first.unscheduled.allSatisfy { $0.reason.contains("not scheduled") })
+        cluster.schedule(configuration)
+        #expect(Set((0...3).map { cluster.machineOf("u\($0).service") }) == ["m1"])
+    }
+
+    @Test func theSamePlanWhateverTheOrderOfLiveMachines() {
+        var cluster = Cluster()
+        for index in 0..<6 { cluster.machine("m\(index)", ["rack": "r\(index % 2)"]) }
+        for index in 0..<30 {
+            cluster.submit("u\(index).service", index % 2 == 0 ? ["MachineMetadata=rack=r1"] : ["Conflicts=u1*.service"])
+        }
+        let plan = Scheduler.plan(registry: cluster.registry, liveMachines: cluster.live)
+        #expect(Scheduler.plan(registry: cluster.registry, liveMachines: cluster.live.reversed()) == plan)
+        #expect(Scheduler.plan(registry: cluster.registry, liveMachines: cluster.live + cluster.live) == plan)
+    }
+
     @Test func globalUnitsRunOnEveryMatchingMachine() {
         var cluster = Cluster()
         cluster.submit("g.service", ["Global=true", "MachineMetadata=role=edge"])
@@ -199,5 +228,15 @@ struct Cluster {
         let core = LiveMachine(id: machineID("m2"), metadata: ["role": "core"])
         #expect(Scheduler.globalUnits(in: cluster.registry, on: edge) == [name("g.service")])
         #expect(Scheduler.globalUnits(in: cluster.registry, on: core).isEmpty)
+    }
+
+    @Test func aMachinesUnitsAreItsAssignedAndMatchingGlobalOnes() {
+        var cluster = Cluster()
+        cluster.machine("m1", ["role": "edge"])
+        cluster.submit("g.service", ["Global=true", "MachineMetadata=role=edge"])
+        cluster.submit("a.service")
+        cluster.submit("idle.service", target: .inactive)
+        cluster.schedule()
+        #expect(Scheduler.units(for: cluster.live[0], in: cluster.registry).map(\.name.rawValue) == ["a.service", "g.service"])
     }
 }
