@@ -8,6 +8,7 @@
 //   started <id> <host:port> seed=<seed> t=<unix-ms>
 //   alive|suspect|dead|left <id> <host:port> inc=<incarnation> from=<previous|new> t=<unix-ms>
 //   forgotten <id> t=<unix-ms>
+//   stopped <the shell's counters> t=<unix-ms>          (last line, after a leave)
 // SIGTERM or SIGINT: leave gracefully, then exit 0.
 import Dispatch
 import Membership
