@@ -9,8 +9,9 @@ import UnitFile
 /// - desired with another file on disk (a changed hash): stop it if up, write the new file,
 ///   reload, start it again if launched, so a unit never runs an old file after a replace;
 /// - desired, file missing: write it, reload, start if launched;
-/// - desired, file matches: reload if systemd has not loaded it yet (an agent that died between
-///   write and reload), start if launched and inactive, stop if loaded and up.
+/// - desired, file matches: reload if systemd has not read it yet (an agent that died between
+///   write and reload), start if launched and inactive, stop if loaded and up; a unit systemd
+///   refused (`error`) or that is masked is neither reloaded nor started again.
 ///
 /// Re-adoption: after an agent restart nothing is remembered, and a unit whose file matches and
 /// which is running as desired gets no action at all: the agent never stops what already runs
@@ -57,9 +58,14 @@ public struct AgentReconciler: Sendable {
                 if want.state == .launched { starts.append(name) }
                 continue
             }
-            if have?.loadState != .loaded { needsReload = true }
+            // A file systemd has never read needs a reload; one it read and refused (`error`) or
+            // that an operator masked does not: reloading or starting it on every tick would
+            // only repeat the failure, which the state report already shows.
+            let loadState = have?.loadState ?? .notFound
+            if loadState == .notFound { needsReload = true }
+            let canStart = loadState == .loaded || loadState == .notFound
             switch want.state {
-            case .launched where have?.activeState == .inactive || have == nil:
+            case .launched where canStart && (have?.activeState ?? .inactive) == .inactive:
                 starts.append(name)
             case .loaded where isUp:
                 stops.append(name)
