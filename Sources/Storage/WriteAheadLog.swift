@@ -104,7 +104,8 @@ public final class WriteAheadLog {
 
     /// Makes `batch` durable with one sync of the segment (group commit): every record of the
     /// batch is written with one `write`, then one `fdatasync`. A batch is atomic across crashes:
-    /// after a restart either all of it is there or none of it.
+    /// after a restart either all of it is there or none of it. The one exception: a batch that
+    /// only raises the commit index is written but not synced (see `needsSync`).
     ///
     /// Preconditions (the Raft core guarantees them; breaking them is a bug in the caller):
     /// entries are contiguous, start after the snapshot (the batch's, else the stored one) and at
@@ -136,7 +137,11 @@ public final class WriteAheadLog {
         }
         try makeRoom(forBatchBytes: writer.bytes.count)
         if let snapshot = batch.snapshot { try failing { () throws(StorageError) in try writeSnapshotFile(snapshot) } }
-        try failing { () throws(StorageError) in try writeAndSync(writer.bytes) }
+        if needsSync(batch) {
+            try failing { () throws(StorageError) in try writeAndSync(writer.bytes) }
+        } else {
+            try failing { () throws(StorageError) in try writeWithoutSync(writer.bytes) }
+        }
 
         if let snapshot = batch.snapshot {
             snapshotMetadata = snapshot.metadata
@@ -203,6 +208,28 @@ public final class WriteAheadLog {
             segmentBytes = bytes
             segments.append(segment)
         }
+    }
+
+    /// False only for a batch that changes nothing but the commit index.
+    ///
+    /// The commit index is volatile state in Raft (the paper's Figure 2 lists `commitIndex` under
+    /// "Volatile state on all servers"): a server that loses it after a crash learns it again from
+    /// the leader, or as leader from its followers' match indexes, and an in-memory state machine
+    /// is rebuilt from the log anyway. Term and vote, which must never go backwards, are synced
+    /// whenever they change, so the term and vote of `hardState` are always durable. Skipping this
+    /// sync removes the third fsync from a leader's commit round (write entries, follower writes,
+    /// then the new commit index), which otherwise bounds a closed loop of proposers to one
+    /// commit per three sequential fsyncs. A later synced batch makes the record durable too; a
+    /// crash before that leaves at most a torn tail, which recovery cuts.
+    func needsSync(_ batch: WriteBatch) -> Bool {
+        guard batch.snapshot == nil, batch.entries.isEmpty, let state = batch.hardState else { return true }
+        return state.term != hardState.term || state.votedFor != hardState.votedFor
+    }
+
+    func writeWithoutSync(_ bytes: [UInt8]) throws(StorageError) {
+        let name = path(segments.last!.name)
+        try FileIO.writeAll(segmentDescriptor, bytes, path: name)
+        segmentBytes += bytes.count
     }
 
     func writeAndSync(_ bytes: [UInt8]) throws(StorageError) {

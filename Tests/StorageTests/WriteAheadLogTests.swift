@@ -55,6 +55,64 @@ import Wire
         _ = try RaftNode(id: NodeID(1), configuration: try RaftConfiguration(), restoring: state, randomSeed: 1)
     }
 
+    /// Raft's Figure 2 lists `commitIndex` under "Volatile state on all servers": a batch that
+    /// only raises it is written but not synced, while a change of term or vote always is.
+    @Test func aCommitIndexOnlyBatchIsWrittenWithoutASync() throws {
+        let directory = TemporaryDirectory()
+        var model = ModelLog(state: .bootstrap(voters: voters))
+        do {
+            let (log, _) = try WriteAheadLog.open(directory: directory.wal, initialState: model.state)
+            let withEntries = WriteBatch(entries: entries(2...5, term: 2),
+                                         hardState: HardState(term: 2, votedFor: NodeID(2), commitIndex: 1))
+            try log.append(withEntries)
+            model.apply(withEntries)
+            let synced = log.syncCount
+
+            let commitOnly = WriteBatch(hardState: HardState(term: 2, votedFor: NodeID(2), commitIndex: 5))
+            try log.append(commitOnly)
+            model.apply(commitOnly)
+            #expect(log.syncCount == synced, "a commit-index-only batch was synced")
+
+            let newVote = WriteBatch(hardState: HardState(term: 2, votedFor: NodeID(3), commitIndex: 5))
+            try log.append(newVote)
+            model.apply(newVote)
+            #expect(log.syncCount == synced + 1, "a change of vote was not synced")
+
+            let newTerm = WriteBatch(hardState: HardState(term: 3, votedFor: NodeID(3), commitIndex: 5))
+            try log.append(newTerm)
+            model.apply(newTerm)
+            #expect(log.syncCount == synced + 2, "a change of term was not synced")
+        }
+        // Without a crash the unsynced record is read back like any other.
+        let (_, state) = try WriteAheadLog.open(directory: directory.wal)
+        #expect(state == model.state)
+    }
+
+    /// A crash may lose an unsynced commit-index record, never a synced batch before it.
+    @Test func aTornCommitIndexOnlyBatchIsCutAndTheSyncedStateRemains() throws {
+        let directory = TemporaryDirectory()
+        var model = ModelLog(state: .bootstrap(voters: voters))
+        let segment: String
+        let syncedBytes: Int
+        do {
+            let (log, _) = try WriteAheadLog.open(directory: directory.wal, initialState: model.state)
+            let withEntries = WriteBatch(entries: entries(2...5, term: 2),
+                                         hardState: HardState(term: 2, votedFor: NodeID(2), commitIndex: 1))
+            try log.append(withEntries)
+            model.apply(withEntries)
+            segment = segmentPaths(in: directory.wal).last!
+            syncedBytes = readBytes(segment).count
+            try log.append(WriteBatch(hardState: HardState(term: 2, votedFor: NodeID(2), commitIndex: 5)))
+        }
+        let full = readBytes(segment)
+        #expect(full.count > syncedBytes)
+        // The page holding the unsynced record reached the disk only in part.
+        writeBytes(segment, Array(full[..<(syncedBytes + (full.count - syncedBytes) / 2)]))
+        let (_, state) = try WriteAheadLog.open(directory: directory.wal)
+        #expect(state == model.state)
+        #expect(state.hardState.commitIndex == 1)
+    }
+
     @Test func conflictingEntriesAreOverwritten() throws {
         let directory = TemporaryDirectory()
         var model = ModelLog(state: .bootstrap(voters: voters))
