@@ -119,6 +119,35 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
             == .rejected(.duplicateInBatch("a.service")))
     }
 
+    @Test func unitAndMachineCountsAreBounded() {
+        var state = RegistryState(limits: RegistryLimits(
+            unitsMax: 2, machinesMax: 1, batchCountMax: 10, clientSessionsMax: 2,
+            unitFileSizeMax: 64, metadataEntriesMax: 1, metadataLengthMax: 8))
+        #expect(apply(&state, .submitUnits([submission("a.service"), submission("b.service"), submission("c.service")]))
+            == .rejected(.tooManyUnits(limit: 2)))
+        guard case .rejected(.unitFileTooLarge) = apply(&state, .submitUnits([submission("a.service", "MachineMetadata=region=europe-west")])) else {
+            Issue.record("a file over unitFileSizeMax must be refused")
+            return
+        }
+        #expect(apply(&state, .drainMachine(machine("m1"))) == .applied(changedCount: 1))
+        #expect(apply(&state, .drainMachine(machine("m2"))) == .rejected(.tooManyMachines(limit: 1)))
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), [MetadataEntry(key: "region", value: "europe-west")]))
+            == .rejected(.invalidMetadata(key: "region", value: "europe-west")))
+        #expect(apply(&state, .setMachineMetadata(machine("m1"), [MetadataEntry(key: "a", value: "1"), MetadataEntry(key: "b", value: "2")]))
+            == .rejected(.tooManyMetadataEntries(count: 2, limit: 1)))
+    }
+
+    @Test func aSnapshotLargerThanTheLimitsIsRefused() {
+        var big = RegistryState()
+        apply(&big, .submitUnits([submission("a.service"), submission("b.service"), submission("c.service")]))
+        var small = RegistryState(limits: RegistryLimits(
+            unitsMax: 2, machinesMax: 1, batchCountMax: 10, clientSessionsMax: 2,
+            unitFileSizeMax: 4096, metadataEntriesMax: 1, metadataLengthMax: 8))
+        #expect(throws: RegistrySnapshotError.countTooLarge(what: "units", count: 3, limit: 2)) {
+            try small.restore(from: big.snapshot())
+        }
+    }
+
     @Test func globalUnitsAndDrainedMachinesCannotBeAssigned() {
         var state = RegistryState()
         apply(&state, .submitUnits([submission("g.service", "Global=true"), submission("a.service")]))

@@ -11,7 +11,7 @@ import Darwin
 
 /// A seeded, single-threaded cluster: a registry, the scheduler run by the leader after every
 /// event, and one agent per machine acting on a simulated systemd. Machines die (their systemd
-/// keeps running, unseen), rejoin, drain and undrain; units change target state. After every
+/// keeps running, unseen), rejoin, drain and undrain; units change target state and get new files. After every
 /// round the invariants below must hold on the live machines. A failure names its seed and step;
 /// set SIM_SEED to replay one seed.
 @Suite struct SchedulingSimulationTests {
@@ -133,6 +133,16 @@ struct Simulation {
         case 3, 4, 5: live.insert(machine)                      // rejoins with whatever it was running
         case 6: try apply(.drainMachine(machine))
         case 7: try apply(.undrainMachine(machine))
+        case 8:
+            // A new version of a unit's file: agents must replace it wherever it runs.
+            let units = registry.unitsSortedByName
+            let unit = units[Int(random.next() % UInt64(units.count))]
+            let current = try UnitFile(parsing: unit.file)
+            let changed = try UnitFile(parsing: "[Unit]\nDescription=version \(step)\n\n" + current.sections
+                .filter { $0.name != "Unit" }.map { section in
+                    "[\(section.name)]\n" + section.options.map { "\($0.name)=\($0.rawValue)\n" }.joined()
+                }.joined(separator: "\n"))
+            try apply(.replaceUnitFiles([UnitSubmission(name: unit.name, unitFile: changed, targetState: unit.targetState)]))
         default:
             let units = registry.unitsSortedByName
             let unit = units[Int(random.next() % UInt64(units.count))]
@@ -200,6 +210,7 @@ struct Simulation {
             let running = systemd[machine.id]!.active.sorted()
             for name in running {
                 guard let unit = registry.units[name] else { continue }
+                guard systemd[machine.id]!.hashes[name] == unit.hash else { throw failure("\(name) runs an old file on \(machine.id)") }
                 if machine.isDrained && !unit.options.isGlobal { throw failure("\(name) runs on drained \(machine.id)") }
                 for other in running where other != name && unit.options.conflicts.contains(where: { $0.matches(other.rawValue) }) {
                     throw failure("\(name) and \(other) conflict on \(machine.id)")
