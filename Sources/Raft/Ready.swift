@@ -5,7 +5,9 @@
 ///    `hardState`. Nothing else may be done before these writes are durable.
 /// 2. Only then send `messages`. A vote, an acknowledgement or a commit announcement sent before
 ///    the state it vouches for is durable could be forgotten by a crash, which breaks Raft's safety
-///    (figure 2: "Updated on stable storage before responding to RPCs").
+///    (figure 2: "Updated on stable storage before responding to RPCs"). One exception: a batch
+///    for which `messagesMaySendBeforePersisting(durableHardState:)` is true (a leader's
+///    replication, thesis §10.2.1) may send its messages before or while step 1 runs.
 /// 3. Restore the state machine from `snapshot` if present, then apply `committedEntries` in order.
 ///    Each committed entry is handed out exactly once per process lifetime; after a restart the core
 ///    hands out again every committed entry after the snapshot it was restored from.
@@ -86,4 +88,39 @@ public enum DropReason: Error, Equatable, Sendable {
     case invalidMembershipChange(MembershipChangeRejection)
     case tooManyPendingReads(pendingReadsMax: Int)
     case transferTargetNotVoter(NodeID)
+}
+
+extension Ready {
+    /// True when the shell may send `messages` before step 1 of the contract is durable, in
+    /// parallel with its own write, instead of after it.
+    ///
+    /// Thesis §10.2.1: "the leader can write to its disk in parallel with replicating to its
+    /// followers". That holds here for a batch that vouches for nothing new on this server's disk:
+    /// no snapshot, no change of term or vote (compared with `durableHardState`, the hard state
+    /// the shell last made durable), and only a leader's AppendEntries and heartbeats, which
+    /// promise nothing about the sender's log. Votes, acknowledgements, snapshot chunks and
+    /// TimeoutNow always wait for the write.
+    ///
+    /// Why the commit rule stays safe: the core counts the leader's own log when it computes the
+    /// commit index, and that log may include entries of this very batch not yet durable. But a
+    /// follower can acknowledge an entry only after receiving it, i.e. after this batch was taken,
+    /// and the shell takes the next `Ready` (which carries any commit announcement and the entries
+    /// to apply) only after this batch's write is durable. So nothing that depends on the leader's
+    /// copy is applied or announced before that copy is on disk. A shell that overlaps two
+    /// batches' writes must not use this.
+    public func messagesMaySendBeforePersisting(durableHardState: HardState) -> Bool {
+        guard snapshot == nil else { return false }
+        if let state = hardState, state.term != durableHardState.term || state.votedFor != durableHardState.votedFor {
+            return false
+        }
+        return messages.allSatisfy { message in
+            switch message.payload {
+            case .appendEntries, .heartbeat:
+                return true
+            case .preVoteRequest, .preVoteResponse, .voteRequest, .voteResponse, .appendEntriesResponse,
+                 .heartbeatResponse, .installSnapshot, .installSnapshotResponse, .timeoutNow:
+                return false
+            }
+        }
+    }
 }

@@ -23,14 +23,17 @@ final class ReplicaLoop {
     /// Proposals appended to the log and not yet applied, by index.
     var pending: [UInt64: Pending] = [:]
     var storageFailure: StorageError?
+    /// The hard state last made durable, for `Ready.messagesMaySendBeforePersisting`.
+    var durableHardState: HardState
     var isClosed = false
 
     init(configuration: ReplicaConfiguration, inbox: Inbox, logger: Logger, eventLoop: any EventLoop,
-         node: RaftNode, log: WriteAheadLog, stateMachine: StateMachine) {
+         node: RaftNode, log: WriteAheadLog, durableHardState: HardState, stateMachine: StateMachine) {
         self.configuration = configuration
         self.inbox = inbox
         self.logger = logger
         self.eventLoop = eventLoop
+        self.durableHardState = durableHardState
         self.node = node
         self.log = log
         self.stateMachine = stateMachine
@@ -65,7 +68,8 @@ final class ReplicaLoop {
             "lastIndex": "\(node.lastIndex)", "commitIndex": "\(node.commitIndex)",
         ])
         let loop = ReplicaLoop(configuration: configuration, inbox: inbox, logger: logger, eventLoop: eventLoop,
-                               node: node, log: log, stateMachine: stateMachine)
+                               node: node, log: log, durableHardState: recovered.hardState,
+                               stateMachine: stateMachine)
         return .success(NIOLoopBoundBox(loop, eventLoop: eventLoop))
     }
 
@@ -133,8 +137,12 @@ final class ReplicaLoop {
         }
     }
 
-    /// Carries out one Ready in the order of its contract (see `Ready`).
+    /// Carries out one Ready in the order of its contract (see `Ready`). A leader's replication
+    /// leaves before its own fsync (thesis §10.2.1), so the leader's and the followers' syncs
+    /// overlap; this is safe because the next Ready is taken only after this one's write returns.
     func handle(_ ready: Ready) {
+        let sendsEarly = ready.messagesMaySendBeforePersisting(durableHardState: durableHardState)
+        if sendsEarly { transport?.send(ready.messages) }
         let batch = WriteBatch(ready)
         if !batch.isEmpty {
             do {
@@ -144,7 +152,8 @@ final class ReplicaLoop {
                 return
             }
         }
-        transport?.send(ready.messages)
+        if let state = ready.hardState { durableHardState = state }
+        if !sendsEarly { transport?.send(ready.messages) }
         if let snapshot = ready.snapshot { stateMachine.restore(snapshot) }
         var answered = 0
         for entry in ready.committedEntries {

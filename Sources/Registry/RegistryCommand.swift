@@ -132,6 +132,11 @@ public struct RegistryLimits: Hashable, Sendable {
         precondition(unitFileSizeMax > 0 && unitFileSizeMax <= UnitFile.unitFileSizeMax,
                      "unitFileSizeMax \(unitFileSizeMax) must be in 1...\(UnitFile.unitFileSizeMax)")
         precondition(metadataEntriesMax > 0 && metadataLengthMax > 0, "metadata limits must be positive")
+        // The snapshot writes unit, machine and session counts as UInt32 and metadata counts as
+        // UInt16: limits beyond those would make a valid state unencodable.
+        precondition(unitsMax <= Int(UInt32.max) && machinesMax <= Int(UInt32.max) && clientSessionsMax <= Int(UInt32.max),
+                     "registry count limits must fit in 32 bits")
+        precondition(metadataEntriesMax <= Int(UInt16.max), "metadataEntriesMax must fit in 16 bits, got \(metadataEntriesMax)")
         self.unitsMax = unitsMax
         self.machinesMax = machinesMax
         self.batchCountMax = batchCountMax

@@ -58,6 +58,10 @@ public struct UnscheduledUnit: Hashable, Sendable {
 /// independently valid batch against the registry version the plan was computed from. If the
 /// registry rejects one (it moved on meanwhile), drop the rest and plan again from the newer
 /// state: the plan is a pure function of (registry, live machines), so nothing is lost.
+/// A plan computed from an older version can also be accepted: the registry checks each
+/// assignment alone (unit exists, not global, machine not drained), not the constraints between
+/// units, so a unit whose file changed meanwhile may land where its new `Conflicts` forbid. The
+/// next round, computed from the newer state, moves it; plan after every registry change.
 public struct SchedulingPlan: Hashable, Sendable {
     public var commands: [RegistryCommand]
     /// Sorted by name.

@@ -82,6 +82,8 @@ struct SimulationStatistics {
     var messagesDelivered = 0
     var leadersElected = 0
     var crashes = 0
+    /// Readies whose messages left before their writes were durable (thesis §10.2.1).
+    var earlySends = 0
     var snapshotsInstalled = 0
     var membershipChanges = 0
     var acknowledgedProposals = 0
@@ -223,16 +225,26 @@ struct Simulation {
                 guard let ready = nodes[index].raft!.ready() else { break }
                 try checkReady(index, ready)
                 transcript.record(now, .ready(nodes[index].id, ready))
-                nodes[index].pendingIO = (ready, now + random.inRange(parameters.syncDelayMoments))
+                // A leader's replication may leave before its own write completes (thesis
+                // §10.2.1): send it now, so a crash during the sync exercises that path.
+                let sendsEarly = ready.messagesMaySendBeforePersisting(durableHardState: nodes[index].disk.hardState)
+                if sendsEarly {
+                    for message in ready.messages { network.send(message, now: now, random: &random) }
+                    statistics.earlySends += 1
+                }
+                nodes[index].pendingIO = (ready, now + random.inRange(parameters.syncDelayMoments), sendsEarly)
             }
         }
     }
 
     mutating func completeIO(_ index: Int) throws(SimulationFailure) {
         let ready = nodes[index].pendingIO!.ready
+        let sentEarly = nodes[index].pendingIO!.sentEarly
         nodes[index].pendingIO = nil
         nodes[index].disk.persist(ready)
-        for message in ready.messages { network.send(message, now: now, random: &random) }
+        if !sentEarly {
+            for message in ready.messages { network.send(message, now: now, random: &random) }
+        }
         if let snapshot = ready.snapshot {
             try checkSnapshot(snapshot, on: nodes[index].id)
             nodes[index].stateMachine = SimulatedStateMachine(snapshot: snapshot)
@@ -463,7 +475,8 @@ final class SimulatedNode {
     var raft: RaftNode?
     var disk: SimulatedDisk
     var stateMachine: SimulatedStateMachine?
-    var pendingIO: (ready: Ready, completesAt: Int)?
+    /// The Ready whose writes are in flight; `sentEarly` when its messages already left.
+    var pendingIO: (ready: Ready, completesAt: Int, sentEarly: Bool)?
     var restartAt: Int?
     var readsToServe: [ReadState] = []
     /// While leader: (term, highest index handed out for persistence in that term).

@@ -56,6 +56,8 @@ import Testing
             seed += UInt64(Self.shardCount)
         }
         print("simulation shard \(shard): \(runs) seeds passed; totals: \(total)")
+        // The leader's early replication (thesis §10.2.1) must really be exercised under faults.
+        if runs > 0 { #expect(total.earlySends > 0, "no Ready sent its messages before its writes") }
     }
 }
 
@@ -65,6 +67,7 @@ extension SimulationStatistics {
         messagesDelivered += other.messagesDelivered
         leadersElected += other.leadersElected
         crashes += other.crashes
+        earlySends += other.earlySends
         snapshotsInstalled += other.snapshotsInstalled
         membershipChanges += other.membershipChanges
         acknowledgedProposals += other.acknowledgedProposals
