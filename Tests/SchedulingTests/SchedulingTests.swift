@@ -230,6 +230,28 @@ struct Cluster {
         #expect(Scheduler.globalUnits(in: cluster.registry, on: core).isEmpty)
     }
 
+    @Test func liveMachinesTakeTheirMetadataAndDrainFromTheRegistry() {
+        var cluster = Cluster()
+        cluster.apply(.setMachineMetadata(machineID("m1"), [MetadataEntry(key: "disk", value: "ssd")]))
+        cluster.apply(.drainMachine(machineID("m2")))
+        let live = LiveMachine.from(cluster.registry, liveIDs: [machineID("m3"), machineID("m2"), machineID("m1"), machineID("m1")], unitsMax: 7)
+        #expect(live.map(\.id.rawValue) == ["m1", "m2", "m3"])
+        #expect(live.map(\.isDrained) == [false, true, false])
+        #expect(live[0].metadata == ["disk": "ssd"])
+        #expect(live.allSatisfy { $0.unitsMax == 7 })
+    }
+
+    @Test func metadataOperatorsOnAbsentAndNonNumericValues() throws {
+        let file = try UnitFile(parsing: "[X-Fleet]\nMachineMetadata=disk!=hdd\nMachineMetadata=disk!=tape\nMachineMetadata=ram>=4096\n")
+        let options = try FleetOptions(unitFile: file, unitName: name("a.service"))
+        let matcher = MetadataMatcher(options.machineMetadata)
+        #expect(matcher.isSatisfied(by: ["ram": "8192"]))                  // != holds when the key is absent
+        #expect(!matcher.isSatisfied(by: ["ram": "8192", "disk": "tape"]))  // != is "none of", not "any of"
+        #expect(matcher.isSatisfied(by: ["ram": "8192", "disk": "ssd"]))
+        #expect(!matcher.isSatisfied(by: ["ram": "lots"]))                  // >= needs a number
+        #expect(!matcher.isSatisfied(by: [:]))
+    }
+
     @Test func aMachinesUnitsAreItsAssignedAndMatchingGlobalOnes() {
         var cluster = Cluster()
         cluster.machine("m1", ["role": "edge"])
