@@ -125,7 +125,9 @@ struct Placer {
                 pending.append(name)
                 continue
             }
-            add(name, to: index)
+            // `place`, not `add`: a unit whose new file `Replaces` a neighbour placed before it
+            // in name order pushes that neighbour off here too.
+            pending += place(name, on: index)
         }
         releaseFollowersAwayFromTheirPeers()
         rebuildBuckets()

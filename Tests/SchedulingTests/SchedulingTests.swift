@@ -118,6 +118,24 @@ struct Cluster {
         #expect(cluster.machineOf("old.service") == "m2")
     }
 
+    @Test func aUnitWhoseNewFileReplacesItsNeighbourPushesItOff() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        cluster.submit("a.service", ["MachineID=m1"])
+        cluster.submit("b.service")
+        cluster.apply(.assign([Assignment(unit: name("b.service"), machine: machineID("m1"))]))
+        cluster.schedule()
+        #expect(cluster.machineOf("a.service") == "m1" && cluster.machineOf("b.service") == "m1")
+        let text = "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nReplaces=a.service\n"
+        cluster.apply(.replaceUnitFiles([UnitSubmission(name: name("b.service"), unitFile: try! UnitFile(parsing: text), targetState: .launched)]))
+        let plan = cluster.schedule()
+        // a is pinned to m1 and b replaces it there, so a has nowhere to go.
+        #expect(cluster.machineOf("b.service") == "m1")
+        #expect(cluster.machineOf("a.service") == nil)
+        #expect(plan.unscheduled.first?.reason.contains("Replaces") == true)
+    }
+
     @Test func unitsStayPutWhenNothingChanges() {
         var cluster = Cluster()
         for index in 0..<4 { cluster.machine("m\(index)") }
