@@ -121,11 +121,29 @@ enum FileIO {
         }
     }
 
+    /// How long `lock` waits for a lock held elsewhere before it reports `directoryLocked`.
+    ///
+    /// A flock belongs to the open file description, and `fork` (inside `posix_spawn` too) copies
+    /// every descriptor of the process into the child until it calls `exec`, O_CLOEXEC or not.
+    /// So when any thread spawns a process just as the log's owner closes it, the lock outlives
+    /// the close for that short window, and an immediate reopen would be refused. Seen in the
+    /// full test run, where many suites spawn processes in one test process; a restarted daemon
+    /// can meet the same with an old process still exiting. A real second owner holds the lock
+    /// far longer than this wait.
+    static let lockWaitMilliseconds = 2_000
+
     /// An exclusive advisory lock held as long as the returned descriptor is open.
     static func lock(_ path: String, directory: String) throws(StorageError) -> Int32 {
         let fd = try open(path, flags: O_RDWR | O_CREAT)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        var waitedMilliseconds = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK && waitedMilliseconds < lockWaitMilliseconds {
+                usleep(10_000)
+                waitedMilliseconds += 10
+                continue
+            }
             close(fd)
             if code == EWOULDBLOCK { throw .directoryLocked(path: directory) }
             throw .io(operation: "flock", path: path, errno: code)

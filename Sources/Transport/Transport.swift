@@ -39,9 +39,34 @@ public final class Transport: Sendable {
     ) async throws(TransportError) -> Transport {
         let state = NIOLoopBoundBox.makeBoxSendingValue(TransportState(), as: TransportState.self, eventLoop: eventLoop)
         let box = ListenerBox(state: state, configuration: configuration, logger: logger, receive: receive)
-        let serverChannel: any Channel
-        do {
-            serverChannel = try await ServerBootstrap(group: eventLoop)
+        var serverChannel: (any Channel)?
+        var bindAttempts = 0
+        // A port just released can stay held for a moment: `fork` (inside any thread's
+        // posix_spawn) copies the old listening socket into the child until it calls `exec`, so
+        // the socket outlives its close. A restart on the same port retries for a bounded time
+        // rather than fail; a port really in use still fails after `bindAttemptsMax`.
+        while serverChannel == nil {
+            bindAttempts += 1
+            do {
+                serverChannel = try await bind(configuration: configuration, eventLoop: eventLoop, box: box)
+            } catch let error as IOError where error.errnoCode == EADDRINUSE && bindAttempts < Self.bindAttemptsMax {
+                try? await Task.sleep(for: .milliseconds(20))
+            } catch {
+                throw .bindFailed(address: configuration.listenAddress, reason: "\(error)")
+            }
+        }
+        let transport = try await finishStart(configuration: configuration, eventLoop: eventLoop, logger: logger,
+                                              receive: receive, state: state, serverChannel: serverChannel!)
+        return transport
+    }
+
+    /// Binding attempts of `start` on EADDRINUSE, 20 ms apart.
+    static let bindAttemptsMax = 100
+
+    private static func bind(
+        configuration: TransportConfiguration, eventLoop: any EventLoop, box: ListenerBox
+    ) async throws -> any Channel {
+        try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -52,9 +77,12 @@ public final class Transport: Sendable {
                 }
                 .bind(host: configuration.listenAddress.host, port: configuration.listenAddress.port)
                 .get()
-        } catch {
-            throw .bindFailed(address: configuration.listenAddress, reason: "\(error)")
-        }
+    }
+
+    private static func finishStart(
+        configuration: TransportConfiguration, eventLoop: any EventLoop, logger: Logger,
+        receive: @escaping @Sendable (Message) -> Void, state: NIOLoopBoundBox<TransportState>, serverChannel: any Channel
+    ) async throws(TransportError) -> Transport {
         let transport = Transport(configuration: configuration, eventLoop: eventLoop,
                                   listenPort: serverChannel.localAddress?.port ?? configuration.listenAddress.port,
                                   logger: logger, receive: receive, state: state)
