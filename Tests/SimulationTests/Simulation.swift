@@ -28,6 +28,10 @@ struct SimulationParameters: CustomStringConvertible {
     /// Small batches split a new leader's catch-up, which opens figure 8's window.
     var appendEntriesBatchBytesMax: Int
     var checkQuorumAndPreVote: Bool
+    /// A node's clock jumps: a burst of ticks at once (the clock leapt forward, or a paused
+    /// process catching up) or no ticks for a while (the clock stepped back, or the process was
+    /// paused). Safety must not depend on it; ticks only pace elections and heartbeats.
+    var clockJumpProbability: Double
 
     init(seed: UInt64) {
         var random = SplitMix64(seed: seed ^ 0x5EED_0F_F107_111A)
@@ -49,13 +53,15 @@ struct SimulationParameters: CustomStringConvertible {
         // Without check-quorum, a removed server that never learns of its removal disrupts the
         // cluster forever (thesis §4.2.3); that is the documented reason for the lease rule.
         membershipChangeProbability = checkQuorumAndPreVote ? random.pick([0, 0.002, 0.006])! : 0
+        // Drawn last, so the knobs above keep the values they had for a seed before it existed.
+        clockJumpProbability = random.pick([0, 0.002, 0.01])!
     }
 
     var description: String {
         "nodes=\(nodeCount) clients=\(clientCount) drop=\(dropProbability) dup=\(duplicateProbability) longDelay=\(longDelayProbability) "
             + "crash=\(crashProbability) leaderCrash=\(leaderCrashProbability) partition=\(partitionProbability)x\(partitionDurationMoments) membership=\(membershipChangeProbability) "
             + "transfer=\(transferProbability) read=\(readProbability) snapshotEvery=\(snapshotEveryEntries) batchBytes=\(appendEntriesBatchBytesMax) "
-            + "checkQuorumAndPreVote=\(checkQuorumAndPreVote)"
+            + "checkQuorumAndPreVote=\(checkQuorumAndPreVote) clockJump=\(clockJumpProbability)"
     }
 }
 
@@ -84,6 +90,7 @@ struct SimulationStatistics {
     var crashes = 0
     /// Readies whose messages left before their writes were durable (thesis §10.2.1).
     var earlySends = 0
+    var clockJumps = 0
     var snapshotsInstalled = 0
     var membershipChanges = 0
     var acknowledgedProposals = 0
@@ -190,7 +197,9 @@ struct Simulation {
 
     mutating func runMoment() throws(SimulationFailure) {
         if now % parameters.momentsPerTick == 0 {
-            for index in nodes.indices where nodes[index].raft != nil { nodes[index].raft!.tick() }
+            for index in nodes.indices where nodes[index].raft != nil && now >= nodes[index].ticksStalledUntil {
+                nodes[index].raft!.tick()
+            }
         }
         for message in network.takeDue(now: now) {
             let target = Int(message.to.rawValue) - 1
@@ -304,6 +313,7 @@ struct Simulation {
             crash(leader, restartAfter: 4...60)
         }
         if random.chance(parameters.membershipChangeProbability) { changeMembership() }
+        if random.chance(parameters.clockJumpProbability) { jumpClock() }
         if random.chance(parameters.transferProbability), let leader = currentLeaderIndex() {
             let voters = nodes[leader].raft!.membership.voters.filter { $0 != nodes[leader].id }
             if let target = random.pick(voters) {
@@ -311,6 +321,24 @@ struct Simulation {
                 transcript.record(now, .note("\(nodes[leader].id) transferLeadership(to: \(target)) -> \(result)"))
             }
         }
+    }
+
+    /// Moves one live node's clock: forward by up to three election timeouts of ticks at once,
+    /// or stalls it for up to two election timeouts.
+    mutating func jumpClock() {
+        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        guard let index = random.pick(alive) else { return }
+        let timeoutTicks = configuration.electionTimeoutTicks
+        if random.chance(0.5) {
+            let ticks = random.inRange(1...(3 * timeoutTicks))
+            for _ in 0..<ticks { nodes[index].raft!.tick() }
+            transcript.record(now, .note("clock of \(nodes[index].id) jumps forward \(ticks) ticks"))
+        } else {
+            let ticks = random.inRange(1...(2 * timeoutTicks))
+            nodes[index].ticksStalledUntil = now + ticks * parameters.momentsPerTick
+            transcript.record(now, .note("clock of \(nodes[index].id) stalls for \(ticks) ticks"))
+        }
+        statistics.clockJumps += 1
     }
 
     mutating func partition() {
@@ -482,6 +510,8 @@ final class SimulatedNode {
     /// While leader: (term, highest index handed out for persistence in that term).
     var leaderAppendMark: (term: UInt64, lastIndex: UInt64)?
     var lastSeenRole: (role: Role, term: UInt64)?
+    /// No ticks before this moment (a stalled clock; see `Simulation.jumpClock`).
+    var ticksStalledUntil = 0
 
     init(id: NodeID, disk: SimulatedDisk) {
         self.id = id

@@ -68,6 +68,7 @@ extension SimulationStatistics {
         leadersElected += other.leadersElected
         crashes += other.crashes
         earlySends += other.earlySends
+        clockJumps += other.clockJumps
         snapshotsInstalled += other.snapshotsInstalled
         membershipChanges += other.membershipChanges
         acknowledgedProposals += other.acknowledgedProposals
