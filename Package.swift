@@ -26,7 +26,7 @@ let package = Package(
         // Pure: per-machine reconciler of desired units against systemd's observed states.
         .target(name: "Agent", dependencies: ["UnitFile"]),
         // Benchmark: scheduling 100,000 units onto 1,000 machines (Contrib/bench/scheduling drives it).
-        .executableTarget(name: "flotilla-bench-scheduling", dependencies: ["Scheduling", "Registry", "UnitFile"]),
+        .executableTarget(name: "flotilla-bench-scheduling", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
         // Pure: SWIM + Lifeguard membership core (on<Event>() -> [<Event>Directive]) and its codec. Standard library only.

@@ -93,6 +93,22 @@ public struct AgentReconciler: Sendable {
         return reports
     }
 
+    /// Every observed unit, sorted by name, for a leader that has just taken over: the leader
+    /// keeps unit states in memory, not in the log, so a new one knows nothing and must hear the
+    /// whole picture once; `report` sends changes only from then on. Units that vanished before
+    /// the resync are simply absent from it, which is all a leader without memory needs.
+    public mutating func resync(observed: [ObservedUnit]) throws(AgentError) -> [UnitStateReport] {
+        let observedByName = try index(observed, name: \.name)
+        reported = [:]
+        return observedByName.keys.sorted().map { name in
+            let unit = observedByName[name]!
+            let change = UnitStateReport.Change.observed(
+                loadState: unit.loadState, activeState: unit.activeState, subState: unit.subState, fileHash: unit.fileHash)
+            reported[name] = change
+            return UnitStateReport(name: name, change: change)
+        }
+    }
+
     private func index<Element>(_ elements: [Element], name: (Element) -> UnitName) throws(AgentError) -> [UnitName: Element] {
         guard elements.count <= unitsMax else { throw .tooManyUnits(count: elements.count, limit: unitsMax) }
         var byName: [UnitName: Element] = [:]

@@ -109,4 +109,17 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
         #expect(try agent.report(observed: []) == [UnitStateReport(name: web, change: .gone)])
         #expect(try agent.report(observed: []).isEmpty)
     }
+
+    @Test func aResyncAfterALeaderChangeReportsEveryObservedUnitThenOnlyChanges() throws {
+        var agent = AgentReconciler()
+        let running = observed(.loaded, .active, hash: hashA)
+        _ = try agent.report(observed: [running])
+        #expect(try agent.report(observed: [running]).isEmpty)
+        // A new leader knows nothing: the resync repeats what the old one was told.
+        let resync = try agent.resync(observed: [running])
+        #expect(resync == [UnitStateReport(name: web, change: .observed(
+            loadState: .loaded, activeState: .active, subState: "-", fileHash: hashA))])
+        #expect(try agent.report(observed: [running]).isEmpty)
+        #expect(throws: AgentError.self) { try agent.resync(observed: [running, running]) }
+    }
 }
