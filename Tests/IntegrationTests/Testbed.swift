@@ -164,6 +164,7 @@ struct Testbed: Sendable {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        markDescriptorsCloseOnExec()
 
         // The child would inherit this thread's signal mask and ignored signals, and the test
         // runner's worker threads block signals: busybox nc's `-w` timeout (SIGALRM) then never
@@ -225,5 +226,23 @@ struct Testbed: Sendable {
             if Date() >= deadline { return false }
             usleep(useconds_t(intervalSeconds * 1_000_000))
         }
+    }
+}
+
+/// Marks every descriptor of this process above 2 close-on-exec, just before a spawn.
+///
+/// SwiftNIO creates its sockets without SOCK_CLOEXEC, so a long-lived child (a test-bed machine,
+/// a dbus-daemon) would otherwise keep other tests' listening sockets open, and a peer restarting
+/// on its port would find it in use (seen as EADDRINUSE in full test runs). The spawned command
+/// gets its 0-2 from explicit file actions, so it loses nothing it needs.
+func markDescriptorsCloseOnExec() {
+    guard let directory = opendir("/proc/self/fd") else { return }
+    defer { closedir(directory) }
+    let own = dirfd(directory)
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let fd = Int32(name), fd > 2, fd != own else { continue }
+        let flags = fcntl(fd, F_GETFD)
+        if flags >= 0 && flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
     }
 }

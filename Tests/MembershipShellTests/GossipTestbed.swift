@@ -99,6 +99,7 @@ struct GossipTestbed: Sendable {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        markDescriptorsCloseOnExec()
 
         // The test runner's threads block signals; the child must start with an empty mask and
         // default handlers or timeouts inside the script (SIGALRM, SIGTERM) never fire.
@@ -166,4 +167,22 @@ func onOwnThread<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value
 /// The unix time in milliseconds (what flotilla-gossip stamps its lines with).
 func wallClockMilliseconds() -> Int64 {
     Int64((Date().timeIntervalSince1970 * 1_000).rounded())
+}
+
+/// Marks every descriptor of this process above 2 close-on-exec, just before a spawn.
+///
+/// SwiftNIO creates its sockets without SOCK_CLOEXEC, so a long-lived child (a test-bed machine,
+/// a dbus-daemon) would otherwise keep other tests' listening sockets open, and a peer restarting
+/// on its port would find it in use (seen as EADDRINUSE in full test runs). The spawned command
+/// gets its 0-2 from explicit file actions, so it loses nothing it needs.
+func markDescriptorsCloseOnExec() {
+    guard let directory = opendir("/proc/self/fd") else { return }
+    defer { closedir(directory) }
+    let own = dirfd(directory)
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let fd = Int32(name), fd > 2, fd != own else { continue }
+        let flags = fcntl(fd, F_GETFD)
+        if flags >= 0 && flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
 }

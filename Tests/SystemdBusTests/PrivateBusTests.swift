@@ -41,7 +41,11 @@ final class PrivateBus: @unchecked Sendable {
         let arguments: [String] = ["/usr/bin/dbus-daemon", "--config-file=\(directory)/bus.conf", "--nofork", "--nopidfile", "--nosyslog"]
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let rc = posix_spawn(&spawned, arguments[0], nil, nil, argv, environ)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        markDescriptorsCloseOnExec()
+        let rc = posix_spawn(&spawned, arguments[0], &actions, nil, argv, environ)
         guard rc == 0 else { throw SystemdBusError.system(operation: "posix_spawn dbus-daemon", errno: rc) }
         pid = spawned
         for _ in 0..<500 where access(socketPath, F_OK) != 0 { usleep(10_000) }
