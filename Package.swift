@@ -47,6 +47,7 @@ let package = Package(
             name: "SystemdBus",
             dependencies: [
                 "CSystemd",
+                "UnitFile",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

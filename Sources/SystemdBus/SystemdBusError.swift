@@ -1,8 +1,6 @@
 /// Every operating error SystemdBus reports. Errors that systemd or the bus sent keep systemd's
 /// own D-Bus error name and message, so a log line says what systemd said.
 public enum SystemdBusError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The name failed `UnitName`'s check; nothing was sent.
-    case invalidUnitName(String, reason: String)
     /// `org.freedesktop.systemd1.NoSuchUnit`.
     case noSuchUnit(message: String)
     /// `org.freedesktop.systemd1.UnitMasked`.
@@ -35,7 +33,6 @@ public enum SystemdBusError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .invalidUnitName(let name, let reason): "invalid unit name '\(name)': \(reason)"
         case .noSuchUnit(let message): "no such unit: \(message)"
         case .unitMasked(let message): "unit masked: \(message)"
         case .badUnitFile(let name, let message): "bad unit file (\(name)): \(message)"
