@@ -12,7 +12,10 @@ struct BoundsTests {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let configuration = MembershipShellConfiguration(
             bindHost: loopback, bindPort: 0, memberID: MemberID("bounded"), membership: fastMembership,
-            randomSeed: 41, streamTimeout: .milliseconds(300), inboundStreamsMax: 1)
+            // The deadline must outlast the gap between the first connection's acceptance and the
+            // second's arrival, which a loaded host stretches (at 300 ms the first one had already
+            // timed out in a full run, so the second was accepted rather than refused).
+            randomSeed: 41, streamTimeout: .seconds(3), inboundStreamsMax: 1)
         let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
         let port = Int(shell.localAddress.port)
         let silent = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
