@@ -132,13 +132,15 @@ let package = Package(
         ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
-        .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd"]),
+        .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd", "TestSupport"]),
+        // Helpers shared by the test targets that spawn processes (not shipped in any product).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
-        .testTarget(name: "IntegrationTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
         // Loopback shells, and flotilla-gossip on real machines (Contrib/testbed).
         .testTarget(
             name: "MembershipShellTests",
-            dependencies: ["MembershipShell", "Membership", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["MembershipShell", "Membership", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
     ],
