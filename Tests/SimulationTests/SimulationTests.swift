@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -22,21 +23,41 @@ import Testing
         return UInt64(String(cString: value))
     }
 
+    /// The seeds run on a thread of their own: a shard is minutes of CPU, and on the shared
+    /// cooperative pool (two threads here) it starved other suites' async tests, whose deadlines
+    /// then measured the simulation instead of themselves.
     @Test(arguments: 0..<shardCount)
-    func randomisedClustersStaySafeAndConverge(shard: Int) throws {
+    func randomisedClustersStaySafeAndConverge(shard: Int) async throws {
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<ShardOutcome, Never>) in
+            let thread = Thread { continuation.resume(returning: Self.runShard(shard)) }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        for failure in outcome.failures { Issue.record(Comment(rawValue: failure)) }
+        if outcome.runs > 0 { #expect(outcome.earlySends > 0, "no Ready sent its messages before its writes") }
+    }
+
+    struct ShardOutcome: Sendable {
+        var failures: [String] = []
+        var runs = 0
+        var earlySends = 0
+    }
+
+    static func runShard(_ shard: Int) -> ShardOutcome {
+        var outcome = ShardOutcome()
         CrashReporter.install()
         defer { CrashReporter.seedsInFlight[shard] = -1 }
         if let seed = Self.environmentInteger("SIM_SEED") {
-            guard shard == 0 else { return }
+            guard shard == 0 else { return outcome }
             CrashReporter.seedsInFlight[shard] = Int64(seed)
             var simulation = Simulation(parameters: SimulationParameters(seed: seed))
             do {
                 let statistics = try simulation.run()
                 print("seed \(seed) passed: \(simulation.parameters)\n\(statistics)")
             } catch {
-                Issue.record("\(error)")
+                outcome.failures.append("\(error)")
             }
-            return
+            return outcome
         }
         let seedCount = Self.environmentInteger("SIM_SEEDS") ?? UInt64(Self.defaultSeedCount)
         var seed = UInt64(shard)
@@ -50,14 +71,16 @@ import Testing
                 total.add(try simulation.run())
                 runs += 1
             } catch {
-                Issue.record("\(error)")
+                outcome.failures.append("\(error)")
                 failures += 1
             }
             seed += UInt64(Self.shardCount)
         }
         print("simulation shard \(shard): \(runs) seeds passed; totals: \(total)")
         // The leader's early replication (thesis §10.2.1) must really be exercised under faults.
-        if runs > 0 { #expect(total.earlySends > 0, "no Ready sent its messages before its writes") }
+        outcome.runs = runs
+        outcome.earlySends = total.earlySends
+        return outcome
     }
 }
 
