@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,7 +15,12 @@ import Testing
 ///
 /// Every run's seed is in its failure message; `SIM_SEED=n` replays that seed:
 /// `SIM_SEED=n swift test --scratch-path .build-members --filter MembershipSimulationTests`.
-@Suite struct MembershipSimulationTests {
+///
+/// Each run is seconds to a minute of CPU, so it runs on a thread of its own (`onOwnThread`), one
+/// test at a time (`.serialized`): on Swift's cooperative pool (two threads here) these runs held
+/// the pool and other suites' async tests, waiting behind them, measured the simulation instead
+/// of themselves (the MembershipShell connection-limit test needed a 60 s deadline because of it).
+@Suite(.serialized) struct MembershipSimulationTests {
     static var seed: UInt64 {
         guard let text = getenv("SIM_SEED") else { return 20_261_125 }
         return UInt64(String(cString: text)) ?? 20_261_125
@@ -24,16 +30,16 @@ import Testing
         "replay: SIM_SEED=\(seed) swift test --scratch-path .build-members --filter MembershipSimulationTests"
     }
 
-    @Test func massJoinThroughOneSeedConverges() {
+    @Test func massJoinThroughOneSeedConverges() async {
         let seed = Self.seed
-        let result = Scenarios.massJoin(memberCount: 150, seed: seed, limitMilliseconds: 120_000)
+        let result = await onOwnThread { Scenarios.massJoin(memberCount: 150, seed: seed, limitMilliseconds: 120_000) }
         print("mass join, 150 members, seed \(seed): all know all after \(result.allKnowAllMilliseconds.map { "\($0) ms" } ?? "never")")
         #expect(result.allKnowAllMilliseconds != nil && result.allKnowAllMilliseconds! <= 60_000, Self.replay(seed))
     }
 
-    @Test func crashedMemberIsSeenDeadByAllAndUpdatesSpread() {
+    @Test func crashedMemberIsSeenDeadByAllAndUpdatesSpread() async {
         let seed = Self.seed
-        let result = Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2)
+        let result = await onOwnThread { Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2) }
         print("crash, 150 members, seed \(seed): all saw dead after \(result.allDetectedMilliseconds) ms; updates reached all after \(result.disseminationMilliseconds) ms; \(result.datagramsPerMemberPerSecond) datagrams/member/s")
         // LAN defaults at N = 150: suspicion min = 4 × log10(150) × 1 s ≈ 8.7 s, reached after two
         // confirmations; plus detection (≤ a few probe periods) and dissemination.
@@ -46,9 +52,9 @@ import Testing
     /// The one full-size run in CI: 1,000 members, one crash. With memberlist's LAN defaults the
     /// suspicion timeout alone is at least 4 × log10(1000) × 1 s = 12 s, so "seen dead by all"
     /// lands near 13-15 s; the benchmark reports the distribution.
-    @Test func crashAtOneThousandMembersIsSeenDeadByAll() {
+    @Test func crashAtOneThousandMembersIsSeenDeadByAll() async {
         let seed = Self.seed
-        let result = Scenarios.crashDetection(memberCount: 1_000, seed: seed, crashes: 1)
+        let result = await onOwnThread { Scenarios.crashDetection(memberCount: 1_000, seed: seed, crashes: 1) }
         print("crash, 1,000 members, seed \(seed): all saw dead after \(result.allDetectedMilliseconds) ms; update reached all after \(result.disseminationMilliseconds) ms")
         #expect(result.allDetectedMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
         #expect(result.disseminationMilliseconds.allSatisfy { $0 != nil && $0! <= 5_000 }, Self.replay(seed))
@@ -58,31 +64,45 @@ import Testing
     // Lifeguard §5: a member whose messages are delayed (the paper starves its CPU) must not get
     // healthy members declared dead: its missed nacks raise its local health multiplier, and the
     // members it suspects hear of it at once (buddy system) and refute.
-    @Test func delayedMemberCausesNoFalsePositives() {
+    @Test func delayedMemberCausesNoFalsePositives() async {
         let seed = Self.seed
-        let result = Scenarios.falsePositives(memberCount: 1_000, seed: seed, durationMilliseconds: 40_000,
-                                              lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: 1_500)
+        let result = await onOwnThread {
+            Scenarios.falsePositives(memberCount: 1_000, seed: seed, durationMilliseconds: 40_000,
+                                     lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: 1_500)
+        }
         print("delayed member, 1,000 members, 40 s, seed \(seed): \(result.declarations) false declarations about healthy members, \(result.slowMemberDeclarations) about the slow one")
         #expect(result.declarations == 0, Self.replay(seed))
         #expect(result.slowMemberDeclarations == 0, Self.replay(seed))
     }
 
-    @Test func fivePercentLossCausesFewFalsePositives() {
+    @Test func fivePercentLossCausesFewFalsePositives() async {
         let seed = Self.seed
-        let result = Scenarios.falsePositives(memberCount: 120, seed: seed, durationMilliseconds: 60_000,
-                                              lossProbability: 0.05)
+        let result = await onOwnThread {
+            Scenarios.falsePositives(memberCount: 120, seed: seed, durationMilliseconds: 60_000, lossProbability: 0.05)
+        }
         print("5% loss, 120 members, 60 s, seed \(seed): \(result.declarations) false declarations, \(result.membersAffected) members affected")
         // SWIM's indirect probes and Lifeguard's suspicion make this rare; one in a minute of
         // 120 members would already be far worse than memberlist's published behaviour.
         #expect(result.membersAffected <= 1, Self.replay(seed))
     }
 
-    @Test func partitionThatHealsConverges() {
+    @Test func partitionThatHealsConverges() async {
         let seed = Self.seed
-        let result = Scenarios.partitionHeals(memberCount: 60, seed: seed, partitionMilliseconds: 45_000,
-                                              limitMilliseconds: 180_000)
+        let result = await onOwnThread {
+            Scenarios.partitionHeals(memberCount: 60, seed: seed, partitionMilliseconds: 45_000, limitMilliseconds: 180_000)
+        }
         print("partition, 60 members, 45 s, seed \(seed): sides saw each other dead \(result.sidesSawEachOtherDead); converged \(result.convergedAfterHealMilliseconds.map { "\($0) ms" } ?? "never") after the heal")
         #expect(result.sidesSawEachOtherDead, Self.replay(seed))
         #expect(result.convergedAfterHealMilliseconds != nil, Self.replay(seed))
+    }
+}
+
+/// Runs `body` on a dedicated thread and resumes with its result, so a long CPU-bound run does not
+/// occupy a thread of Swift's cooperative pool (the shape Tests/SimulationTests uses for its shards).
+func onOwnThread<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Result, Never>) in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 }
