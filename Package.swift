@@ -11,10 +11,14 @@ let package = Package(
         .library(name: "UnitFile", targets: ["UnitFile"]),
         .library(name: "SystemdBus", targets: ["SystemdBus"]),
         .executable(name: "flotilla-bench-systemd", targets: ["flotilla-bench-systemd"]),
+        .executable(name: "flotillad", targets: ["flotillad"]),
+        .executable(name: "flotillactl", targets: ["flotillactl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
@@ -143,6 +147,63 @@ let package = Package(
             dependencies: ["MembershipShell", "Membership", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
+
+        // Pure: fleet's v1 API entities (JSON) and Flotilla's additions; unit files <-> fleet options.
+        .target(name: "FleetAPI", dependencies: ["UnitFile"]),
+        // Shell: the HTTP API (fleet v1 + /flotilla/v1) over a unix socket or TCP, SwiftNIO HTTP/1.1.
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "FleetAPI", "UnitFile",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Shell: the API client used by flotillactl, by peers forwarding to the leader, and by orchestrators.
+        .target(
+            name: "Client",
+            dependencies: [
+                "FleetAPI", "UnitFile",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // Shell: runs one peer for real: membership, Raft + registry (voters), scheduling (leader),
+        // the agent against the machine's systemd, and the HTTP API; configuration and services.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "FleetAPI", "HTTPAPI", "Client", "UnitFile", "Registry", "Scheduling", "Agent", "Raft",
+                "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Thin executable: the peer daemon on every machine.
+        .executableTarget(
+            name: "flotillad",
+            dependencies: ["Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).
+        .target(
+            name: "CLI",
+            dependencies: ["Client", "FleetAPI", "UnitFile", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // Thin executable: runs CLI's root command.
+        .executableTarget(name: "flotillactl", dependencies: ["CLI"]),
+        .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile"]),
+        .testTarget(
+            name: "HTTPAPITests",
+            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "FleetAPI", "Registry", "UnitFile", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

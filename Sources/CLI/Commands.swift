@@ -1,0 +1,1 @@
+// fleetctl-compatible commands live here.

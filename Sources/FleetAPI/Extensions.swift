@@ -1,0 +1,201 @@
+// Flotilla's additions to fleet's API, served under /flotilla/v1 so they never collide with a
+// path fleet might have used. The public ones are for users and orchestrators (watch, journal,
+// status, drain); the peer ones (schedule, state reports) are how agents follow the voters.
+
+/// A machine as Flotilla sees it: fleet's entity plus what fleet never showed.
+public struct FlotillaMachine: Codable, Hashable, Sendable {
+    public var id: String
+    public var primaryIP: String
+    public var metadata: [String: String]
+    /// "voter" or "agent".
+    public var role: String
+    /// Membership's view: "alive", "suspect", "dead" or "left".
+    public var state: String
+    public var isDrained: Bool
+    /// Units assigned to the machine (global units not counted).
+    public var unitCount: Int
+
+    public init(id: String, primaryIP: String, metadata: [String: String], role: String, state: String,
+                isDrained: Bool, unitCount: Int) {
+        self.id = id
+        self.primaryIP = primaryIP
+        self.metadata = metadata
+        self.role = role
+        self.state = state
+        self.isDrained = isDrained
+        self.unitCount = unitCount
+    }
+}
+
+/// A unit's scheduling status beyond fleet's entity: why it is not placed, if it is not.
+public struct FlotillaUnitFile: Codable, Hashable, Sendable {
+    public var name: String
+    public var hash: String
+    public var desiredState: FleetUnitTargetState
+    public var currentState: FleetUnitTargetState?
+    public var machineID: String?
+    public var isGlobal: Bool
+    /// Set while the unit should be placed but cannot be, with the scheduler's reason.
+    public var unscheduledReason: String?
+
+    public init(name: String, hash: String, desiredState: FleetUnitTargetState, currentState: FleetUnitTargetState?,
+                machineID: String?, isGlobal: Bool, unscheduledReason: String?) {
+        self.name = name
+        self.hash = hash
+        self.desiredState = desiredState
+        self.currentState = currentState
+        self.machineID = machineID
+        self.isGlobal = isGlobal
+        self.unscheduledReason = unscheduledReason
+    }
+}
+
+/// `GET /flotilla/v1/cluster`: who leads, at which term and index.
+public struct FlotillaClusterStatus: Codable, Hashable, Sendable {
+    public var leaderMachineID: String?
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    /// The registry's version: the index of the last applied registry command.
+    public var registryVersion: UInt64
+    public var voters: [String]
+    /// The machine that answered.
+    public var answeredBy: String
+
+    public init(leaderMachineID: String?, term: UInt64, commitIndex: UInt64, appliedIndex: UInt64,
+                registryVersion: UInt64, voters: [String], answeredBy: String) {
+        self.leaderMachineID = leaderMachineID
+        self.term = term
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.registryVersion = registryVersion
+        self.voters = voters
+        self.answeredBy = answeredBy
+    }
+}
+
+/// One change for `GET /flotilla/v1/watch?afterIndex=N`: orchestrators follow the cluster with
+/// it instead of polling the list endpoints.
+public struct FlotillaEvent: Codable, Hashable, Sendable {
+    public enum Kind: String, Codable, Hashable, Sendable {
+        /// A unit's record changed (submitted, replaced, target state, placement) or was destroyed.
+        case unit
+        /// A unit's observed state on a machine changed.
+        case state
+        /// A machine joined, failed, left, or its metadata or drain changed.
+        case machine
+    }
+    /// A monotonically increasing position in this peer's event sequence.
+    public var index: UInt64
+    public var kind: Kind
+    /// The unit name or machine ID the event is about.
+    public var subject: String
+    /// The new value, when the subject still exists.
+    public var unit: FleetUnit?
+    public var state: FleetUnitState?
+    public var machine: FlotillaMachine?
+
+    public init(index: UInt64, kind: Kind, subject: String, unit: FleetUnit? = nil, state: FleetUnitState? = nil,
+                machine: FlotillaMachine? = nil) {
+        self.index = index
+        self.kind = kind
+        self.subject = subject
+        self.unit = unit
+        self.state = state
+        self.machine = machine
+    }
+}
+
+public struct FlotillaEventPage: Codable, Hashable, Sendable {
+    public var events: [FlotillaEvent]
+    /// Pass it back as `afterIndex` to continue.
+    public var lastIndex: UInt64
+    /// True when events after the requested index were dropped from the bounded history: the
+    /// watcher must re-list, then watch from `lastIndex`.
+    public var isTruncated: Bool
+
+    public init(events: [FlotillaEvent], lastIndex: UInt64, isTruncated: Bool) {
+        self.events = events
+        self.lastIndex = lastIndex
+        self.isTruncated = isTruncated
+    }
+}
+
+/// `GET /flotilla/v1/units/<name>/journal?lines=N`: read on the unit's machine by its agent.
+public struct FlotillaJournal: Codable, Hashable, Sendable {
+    public var unit: String
+    public var machineID: String
+    public var lines: [String]
+
+    public init(unit: String, machineID: String, lines: [String]) {
+        self.unit = unit
+        self.machineID = machineID
+        self.lines = lines
+    }
+}
+
+/// `GET /flotilla/v1/units/<name>/status`: `systemctl status`-like text from the unit's machine.
+public struct FlotillaUnitStatus: Codable, Hashable, Sendable {
+    public var unit: String
+    public var machineID: String
+    public var text: String
+
+    public init(unit: String, machineID: String, text: String) {
+        self.unit = unit
+        self.machineID = machineID
+        self.text = text
+    }
+}
+
+// MARK: - Peer endpoints (agents and voters)
+
+/// One unit an agent must hold, as the voters computed it for its machine.
+public struct ScheduledUnit: Codable, Hashable, Sendable {
+    public var name: String
+    public var desiredState: FleetUnitTargetState
+    public var hash: String
+    /// The canonical unit file text.
+    public var file: String
+
+    public init(name: String, desiredState: FleetUnitTargetState, hash: String, file: String) {
+        self.name = name
+        self.desiredState = desiredState
+        self.hash = hash
+        self.file = file
+    }
+}
+
+/// `GET /flotilla/v1/peer/schedule/<machineID>?afterVersion=N&waitMilliseconds=M`: the units of
+/// one machine, answered when the registry passes `afterVersion` or the wait ends.
+public struct MachineSchedule: Codable, Hashable, Sendable {
+    public var machineID: String
+    /// The registry version this schedule was computed from.
+    public var version: UInt64
+    /// The Raft term of the leader that answered; an agent that sees it change resyncs its states.
+    public var leaderTerm: UInt64
+    public var units: [ScheduledUnit]
+
+    public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit]) {
+        self.machineID = machineID
+        self.version = version
+        self.leaderTerm = leaderTerm
+        self.units = units
+    }
+}
+
+/// `PUT /flotilla/v1/peer/states/<machineID>`: observed states from an agent. With `isResync`
+/// the list is complete and replaces what the leader held for the machine; otherwise it carries
+/// changes only, and `gone` lists units no longer seen on the machine.
+public struct StateReport: Codable, Hashable, Sendable {
+    public var machineID: String
+    public var isResync: Bool
+    public var states: [FleetUnitState]
+    public var gone: [String]
+
+    public init(machineID: String, isResync: Bool, states: [FleetUnitState], gone: [String]) {
+        self.machineID = machineID
+        self.isResync = isResync
+        self.states = states
+        self.gone = gone
+    }
+}

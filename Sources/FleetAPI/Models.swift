@@ -1,0 +1,148 @@
+import UnitFile
+
+// The wire entities of fleet's v1 API (fleet's Documentation/api-v1.md and schema/v1.json), so
+// that fleet's clients and the orchestrators built on them work unchanged against Flotilla.
+// Field names and optionality follow fleet's schema exactly; Flotilla's own additions live in
+// Extensions.swift under their own types and their own URL prefix (/flotilla/v1).
+
+/// One option of a unit file, in fleet's flattened form: a unit is sent as the ordered list of
+/// its options, never as text.
+public struct FleetUnitOption: Codable, Hashable, Sendable {
+    public var section: String
+    public var name: String
+    public var value: String
+
+    public init(section: String, name: String, value: String) {
+        self.section = section
+        self.name = name
+        self.value = value
+    }
+}
+
+/// fleet's desired/current unit states, spelled as on the wire.
+public enum FleetUnitTargetState: String, Codable, Hashable, Sendable, CaseIterable {
+    case inactive
+    case loaded
+    case launched
+}
+
+/// A unit as fleet's API shows it. `currentState` and `machineID` are read-only (ignored on PUT).
+public struct FleetUnit: Codable, Hashable, Sendable {
+    public var name: String
+    public var options: [FleetUnitOption]
+    public var desiredState: FleetUnitTargetState?
+    public var currentState: FleetUnitTargetState?
+    public var machineID: String?
+
+    public init(name: String, options: [FleetUnitOption], desiredState: FleetUnitTargetState?,
+                currentState: FleetUnitTargetState? = nil, machineID: String? = nil) {
+        self.name = name
+        self.options = options
+        self.desiredState = desiredState
+        self.currentState = currentState
+        self.machineID = machineID
+    }
+}
+
+/// The body of `PUT /fleet/v1/units/<name>`: `desiredState` is required; `options` only when
+/// creating (or, beyond fleet 0.x, replacing) the unit; `name`, if present, must match the URL.
+public struct FleetUnitPutRequest: Codable, Hashable, Sendable {
+    public var name: String?
+    public var desiredState: FleetUnitTargetState?
+    public var options: [FleetUnitOption]?
+
+    public init(name: String? = nil, desiredState: FleetUnitTargetState?, options: [FleetUnitOption]? = nil) {
+        self.name = name
+        self.desiredState = desiredState
+        self.options = options
+    }
+}
+
+public struct FleetUnitPage: Codable, Hashable, Sendable {
+    public var units: [FleetUnit]
+    public var nextPageToken: String?
+
+    public init(units: [FleetUnit], nextPageToken: String? = nil) {
+        self.units = units
+        self.nextPageToken = nextPageToken
+    }
+}
+
+/// What a machine's systemd reports about a unit (fleet's UnitState entity).
+public struct FleetUnitState: Codable, Hashable, Sendable {
+    public var name: String
+    public var hash: String
+    public var machineID: String
+    public var systemdLoadState: String
+    public var systemdActiveState: String
+    public var systemdSubState: String
+
+    public init(name: String, hash: String, machineID: String, systemdLoadState: String,
+                systemdActiveState: String, systemdSubState: String) {
+        self.name = name
+        self.hash = hash
+        self.machineID = machineID
+        self.systemdLoadState = systemdLoadState
+        self.systemdActiveState = systemdActiveState
+        self.systemdSubState = systemdSubState
+    }
+}
+
+public struct FleetUnitStatePage: Codable, Hashable, Sendable {
+    public var states: [FleetUnitState]
+    public var nextPageToken: String?
+
+    public init(states: [FleetUnitState], nextPageToken: String? = nil) {
+        self.states = states
+        self.nextPageToken = nextPageToken
+    }
+}
+
+public struct FleetMachine: Codable, Hashable, Sendable {
+    public var id: String
+    public var primaryIP: String
+    public var metadata: [String: String]
+
+    public init(id: String, primaryIP: String, metadata: [String: String]) {
+        self.id = id
+        self.primaryIP = primaryIP
+        self.metadata = metadata
+    }
+}
+
+public struct FleetMachinePage: Codable, Hashable, Sendable {
+    public var machines: [FleetMachine]
+    public var nextPageToken: String?
+
+    public init(machines: [FleetMachine], nextPageToken: String? = nil) {
+        self.machines = machines
+        self.nextPageToken = nextPageToken
+    }
+}
+
+/// One JSON-Patch operation of `PATCH /fleet/v1/machines`; `path` is
+/// `/<machineID>/metadata/<key>`. Only add, remove and replace exist in fleet.
+public struct FleetMachinePatchOperation: Codable, Hashable, Sendable {
+    public var op: String
+    public var path: String
+    public var value: String?
+
+    public init(op: String, path: String, value: String? = nil) {
+        self.op = op
+        self.path = path
+        self.value = value
+    }
+}
+
+/// fleet's error entity: `{"error":{"code":400,"message":"..."}}`.
+public struct FleetErrorBody: Codable, Hashable, Sendable {
+    public struct Detail: Codable, Hashable, Sendable {
+        public var code: Int
+        public var message: String
+    }
+    public var error: Detail
+
+    public init(code: Int, message: String) {
+        self.error = Detail(code: code, message: message)
+    }
+}

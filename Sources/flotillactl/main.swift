@@ -1,0 +1,1 @@
+print("flotillactl: not built yet")

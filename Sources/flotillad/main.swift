@@ -1,0 +1,1 @@
+print("flotillad: not built yet")
