@@ -1,0 +1,203 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// HTTP/1.1 to one endpoint over NIO, with a small pool of kept-alive connections.
+///
+/// Ownership: a connection is either in `idleChannels` (owned by the pool) or checked out by one
+/// request (owned by that request until it is checked in or closed), never both. A connection
+/// that failed, timed out, was cancelled, streamed, or was answered without keep-alive is closed,
+/// never pooled.
+final class HTTPTransport: Sendable {
+    let endpoint: APIEndpoint
+    let eventLoopGroup: any EventLoopGroup
+    let idleConnectionsMax: Int
+    private let idleChannels = Mutex<[any Channel]>([])
+
+    init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup, idleConnectionsMax: Int) {
+        precondition(idleConnectionsMax >= 0, "idleConnectionsMax must not be negative, got \(idleConnectionsMax)")
+        self.endpoint = endpoint
+        self.eventLoopGroup = eventLoopGroup
+        self.idleConnectionsMax = idleConnectionsMax
+    }
+
+    deinit {
+        for channel in idleChannels.withLock({ $0 }) { channel.close(promise: nil) }
+    }
+
+    func closeIdleConnections() {
+        let channels = idleChannels.withLock { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    /// Sends one request and collects its answer. A request that met a kept-alive connection the
+    /// server had already closed (nothing came back at all) is sent once more on a new
+    /// connection, if its method is idempotent.
+    func exchange(method: HTTPMethod, pathAndQuery: String, body: [UInt8]?, timeout: TimeAmount,
+                  bodySizeMax: Int) async throws(ClientError) -> RawResponse {
+        var isRetry = false
+        while true {
+            let (channel, isReused) = try await checkOut(timeout: timeout)
+            let promise = channel.eventLoop.makePromise(of: CollectedResponse.self)
+            let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: body?.count),
+                                         body: body.map { ByteBuffer(bytes: $0) },
+                                         sink: .collect(promise, bodySizeMax: bodySizeMax), timeout: timeout)
+            channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+            do {
+                let collected = try await withTaskCancellationHandler {
+                    try await promise.futureResult.get()
+                } onCancel: {
+                    channel.close(promise: nil)
+                }
+                if collected.isReusable { checkIn(channel) } else { channel.close(promise: nil) }
+                return collected.response
+            } catch {
+                channel.close(promise: nil)
+                if isReused, !isRetry, case ExchangeFailure.closedBeforeResponse = error, Self.isIdempotent(method) {
+                    isRetry = true
+                    continue
+                }
+                throw mapFailure(error)
+            }
+        }
+    }
+
+    /// Opens a connection of its own (never pooled) for a streaming answer.
+    func openStream(method: HTTPMethod, pathAndQuery: String, timeout: TimeAmount, chunkBufferMax: Int)
+        async throws(ClientError) -> (channel: any Channel, head: RawResponse, chunks: AsyncThrowingStream<[UInt8], any Error>) {
+        let channel = try await connect(timeout: timeout)
+        let (chunks, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream(bufferingPolicy: .bufferingOldest(chunkBufferMax))
+        let headPromise = channel.eventLoop.makePromise(of: RawResponse.self)
+        let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: nil),
+                                     body: nil, sink: .stream(head: headPromise, chunks: continuation), timeout: timeout)
+        channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+        do {
+            let head = try await withTaskCancellationHandler {
+                try await headPromise.futureResult.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            return (channel, head, chunks)
+        } catch {
+            channel.close(promise: nil)
+            throw mapFailure(error)
+        }
+    }
+
+    private func requestHead(method: HTTPMethod, pathAndQuery: String, bodyCount: Int?) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.hostHeader)
+        headers.add(name: "User-Agent", value: "flotilla-client")
+        headers.add(name: "Accept", value: "application/json")
+        if let bodyCount {
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(bodyCount))
+        } else if method == .PUT || method == .POST || method == .PATCH {
+            headers.add(name: "Content-Length", value: "0")
+        }
+        return HTTPRequestHead(version: .http1_1, method: method, uri: pathAndQuery, headers: headers)
+    }
+
+    private static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        method == .GET || method == .HEAD || method == .PUT
+    }
+
+    private func checkOut(timeout: TimeAmount) async throws(ClientError) -> (any Channel, isReused: Bool) {
+        while let channel = idleChannels.withLock({ $0.popLast() }) {
+            if channel.isActive { return (channel, true) }
+            channel.close(promise: nil)
+        }
+        return (try await connect(timeout: timeout), false)
+    }
+
+    private func checkIn(_ channel: any Channel) {
+        guard channel.isActive else { return }
+        let isPooled = idleChannels.withLock { channels -> Bool in
+            guard channels.count < idleConnectionsMax else { return false }
+            channels.append(channel)
+            return true
+        }
+        if !isPooled { channel.close(promise: nil) }
+    }
+
+    private func connect(timeout: TimeAmount) async throws(ClientError) -> any Channel {
+        guard let bootstrap = ClientBootstrap(validatingGroup: eventLoopGroup) else {
+            throw .connection("the event loop group given to FlotillaClient is not a NIOPosix group")
+        }
+        let configured = bootstrap
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(HTTPExchangeHandler())
+                }
+            }
+        do {
+            switch endpoint {
+            case .unix(let path):
+                return try await configured.connect(unixDomainSocketPath: path).get()
+            case .tcp(let host, let port):
+                return try await configured.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connect(host: host, port: port).get()
+            }
+        } catch {
+            throw .connection("cannot connect to flotillad at \(endpoint): \(Self.describeConnectFailure(error)) (is flotillad running?)")
+        }
+    }
+
+    private func mapFailure(_ error: any Error) -> ClientError {
+        if let clientError = error as? ClientError { return clientError }
+        if let failure = error as? ExchangeFailure {
+            switch failure {
+            case .closedBeforeResponse:
+                return .connection("flotillad at \(endpoint) closed the connection without answering")
+            case .closedDuringResponse:
+                return .connection("flotillad at \(endpoint) closed the connection in the middle of its answer")
+            case .timedOut:
+                return .timeout
+            case .bodyTooLarge(let sizeMax):
+                return .invalidResponse("answer larger than \(sizeMax) bytes")
+            case .streamReaderFellBehind:
+                return .connection("the stream's reader fell behind and the stream was closed")
+            case .protocolError(let reason):
+                return .invalidResponse(reason)
+            case .busy:
+                return .connection("internal error: a connection was given two requests at once")
+            }
+        }
+        if error is CancellationError || error is ChannelError {
+            return .connection("request to flotillad at \(endpoint) was cancelled or its connection closed (\(error))")
+        }
+        return .connection("request to flotillad at \(endpoint) failed: \(Self.describeConnectFailure(error))")
+    }
+
+    static func describeConnectFailure(_ error: any Error) -> String {
+        if let ioError = error as? IOError {
+            return String(cString: strerror(ioError.errnoCode))
+        }
+        if let connectionError = error as? NIOConnectionError {
+            if let first = connectionError.connectionErrors.first {
+                return describeConnectFailure(first.error)
+            }
+            if let dnsError = connectionError.dnsAError ?? connectionError.dnsAAAAError {
+                return "cannot resolve \(connectionError.host): \(dnsError)"
+            }
+            return "no address for \(connectionError.host)"
+        }
+        if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
+            return "timed out connecting"
+        }
+        return "\(error)"
+    }
+}
