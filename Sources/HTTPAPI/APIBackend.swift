@@ -94,4 +94,8 @@ public protocol APIBackend: Sendable {
     // Peer endpoints (/flotilla/v1/peer)
     func schedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule
     func reportStates(_ report: StateReport) async throws(APIError)
+
+    // Operations
+    /// `GET /metrics`: this peer's metrics in Prometheus's text exposition format (0.0.4).
+    func metricsText() async -> String
 }

@@ -1,0 +1,86 @@
+import NIOCore
+
+/// The bounds of one HTTP API server. Every limit has a default that suits a daemon serving
+/// flotillactl, peers and a few orchestrators; `init` checks the relations between them, so a
+/// configuration that exists is a valid one.
+public struct HTTPAPIConfiguration: Sendable {
+    /// The largest request body accepted; a larger one is answered 413 and the connection closed
+    /// (the rest of the body is not read). 2 MiB holds a unit file many times over.
+    public let requestBodyBytesMax: Int
+    /// The largest request head (request line and header fields together); a larger one is a
+    /// protocol error: 400 and close.
+    public let requestHeadBytesMax: Int
+    /// Connections served at once across all listeners; more are closed as soon as they are
+    /// accepted, so a burst of clients cannot exhaust descriptors or memory.
+    public let connectionsMax: Int
+    /// A kept-alive connection with no request in flight that reads nothing for this long is
+    /// closed. A request in flight (a long poll, a followed journal) is never cut by it.
+    public let idleTimeout: TimeAmount
+    /// The longest wait a long poll (`waitMilliseconds` of watch and schedule) may ask for; longer
+    /// requests are shortened to it, not refused, so a client's larger default still works.
+    public let longPollWaitMillisecondsMax: Int
+    /// The most journal lines one request may ask for.
+    public let journalLinesMax: Int
+    /// Items per page of fleet's paged lists. fleet served pages of 100 and its clients follow
+    /// `nextPageToken` whatever the size.
+    public let pageItemsMax: Int
+
+    public init(
+        requestBodyBytesMax: Int = 2 << 20,
+        requestHeadBytesMax: Int = 64 << 10,
+        connectionsMax: Int = 256,
+        idleTimeout: TimeAmount = .seconds(90),
+        longPollWaitMillisecondsMax: Int = 60_000,
+        journalLinesMax: Int = 10_000,
+        pageItemsMax: Int = 100
+    ) {
+        precondition(requestBodyBytesMax > 0, "requestBodyBytesMax must be positive, got \(requestBodyBytesMax)")
+        precondition(requestHeadBytesMax >= 1024, "requestHeadBytesMax must be at least 1 KiB, got \(requestHeadBytesMax)")
+        precondition(connectionsMax > 0, "connectionsMax must be positive, got \(connectionsMax)")
+        precondition(idleTimeout > .zero, "idleTimeout must be positive, got \(idleTimeout)")
+        precondition(longPollWaitMillisecondsMax >= 0, "longPollWaitMillisecondsMax must not be negative")
+        precondition(journalLinesMax > 0, "journalLinesMax must be positive, got \(journalLinesMax)")
+        precondition(pageItemsMax > 0, "pageItemsMax must be positive, got \(pageItemsMax)")
+        self.requestBodyBytesMax = requestBodyBytesMax
+        self.requestHeadBytesMax = requestHeadBytesMax
+        self.connectionsMax = connectionsMax
+        self.idleTimeout = idleTimeout
+        self.longPollWaitMillisecondsMax = longPollWaitMillisecondsMax
+        self.journalLinesMax = journalLinesMax
+        self.pageItemsMax = pageItemsMax
+    }
+}
+
+/// Where the server listens.
+public enum APIListener: Hashable, Sendable, CustomStringConvertible {
+    /// A unix socket at `path`, created with `mode` (fleet's and Flotilla's default is
+    /// /var/run/flotilla.sock, 0660). A stale socket file left by a previous run is removed
+    /// first; any other file at the path makes `start` fail rather than be deleted.
+    case unix(path: String, mode: UInt32 = 0o660)
+    /// TCP on `host:port`; port 0 asks the kernel for a free port (`boundAddresses` tells which).
+    case tcp(host: String, port: Int)
+    /// A listening socket inherited from systemd (socket activation: `LISTEN_FDS`, descriptors
+    /// from 3). The server owns it from then on and closes it on shutdown.
+    case inheritedSocket(descriptor: CInt)
+
+    public var description: String {
+        switch self {
+        case .unix(let path, let mode): return "unix:\(path) (mode \(String(mode, radix: 8)))"
+        case .tcp(let host, let port): return "tcp:\(host):\(port)"
+        case .inheritedSocket(let descriptor): return "inherited socket \(descriptor)"
+        }
+    }
+}
+
+/// What `HTTPAPIServer.start` could not do.
+public struct HTTPAPIServerError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var listener: APIListener
+    public var reason: String
+
+    public init(listener: APIListener, reason: String) {
+        self.listener = listener
+        self.reason = reason
+    }
+
+    public var description: String { "cannot listen on \(listener): \(reason)" }
+}

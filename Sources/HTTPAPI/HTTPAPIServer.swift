@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The HTTP API: fleet's v1 routes and Flotilla's /flotilla/v1 additions, on any number of
+/// listeners, answered by one `APIBackend`.
+///
+/// Each listener runs an accept loop in a task of its own; each connection is served by a child
+/// task of that loop (`HTTPConnection`). `shutdown` stops accepting, closes every connection
+/// (requests in flight are cancelled) and waits for the tasks to end.
+public final class HTTPAPIServer: Sendable {
+    /// The address each listener is bound to, in the order of `start`'s `listeners`; a TCP port 0
+    /// shows here as the port the kernel chose.
+    public let boundAddresses: [SocketAddress]
+    private let listeners: [APIListener]
+    private let serverChannels: [any Channel]
+    private let acceptTasks: [Task<Void, Never>]
+    private let connections: ConnectionRegistry
+    private let logger: Logger
+
+    /// The port of the first TCP listener (or inherited TCP socket), if any: for tests on port 0.
+    public var tcpPort: Int? { boundAddresses.lazy.compactMap(\.port).first }
+
+    private init(boundAddresses: [SocketAddress], listeners: [APIListener], serverChannels: [any Channel],
+                 acceptTasks: [Task<Void, Never>], connections: ConnectionRegistry, logger: Logger) {
+        self.boundAddresses = boundAddresses
+        self.listeners = listeners
+        self.serverChannels = serverChannels
+        self.acceptTasks = acceptTasks
+        self.connections = connections
+        self.logger = logger
+    }
+
+    /// Binds every listener, then starts serving. If any listener fails, those already bound are
+    /// closed and the error says which one failed.
+    public static func start(listeners: [APIListener], backend: any APIBackend, configuration: HTTPAPIConfiguration = HTTPAPIConfiguration(),
+                             eventLoopGroup: any EventLoopGroup, logger: Logger) async throws(HTTPAPIServerError) -> HTTPAPIServer {
+        precondition(!listeners.isEmpty, "HTTPAPIServer needs at least one listener")
+        let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
+        let connection = HTTPConnection(handler: APIRequestHandler(backend: backend, configuration: configuration, logger: logger),
+                                        configuration: configuration, logger: logger)
+        var bound: [NIOAsyncChannel<HTTPServerAsyncChannel, Never>] = []
+        for listener in listeners {
+            do {
+                bound.append(try await bind(listener, group: eventLoopGroup, configuration: configuration, connections: connections))
+            } catch {
+                for channel in bound { try? await channel.channel.close() }
+                throw HTTPAPIServerError(listener: listener, reason: "\(error)")
+            }
+        }
+        var tasks: [Task<Void, Never>] = []
+        for (listener, serverChannel) in zip(listeners, bound) {
+            logger.info("API listening", metadata: ["listener": "\(listener)",
+                                                    "address": "\(serverChannel.channel.localAddress.map { "\($0)" } ?? "?")"])
+            tasks.append(Task { await acceptLoop(serverChannel, connection: connection, logger: logger) })
+        }
+        return HTTPAPIServer(boundAddresses: bound.compactMap { $0.channel.localAddress }, listeners: listeners,
+                             serverChannels: bound.map(\.channel), acceptTasks: tasks, connections: connections, logger: logger)
+    }
+
+    /// Stops accepting, closes every open connection, cancels what they were doing and waits for
+    /// all of it to end; removes the unix socket files this server created.
+    public func shutdown() async {
+        for channel in serverChannels { try? await channel.close() }
+        connections.closeAll()
+        for task in acceptTasks { task.cancel() }
+        for task in acceptTasks { await task.value }
+        for listener in listeners {
+            if case .unix(let path, _) = listener { unlink(path) }
+        }
+        logger.info("API stopped")
+    }
+
+    private static func acceptLoop(_ serverChannel: NIOAsyncChannel<HTTPServerAsyncChannel, Never>, connection: HTTPConnection,
+                                   logger: Logger) async {
+        do {
+            try await serverChannel.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await client in inbound {
+                        group.addTask { await connection.run(client) }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("API accept loop ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private static func bind(_ listener: APIListener, group: any EventLoopGroup, configuration: HTTPAPIConfiguration,
+                             connections: ConnectionRegistry) async throws -> NIOAsyncChannel<HTTPServerAsyncChannel, Never> {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<HTTPServerAsyncChannel> = { channel in
+            initializeConnection(channel, configuration: configuration, connections: connections)
+        }
+        switch listener {
+        case .unix(let path, let mode):
+            // Only a stale socket is removed; a regular file or directory at the path fails the bind.
+            let serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true,
+                                                         childChannelInitializer: initializer)
+            // The socket exists with the process umask's mode for a moment before this chmod;
+            // clients are only told of it (and systemd's socket units set it) after start returns.
+            guard chmod(path, mode_t(mode)) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? await serverChannel.channel.close()
+                throw HTTPAPIServerError(listener: listener, reason: "chmod \(String(mode, radix: 8)): \(reason)")
+            }
+            return serverChannel
+        case .tcp(let host, let port):
+            return try await bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .bind(host: host, port: port, childChannelInitializer: initializer)
+        case .inheritedSocket(let descriptor):
+            return try await bootstrap.bind(NIOBSDSocket.Handle(descriptor), childChannelInitializer: initializer)
+        }
+    }
+
+    /// The pipeline of one accepted connection. A connection over `connectionsMax` fails its
+    /// initializer, which makes NIO close it before a byte is read.
+    private static func initializeConnection(_ channel: any Channel, configuration: HTTPAPIConfiguration,
+                                             connections: ConnectionRegistry) -> EventLoopFuture<HTTPServerAsyncChannel> {
+        guard connections.admit(channel) else {
+            return channel.eventLoop.makeFailedFuture(ConnectionRegistry.Refused())
+        }
+        channel.closeFuture.whenComplete { _ in connections.remove(channel) }
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = configuration.requestHeadBytesMax
+        limits.maxHeaderListSize = configuration.requestHeadBytesMax
+        limits.maxHeaderFieldCount = 256
+        return channel.pipeline.configureHTTPServerPipeline(
+            withPipeliningAssistance: true, withErrorHandling: true, withOutboundHeaderValidation: true,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits
+        ).flatMapThrowing {
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout), position: .first)
+            try sync.addHandler(IdleConnectionCloser())
+            return try HTTPServerAsyncChannel(wrappingChannelSynchronously: channel)
+        }
+    }
+}
+
+/// The open connections of a server, across its listeners: the bound on their number, and the
+/// list `shutdown` closes.
+final class ConnectionRegistry: @unchecked Sendable {
+    struct Refused: Error, CustomStringConvertible {
+        var description: String { "too many API connections" }
+    }
+
+    private let connectionsMax: Int
+    // Guards `channels` and `isClosed`; held only for dictionary updates, never across IO.
+    private let lock = NSLock()
+    private var channels: [ObjectIdentifier: any Channel] = [:]
+    private var isClosed = false
+
+    init(connectionsMax: Int) {
+        self.connectionsMax = connectionsMax
+    }
+
+    func admit(_ channel: any Channel) -> Bool {
+        lock.withLock {
+            guard !isClosed, channels.count < connectionsMax else { return false }
+            channels[ObjectIdentifier(channel)] = channel
+            return true
+        }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = lock.withLock { channels.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func closeAll() {
+        let open = lock.withLock {
+            isClosed = true
+            return Array(channels.values)
+        }
+        for channel in open { channel.close(promise: nil) }
+    }
+}
