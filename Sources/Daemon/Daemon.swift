@@ -1,1 +1,145 @@
-// The daemon's composition lives here.
+import Foundation
+import HTTPAPI
+import Logging
+import Membership
+import MembershipShell
+import NIOCore
+import NIOPosix
+import Registry
+import ServiceLifecycle
+import Synchronization
+import SystemdBus
+
+/// Runs one `flotillad` until SIGTERM or SIGINT.
+///
+/// Start order: systemd's bus (the agent cannot work without it), the voter's log and Raft
+/// replica, membership (so peers learn this machine only once it can answer), the peer and
+/// user APIs, then the loops; READY=1 goes to systemd last. Shutdown runs in reverse. A stopping
+/// daemon does not leave the gossip pool: a restart must look like a short silence, not a
+/// departure, or the leader would move this machine's units (fleet restarted every unit when
+/// fleetd restarted, fleet issue #1086).
+public enum Daemon {
+    public static func run(configuration: DaemonConfiguration, logger: Logger) async throws {
+        let service = DaemonService(configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: service)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct DaemonService: Service {
+    let configuration: DaemonConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let machineID = try MachineIdentity.read(path: configuration.machineIDPath)
+        let ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var busConfiguration = SystemdBusConfiguration()
+        busConfiguration.bus = configuration.systemdUser ? .user : .system
+        busConfiguration.unitFileDirectory = UnitFileDirectory(writePath: configuration.unitsDirectory,
+                                                               managerPath: configuration.unitsDirectory)
+        let manager = SystemdManager(configuration: busConfiguration, logger: logger)
+        try await manager.connect()
+        _ = try? SystemdNotifier.notify([.status("starting: connected to systemd")])
+
+        let nodeBox = Mutex<Node?>(nil)
+        var voter: Voter?
+        var registry: RegistryStore?
+        if configuration.isFoundingVoter {
+            let store = RegistryStore(logger: logger) { command, state in
+                nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
+            }
+            registry = store
+            voter = try await Voter.start(configuration: configuration, registry: store, ioGroup: ioGroup, logger: logger)
+        }
+
+        var memberMetadata = configuration.metadata
+        memberMetadata[MemberKeys.peerPort] = String(configuration.peerPort)
+        let membershipConfiguration = MembershipShellConfiguration(
+            bindHost: configuration.publicIP, bindPort: configuration.gossipPort, memberID: machineID,
+            metadata: MemberMetadata(memberMetadata), role: voter == nil ? .agent : .voter, version: FlotillaVersion.current,
+            membership: configuration.gossipProfile == "lan" ? .lan : .fastLAN)
+        let membership = try await MembershipShell.start(configuration: membershipConfiguration, eventLoop: ioGroup.next())
+        let seeds = (configuration.seeds.isEmpty ? configuration.effectiveVoters : configuration.seeds).compactMap { seed -> MemberAddress? in
+            let parts = seed.split(separator: ":")
+            let port = parts.count == 2 ? UInt16(parts[1]) : UInt16(configuration.gossipPort)
+            guard let port else { return nil }
+            return try? MemberAddress(host: String(parts[0]), port: port)
+        }
+        try await membership.join(seeds: seeds)
+
+        let node = Node(configuration: configuration, machineID: machineID.rawValue, logger: logger, membership: membership,
+                        voter: voter, registry: registry, manager: manager, ioGroup: ioGroup)
+        nodeBox.withLock { $0 = node }
+        let agent = MachineAgent(machineID: machineID.rawValue, manager: manager, uplink: node.agentUplink(),
+                                 unitsDirectory: configuration.unitsDirectory, fenceMilliseconds: configuration.agentFenceMilliseconds,
+                                 reconcileIntervalMilliseconds: configuration.agentReconcileIntervalMilliseconds, logger: logger)
+        node.attach(agent: agent)
+
+        let backend = DaemonBackend(node: node)
+        let apiConfiguration = HTTPAPIConfiguration(pageItemsMax: configuration.tokenLimit)
+        let peerServer = try await HTTPAPIServer.start(
+            listeners: [.tcp(host: configuration.publicIP, port: configuration.peerPort)], backend: backend,
+            configuration: apiConfiguration, eventLoopGroup: ioGroup, logger: logger)
+        let userServer = try await HTTPAPIServer.start(
+            listeners: Self.userListeners(configuration), backend: backend, configuration: apiConfiguration,
+            eventLoopGroup: ioGroup, logger: logger)
+
+        _ = try? SystemdNotifier.notify([.ready, .status("running: \(voter == nil ? "agent" : "voter") \(machineID.rawValue)")])
+        logger.notice("flotillad running", metadata: [
+            "machine": "\(machineID.rawValue)", "role": "\(voter == nil ? "agent" : "voter")",
+            "public_ip": "\(configuration.publicIP)", "voters": "\(configuration.effectiveVoters)",
+        ])
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await node.followMembership() }
+            group.addTask { await node.scheduleLoop() }
+            group.addTask { await agent.run() }
+            group.addTask { await Self.watchdog() }
+            group.addTask { try? await gracefulShutdown() }
+            // The first task to end is the shutdown signal (the others loop until cancelled).
+            await group.next()
+            group.cancelAll()
+        }
+
+        logger.notice("flotillad stopping")
+        _ = try? SystemdNotifier.notify([.stopping])
+        await userServer.shutdown()
+        await peerServer.shutdown()
+        await voter?.stop()
+        await membership.stop()
+        await manager.close()
+        try? await ioGroup.shutdownGracefully()
+    }
+
+    static func userListeners(_ configuration: DaemonConfiguration) -> [APIListener] {
+        var listeners: [APIListener] = []
+        // systemd socket activation (flotilla.socket): descriptors start at 3.
+        let environment = ProcessInfo.processInfo.environment
+        if let pid = environment["LISTEN_PID"], pid == String(getpid()), let count = environment["LISTEN_FDS"].flatMap(Int.init), count > 0 {
+            listeners += (0..<count).map { .inheritedSocket(descriptor: CInt(3 + $0)) }
+        } else if !configuration.apiSocketPath.isEmpty {
+            listeners.append(.unix(path: configuration.apiSocketPath, mode: 0o660))
+        }
+        if let (host, port) = DaemonConfiguration.hostAndPort(configuration.apiListen) {
+            listeners.append(.tcp(host: host, port: port))
+        }
+        return listeners
+    }
+
+    /// Pings systemd's watchdog at half its interval while the daemon runs.
+    static func watchdog() async {
+        guard let interval = try? SystemdNotifier.watchdogInterval() else {
+            try? await Task.sleep(for: .seconds(1_000_000_000))
+            return
+        }
+        while !Task.isCancelled {
+            _ = try? SystemdNotifier.notify([.watchdog])
+            try? await Task.sleep(for: interval / 2)
+        }
+    }
+}
+
+public enum FlotillaVersion {
+    public static let current = "0.1.0"
+}

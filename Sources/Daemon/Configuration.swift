@@ -1,0 +1,261 @@
+/// Everything a `flotillad` needs to know, resolved once at start from (lowest to highest
+/// precedence) defaults, /etc/flotilla/flotilla.conf, `FLOTILLA_*` environment variables and
+/// command-line flags. Keys are fleet's where they mean the same (`public_ip`, `metadata`,
+/// `agent_ttl`, `engine_reconcile_interval`, `token_limit`, `units_directory`, `systemd_user`);
+/// fleet keys that have no meaning here (its etcd settings) are accepted with a warning so a
+/// fleet configuration file can be reused as it is.
+public struct DaemonConfiguration: Sendable, Equatable {
+    public var machineIDPath = "/etc/machine-id"
+    /// The address peers use to reach this machine (fleet's `public_ip`). Required: a daemon
+    /// that guessed wrong would advertise an address nobody can reach.
+    public var publicIP = ""
+    /// fleet's `metadata`: `key=value` pairs, comma separated.
+    public var metadata: [String: String] = [:]
+    public var dataDirectory = "/var/lib/flotilla"
+    /// The API's unix socket (fleet's /var/run/fleet.sock). Empty: no unix listener.
+    public var apiSocketPath = "/var/run/flotilla.sock"
+    /// An extra TCP listener for the API, `host:port`; empty for none (the default, as fleet).
+    public var apiListen = ""
+    /// Peer-to-peer ports: gossip (UDP + TCP), peer HTTP (agents follow voters, forwarding), Raft.
+    public var gossipPort = 7946
+    public var peerPort = 7948
+    public var raftPort = 7949
+    /// The founding voters' public IPs (3 or 5). Empty: this machine alone forms a cluster.
+    public var voters: [String] = []
+    /// Gossip seeds (`ip` or `ip:port`); the voters when empty.
+    public var seeds: [String] = []
+    /// fleet's `agent_ttl`: how long a machine declared dead by membership keeps its units
+    /// before the leader moves them. Short, because membership already waited out its
+    /// suspicion timeout; nonzero, so that a machine that only flapped is not emptied.
+    public var agentTTLMilliseconds: Int64 = 1_000
+    /// An agent that has not heard from a leader for this long stops its units (fencing), so
+    /// that a machine cut off the network never runs a unit that is being started elsewhere.
+    /// It must stay below the time the leader needs to move the units (membership's detection
+    /// plus `agent_ttl`); 0 disables fencing (units keep running while cut off, as in fleet).
+    public var agentFenceMilliseconds: Int64 = 2_500
+    /// fleet's `engine_reconcile_interval`: the period of the leader's scheduling round when
+    /// nothing triggers one earlier (changes trigger rounds at once).
+    public var engineReconcileIntervalMilliseconds: Int64 = 2_000
+    /// The agent's periodic reconcile when nothing changed (systemd events and schedule changes
+    /// trigger it at once).
+    public var agentReconcileIntervalMilliseconds: Int64 = 5_000
+    /// fleet's `token_limit`: units per API page.
+    public var tokenLimit = 100
+    /// fleet's `units_directory`.
+    public var unitsDirectory = "/run/flotilla/units"
+    /// fleet's `systemd_user`: drive the user manager (session bus) instead of the system one.
+    public var systemdUser = false
+    /// `lan` (memberlist's defaults) or `fast-lan` (probe 500 ms; small clusters).
+    public var gossipProfile = "fast-lan"
+    public var logLevel = "info"
+    /// Raft tick and election timeout (in ticks).
+    public var raftTickMilliseconds: Int64 = 10
+    public var raftElectionTicks = 30
+
+    public init() {}
+
+    /// The machines' founding voter count must be odd and small: Raft's quorum arithmetic makes
+    /// even counts pure cost, and a large voter set slows every commit.
+    public static let votersMax = 7
+}
+
+/// A bad configuration: one message naming the key, the value and what was expected.
+public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension DaemonConfiguration {
+    /// fleet's keys with no meaning in Flotilla: accepted, reported, ignored.
+    static let ignoredFleetKeys: Set<String> = [
+        "etcd_servers", "etcd_key_prefix", "etcd_request_timeout", "etcd_cafile", "etcd_keyfile",
+        "etcd_certfile", "etcd_username", "etcd_password", "authorized_keys_file", "verify_units",
+        "enable_grpc", "disable_engine", "disable_watches", "verbosity",
+    ]
+
+    /// Resolves the configuration. `fileText` is the configuration file's content (nil when
+    /// there is none), `environment` the process environment, `arguments` the flags
+    /// (`--public-ip=10.0.0.1` or `--public-ip 10.0.0.1`; dashes and underscores are the same).
+    /// Returns the configuration and warnings for ignored keys.
+    public static func resolve(fileText: String?, environment: [String: String], arguments: [String])
+        throws(ConfigurationError) -> (DaemonConfiguration, warnings: [String])
+    {
+        var settings: [(key: String, value: String, source: String)] = []
+        if let fileText {
+            for (number, rawLine) in fileText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = rawLine.trimmingWhitespace()
+                if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+                guard let equals = line.firstIndex(of: "=") else {
+                    throw ConfigurationError("configuration file line \(number + 1): expected key=value, got \(line.debugDescription)")
+                }
+                var value = String(line[line.index(after: equals)...]).trimmingWhitespace()
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+                settings.append((normalized(String(line[..<equals])), value, "configuration file line \(number + 1)"))
+            }
+        }
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("FLOTILLA_") {
+            settings.append((normalized(String(name.dropFirst("FLOTILLA_".count))), value, "environment \(name)"))
+        }
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--") else { throw ConfigurationError("unexpected argument \(argument.debugDescription): flags look like --public-ip=10.0.0.1") }
+            let body = argument.dropFirst(2)
+            if let equals = body.firstIndex(of: "=") {
+                settings.append((normalized(String(body[..<equals])), String(body[body.index(after: equals)...]), "flag \(argument)"))
+            } else if normalized(String(body)) == "systemd_user" {
+                settings.append(("systemd_user", "true", "flag \(argument)"))
+            } else {
+                guard index + 1 < arguments.count else { throw ConfigurationError("flag \(argument) needs a value") }
+                index += 1
+                settings.append((normalized(String(body)), arguments[index], "flag \(argument)"))
+            }
+            index += 1
+        }
+        var configuration = DaemonConfiguration()
+        var warnings: [String] = []
+        for setting in settings {
+            if ignoredFleetKeys.contains(setting.key) {
+                warnings.append("\(setting.source): fleet's \(setting.key) has no meaning in Flotilla; ignored")
+                continue
+            }
+            try configuration.set(setting.key, setting.value, source: setting.source)
+        }
+        try configuration.validate()
+        return (configuration, warnings)
+    }
+
+    static func normalized(_ key: String) -> String {
+        key.trimmingWhitespace().lowercased().replacingAll("-", with: "_")
+    }
+
+    mutating func set(_ key: String, _ value: String, source: String) throws(ConfigurationError) {
+        func integer(_ range: ClosedRange<Int64>) throws(ConfigurationError) -> Int64 {
+            guard let number = Int64(value), range.contains(number) else {
+                throw ConfigurationError("\(source): \(key) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(value.debugDescription)")
+            }
+            return number
+        }
+        func duration() throws(ConfigurationError) -> Int64 {
+            guard let milliseconds = Self.parseDurationMilliseconds(value) else {
+                throw ConfigurationError("\(source): \(key) must be a duration like 500ms, 2s or 1m, got \(value.debugDescription)")
+            }
+            return milliseconds
+        }
+        func list() -> [String] { value.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty } }
+        switch key {
+        case "machine_id_path": machineIDPath = value
+        case "public_ip": publicIP = value
+        case "metadata":
+            var pairs: [String: String] = [:]
+            for item in list() {
+                guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                    throw ConfigurationError("\(source): metadata entries look like key=value, got \(item.debugDescription)")
+                }
+                pairs[String(item[..<equals])] = String(item[item.index(after: equals)...])
+            }
+            metadata = pairs
+        case "data_dir", "data_directory": dataDirectory = value
+        case "api_socket", "socket": apiSocketPath = value
+        case "api_listen": apiListen = value
+        case "gossip_port": gossipPort = Int(try integer(1...65_535))
+        case "peer_port": peerPort = Int(try integer(1...65_535))
+        case "raft_port": raftPort = Int(try integer(1...65_535))
+        case "voters": voters = list()
+        case "seeds": seeds = list()
+        case "agent_ttl": agentTTLMilliseconds = try duration()
+        case "agent_fence_timeout": agentFenceMilliseconds = try duration()
+        case "engine_reconcile_interval":
+            // fleet took plain seconds here; a duration with a unit is accepted too.
+            if let seconds = Int64(value) { engineReconcileIntervalMilliseconds = seconds * 1_000 } else { engineReconcileIntervalMilliseconds = try duration() }
+        case "agent_reconcile_interval": agentReconcileIntervalMilliseconds = try duration()
+        case "token_limit": tokenLimit = Int(try integer(1...10_000))
+        case "units_directory": unitsDirectory = value
+        case "systemd_user":
+            guard let flag = ["true": true, "1": true, "yes": true, "false": false, "0": false, "no": false][value.lowercased()] else {
+                throw ConfigurationError("\(source): systemd_user must be true or false, got \(value.debugDescription)")
+            }
+            systemdUser = flag
+        case "gossip_profile":
+            guard ["lan", "fast-lan"].contains(value) else { throw ConfigurationError("\(source): gossip_profile must be lan or fast-lan, got \(value.debugDescription)") }
+            gossipProfile = value
+        case "log_level":
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
+                throw ConfigurationError("\(source): log_level must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            logLevel = value
+        case "raft_tick": raftTickMilliseconds = try duration()
+        case "raft_election_ticks": raftElectionTicks = Int(try integer(2...10_000))
+        default:
+            throw ConfigurationError("\(source): unknown setting \(key.debugDescription)")
+        }
+    }
+
+    func validate() throws(ConfigurationError) {
+        guard !publicIP.isEmpty else {
+            throw ConfigurationError("public_ip is not set: give the address peers reach this machine at (--public-ip, FLOTILLA_PUBLIC_IP or public_ip= in the configuration file)")
+        }
+        guard Self.isIPv4(publicIP) else { throw ConfigurationError("public_ip must be an IPv4 address, got \(publicIP.debugDescription)") }
+        for voter in voters where !Self.isIPv4(voter) {
+            throw ConfigurationError("voters must be IPv4 addresses, got \(voter.debugDescription)")
+        }
+        guard Set(voters).count == voters.count else { throw ConfigurationError("voters lists an address twice: \(voters)") }
+        guard voters.count <= Self.votersMax else { throw ConfigurationError("at most \(Self.votersMax) founding voters, got \(voters.count)") }
+        guard Set([gossipPort, peerPort, raftPort]).count == 3 else {
+            throw ConfigurationError("gossip_port, peer_port and raft_port must differ, got \(gossipPort), \(peerPort), \(raftPort)")
+        }
+        guard apiSocketPath.isEmpty || apiSocketPath.hasPrefix("/") else { throw ConfigurationError("api_socket must be an absolute path, got \(apiSocketPath.debugDescription)") }
+        guard unitsDirectory.hasPrefix("/") else { throw ConfigurationError("units_directory must be an absolute path, got \(unitsDirectory.debugDescription)") }
+        guard dataDirectory.hasPrefix("/") else { throw ConfigurationError("data_dir must be an absolute path, got \(dataDirectory.debugDescription)") }
+        if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
+        guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
+            throw ConfigurationError("raft_tick, engine_reconcile_interval and agent_reconcile_interval must be positive")
+        }
+        guard raftElectionTicks >= 3 else { throw ConfigurationError("raft_election_ticks must be at least 3 (heartbeat is 1 tick)") }
+    }
+
+    /// The founding voters, or this machine alone.
+    public var effectiveVoters: [String] { voters.isEmpty ? [publicIP] : voters }
+    public var isFoundingVoter: Bool { effectiveVoters.contains(publicIP) }
+
+    static func parseDurationMilliseconds(_ text: String) -> Int64? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let value = Int64(number), value >= 0, value <= 86_400_000 / factor { return value * factor }
+            if suffix == "m" || suffix == "s" { continue }  // "ms" also ends in "s"
+            return nil
+        }
+        return nil
+    }
+
+    static func isIPv4(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isASCIIDigit) && Int(part)! <= 255
+        }
+    }
+
+    static func hostAndPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port) else { return nil }
+        return (String(text[..<colon]), port)
+    }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        var slice = Substring(self)
+        while let first = slice.first, first == " " || first == "\t" || first == "\r" { slice = slice.dropFirst() }
+        while let last = slice.last, last == " " || last == "\t" || last == "\r" { slice = slice.dropLast() }
+        return String(slice)
+    }
+
+    func replacingAll(_ target: Character, with replacement: Character) -> String {
+        String(map { $0 == target ? replacement : $0 })
+    }
+}

@@ -1,0 +1,316 @@
+import Client
+import FleetAPI
+import Foundation
+import HTTPAPI
+import Registry
+import SystemdBus
+import UnitFile
+
+/// The HTTP API's view of a peer: the leader answers from its registry and state table, every
+/// other peer forwards to the leader (see `Node`). Validation of the request's shape is the
+/// HTTP layer's; meaning (what a PUT does to an existing unit) is decided here, against the
+/// registry, and every write is one or more Raft proposals.
+struct DaemonBackend: APIBackend {
+    let node: Node
+
+    private func leaderRegistry() async throws(APIError) -> (Voter, RegistryState)? {
+        guard try await node.upstream() == nil, let voter = node.voter, let registry = node.registry else { return nil }
+        return (voter, registry.current)
+    }
+
+    private func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
+        let result: RegistryResult
+        do {
+            result = try await voter.propose(RegistryCommand(operation))
+        } catch {
+            throw .unavailable("the change was not committed: \(error); retry")
+        }
+        switch result {
+        case .applied(let changed): return changed
+        case .rejected(let rejection): throw Self.apiError(rejection)
+        }
+    }
+
+    static func apiError(_ rejection: RegistryRejection) -> APIError {
+        switch rejection {
+        case .unitNotFound, .templateNotFound: return .notFound(rejection.description)
+        case .unitExists, .machineDrained, .tooManyUnits, .tooManyMachines: return .conflict(rejection.description)
+        default: return .badRequest(rejection.description)
+        }
+    }
+
+    // MARK: fleet v1
+
+    func listUnits() async throws(APIError) -> [FleetUnit] {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.listUnits() }
+        }
+        var units = state.unitsSortedByName.map(node.fleetUnit)
+        units += state.templates.keys.sorted().map { node.fleetUnit(template: state.templates[$0]!) }
+        return units.sorted { $0.name < $1.name }
+    }
+
+    func unit(named name: UnitName) async throws(APIError) -> FleetUnit? {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.unit(named: name.rawValue) }
+        }
+        if let record = state.units[name] { return node.fleetUnit(record) }
+        return state.templates[name].map(node.fleetUnit(template:))
+    }
+
+    func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
+        guard let (voter, state) = try await leaderRegistry() else {
+            let body = FleetUnitPutRequest(name: request.name.rawValue, desiredState: request.desiredState,
+                                           options: request.unitFile?.fleetOptions)
+            let outcome = try await node.forward { client throws(ClientError) in try await client.putUnit(named: request.name.rawValue, body) }
+            return outcome == .created ? .created : .modified
+        }
+        let target = request.desiredState.targetState
+        let existingHash = state.units[request.name]?.hash ?? state.templates[request.name]?.hash
+        if let existingHash {
+            if let file = request.unitFile, file.hash != existingHash {
+                // fleetctl's --replace: a new file for an existing unit. Target state and
+                // placement are kept by the registry; the agent replaces the running unit.
+                _ = try await propose(voter, .replaceUnitFiles([UnitSubmission(name: request.name, unitFile: file, targetState: target)]))
+            }
+            if state.units[request.name] != nil {
+                _ = try await propose(voter, .setTargetState([request.name], target))
+            } else if target != .inactive {
+                throw .badRequest("\(request.name) is a template: start an instance of it instead (e.g. \(request.name.rawValue.replacingOccurrences(of: "@.", with: "@1.")))")
+            }
+            return .modified
+        }
+        if let file = request.unitFile {
+            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, unitFile: file, targetState: target)]))
+            return .created
+        }
+        if request.name.form == .instance, let template = try? request.name.template, state.templates[template] != nil {
+            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, file: nil, hash: nil, targetState: target)]))
+            return .created
+        }
+        throw .conflict("unit \(request.name) does not exist and the request carries no options to create it")
+    }
+
+    func destroyUnit(named name: UnitName) async throws(APIError) {
+        guard let (voter, state) = try await leaderRegistry() else {
+            let existed = try await node.forward { client throws(ClientError) in try await client.destroyUnit(named: name.rawValue) }
+            if !existed { throw .notFound("unit \(name) does not exist") }
+            return
+        }
+        guard state.units[name] != nil || state.templates[name] != nil else { throw .notFound("unit \(name) does not exist") }
+        _ = try await propose(voter, .destroyUnits([name]))
+    }
+
+    func unitStates(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
+        guard try await leaderRegistry() != nil else {
+            return try await node.forward { client throws(ClientError) in try await client.unitStates(machineID: machineID, unitName: unitName) }
+        }
+        return node.stateTable.states(machineID: machineID, unitName: unitName)
+    }
+
+    func listMachines() async throws(APIError) -> [FleetMachine] {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.listMachines() }
+        }
+        return node.machines.filter { $0.status.isActive }.map {
+            FleetMachine(id: $0.id.rawValue, primaryIP: $0.publicIP, metadata: node.effectiveMetadata($0, registry: state))
+        }
+    }
+
+    func changeMachineMetadata(_ changes: [MachineMetadataChange]) async throws(APIError) {
+        guard let (voter, state) = try await leaderRegistry() else {
+            let operations = changes.map { change -> FleetMachinePatchOperation in
+                switch change.operation {
+                case .set(let value): return FleetMachinePatchOperation(op: "replace", path: "/\(change.machineID)/metadata/\(change.key)", value: value)
+                case .remove: return FleetMachinePatchOperation(op: "remove", path: "/\(change.machineID)/metadata/\(change.key)")
+                }
+            }
+            try await node.forward { client throws(ClientError) in try await client.patchMachines(operations) }
+            return
+        }
+        var metadataByMachine: [String: [String: String]] = [:]
+        var order: [String] = []
+        for change in changes {
+            if metadataByMachine[change.machineID] == nil {
+                order.append(change.machineID)
+                let id = try? MachineID(change.machineID)
+                let view = node.machines.first { $0.id == id }
+                metadataByMachine[change.machineID] = view.map { node.effectiveMetadata($0, registry: state) }
+                    ?? id.flatMap { state.machines[$0]?.metadataByKey } ?? [:]
+            }
+            switch change.operation {
+            case .set(let value): metadataByMachine[change.machineID]![change.key] = value
+            case .remove: metadataByMachine[change.machineID]!.removeValue(forKey: change.key)
+            }
+        }
+        for machine in order {
+            guard let id = try? MachineID(machine) else { throw .badRequest("invalid machine ID \(machine.debugDescription)") }
+            let entries = metadataByMachine[machine]!.map { MetadataEntry(key: $0.key, value: $0.value) }.sorted()
+            _ = try await propose(voter, .setMachineMetadata(id, entries))
+        }
+    }
+
+    // MARK: Flotilla
+
+    func clusterStatus() async throws(APIError) -> FlotillaClusterStatus {
+        let leadership = await node.leadership()
+        guard node.voter != nil, let status = leadership.status else {
+            return try await node.forward { client throws(ClientError) in try await client.clusterStatus() }
+        }
+        let leaderMachine = leadership.leaderIP.flatMap { ip in node.machines.first { $0.publicIP == ip }?.id.rawValue }
+        return FlotillaClusterStatus(leaderMachineID: leaderMachine, term: status.term, commitIndex: status.commitIndex,
+                                     appliedIndex: status.appliedIndex, registryVersion: node.registry?.version ?? 0,
+                                     voters: node.configuration.effectiveVoters, answeredBy: node.machineID)
+    }
+
+    func listMachinesDetailed() async throws(APIError) -> [FlotillaMachine] {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.listMachinesDetailed() }
+        }
+        return node.machines.map { node.flotillaMachine($0, registry: state) }
+    }
+
+    func listUnitFiles() async throws(APIError) -> [FlotillaUnitFile] {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.listUnitFiles() }
+        }
+        var files = state.unitsSortedByName.map { record in
+            FlotillaUnitFile(name: record.name.rawValue, hash: record.hash.hex, desiredState: FleetUnitTargetState(record.targetState),
+                             currentState: node.currentState(of: record), machineID: record.machine?.rawValue,
+                             isGlobal: record.options.isGlobal, unscheduledReason: node.unscheduledReason(record.name.rawValue))
+        }
+        files += state.templates.keys.sorted().map { name in
+            FlotillaUnitFile(name: name.rawValue, hash: state.templates[name]!.hash.hex, desiredState: .inactive,
+                             currentState: .inactive, machineID: nil, isGlobal: false, unscheduledReason: nil)
+        }
+        return files.sorted { $0.name < $1.name }
+    }
+
+    func setDrained(machineID: String, isDrained: Bool) async throws(APIError) {
+        guard let (voter, _) = try await leaderRegistry() else {
+            try await node.forward { client throws(ClientError) in try await client.setDrained(machineID: machineID, isDrained: isDrained) }
+            return
+        }
+        guard let id = try? MachineID(machineID) else { throw .badRequest("invalid machine ID \(machineID.debugDescription)") }
+        _ = try await propose(voter, isDrained ? .drainMachine(id) : .undrainMachine(id))
+    }
+
+    func events(afterIndex: UInt64, waitMilliseconds: Int) async throws(APIError) -> FlotillaEventPage {
+        guard try await leaderRegistry() != nil else {
+            return try await node.forward { client throws(ClientError) in
+                try await client.events(afterIndex: afterIndex, waitMilliseconds: waitMilliseconds)
+            }
+        }
+        return await node.events.page(afterIndex: afterIndex, waitMilliseconds: waitMilliseconds)
+    }
+
+    // MARK: Journal and status: answered by the unit's machine
+
+    private func holdsLocally(_ unit: UnitName) -> Bool {
+        FileManager.default.fileExists(atPath: node.configuration.unitsDirectory + "/" + unit.rawValue)
+    }
+
+    /// The peer that holds `unit`, asked through the leader (which knows placements and states).
+    private func holder(of unit: UnitName) async throws(APIError) -> FlotillaClient {
+        guard let (_, state) = try await leaderRegistry() else {
+            guard let upstream = try await node.upstream() else { throw .internalError("no upstream") }
+            return upstream
+        }
+        var machine = state.units[unit]?.machine?.rawValue
+        if machine == nil { machine = node.stateTable.states(machineID: nil, unitName: unit.rawValue).first?.machineID }
+        guard let machine else { throw .notFound("unit \(unit) is not on any machine") }
+        guard let view = node.machines.first(where: { $0.id.rawValue == machine }) else {
+            throw .unavailable("machine \(machine) of \(unit) is not known to membership")
+        }
+        return node.client(ip: view.publicIP, port: view.peerPort)
+    }
+
+    func journal(unit: UnitName, lines: Int) async throws(APIError) -> FlotillaJournal {
+        if holdsLocally(unit) {
+            do {
+                let entries = try await UnitJournal.lastEntries(unit: unit, count: min(max(lines, 0), 10_000))
+                return FlotillaJournal(unit: unit.rawValue, machineID: node.machineID, lines: entries.map(Self.line))
+            } catch {
+                throw .internalError("reading the journal of \(unit) failed: \(error)")
+            }
+        }
+        let peer = try await holder(of: unit)
+        do { return try await peer.journal(unit: unit.rawValue, lines: lines) } catch { throw Node.apiError(error) }
+    }
+
+    func followJournal(unit: UnitName, lines: Int) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
+        if holdsLocally(unit) {
+            let entries = UnitJournal.follow(unit: unit, backlog: min(max(lines, 0), 10_000))
+            return AsyncThrowingStream { continuation in
+                let task = Task {
+                    do {
+                        for try await entry in entries { continuation.yield(Self.line(entry)) }
+                        continuation.finish()
+                    } catch {
+                        continuation.finish(throwing: error)
+                    }
+                }
+                continuation.onTermination = { _ in task.cancel() }
+            }
+        }
+        let peer = try await holder(of: unit)
+        return peer.followJournal(unit: unit.rawValue, lines: lines)
+    }
+
+    static func line(_ entry: JournalEntry) -> String {
+        let seconds = Double(entry.realtimeMicroseconds) / 1_000_000
+        let date = Date(timeIntervalSince1970: seconds)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "MMM dd HH:mm:ss"
+        let identifier = entry.fields["SYSLOG_IDENTIFIER"] ?? entry.fields["_COMM"] ?? "?"
+        let pid = entry.fields["_PID"].map { "[\($0)]" } ?? ""
+        let host = entry.fields["_HOSTNAME"] ?? ""
+        return "\(formatter.string(from: date)) \(host) \(identifier)\(pid): \(entry.message)"
+    }
+
+    func status(unit: UnitName) async throws(APIError) -> FlotillaUnitStatus {
+        if holdsLocally(unit) {
+            do {
+                let properties = try await node.manager.unitProperties(unit)
+                let journal = (try? await UnitJournal.lastEntries(unit: unit, count: 10)) ?? []
+                var text = "● \(unit.rawValue)\n"
+                text += "   Loaded: \(properties.state.load) (\(properties.fragmentPath))\n"
+                text += "   Active: \(properties.state.active) (\(properties.state.sub))\n"
+                if let pid = properties.mainPID, pid > 0 { text += " Main PID: \(pid)\n" }
+                if let restarts = properties.nRestarts { text += " Restarts: \(restarts)\n" }
+                text += "  Machine: \(node.machineID)\n"
+                if !journal.isEmpty { text += "\n" + journal.map(Self.line).joined(separator: "\n") + "\n" }
+                return FlotillaUnitStatus(unit: unit.rawValue, machineID: node.machineID, text: text)
+            } catch {
+                throw .internalError("reading the status of \(unit) failed: \(error)")
+            }
+        }
+        let peer = try await holder(of: unit)
+        do { return try await peer.status(unit: unit.rawValue) } catch { throw Node.apiError(error) }
+    }
+
+    // MARK: Peer endpoints
+
+    func schedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule {
+        guard try await leaderRegistry() != nil else {
+            return try await node.forward { client throws(ClientError) in
+                try await client.schedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: waitMilliseconds)
+            }
+        }
+        return try await node.localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: waitMilliseconds)
+    }
+
+    func reportStates(_ report: StateReport) async throws(APIError) {
+        guard try await leaderRegistry() != nil else {
+            try await node.forward { client throws(ClientError) in try await client.reportStates(report) }
+            return
+        }
+        guard node.applyStates(report) else { throw .conflict("the leader holds no states for \(report.machineID): resync") }
+    }
+
+    func metricsText() async -> String {
+        await node.metricsText()
+    }
+}

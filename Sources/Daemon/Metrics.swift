@@ -1,0 +1,45 @@
+import Membership
+
+extension Node {
+    /// Prometheus text exposition (format 0.0.4) of this peer's state.
+    func metricsText() async -> String {
+        var lines: [String] = []
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: String)]) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            for sample in samples { lines.append("\(name)\(sample.labels.isEmpty ? "" : "{\(sample.labels)}") \(sample.value)") }
+        }
+        let leadership = await leadership()
+        if let status = leadership.status {
+            metric("flotilla_raft_term", "gauge", "Current Raft term.", [("", "\(status.term)")])
+            metric("flotilla_raft_commit_index", "gauge", "Raft commit index.", [("", "\(status.commitIndex)")])
+            metric("flotilla_raft_applied_index", "gauge", "Raft applied index.", [("", "\(status.appliedIndex)")])
+            metric("flotilla_raft_is_leader", "gauge", "1 on the leader.", [("", leadership.isLeader ? "1" : "0")])
+            metric("flotilla_raft_storage_syncs_total", "counter", "fdatasync calls of the write-ahead log.", [("", "\(status.storageSyncs)")])
+        }
+        var byStatus: [String: Int] = [:]
+        for view in machines { byStatus[view.status.description, default: 0] += 1 }
+        metric("flotilla_members", "gauge", "Members by membership state.",
+               MemberStatus.allCases.map { ("state=\"\($0.description)\"", "\(byStatus[$0.description] ?? 0)") })
+        if leadership.isLeader {
+            var byActive: [String: Int] = [:]
+            for state in stateTable.states(machineID: nil, unitName: nil) { byActive[state.systemdActiveState, default: 0] += 1 }
+            metric("flotilla_unit_states", "gauge", "Unit states reported by agents, by systemd active state.",
+                   byActive.keys.sorted().map { ("active_state=\"\($0)\"", "\(byActive[$0]!)") })
+        }
+        let counters = metrics.withLock { $0 }
+        metric("flotilla_scheduling_rounds_total", "counter", "Scheduling rounds run while leading.", [("", "\(counters.schedulingRounds)")])
+        metric("flotilla_scheduling_commands_total", "counter", "Registry commands proposed by scheduling.", [("", "\(counters.schedulingCommands)")])
+        metric("flotilla_scheduling_last_round_seconds", "gauge", "Duration of the last scheduling round.",
+               [("", "\(Double(counters.lastSchedulingMicroseconds) / 1_000_000)")])
+        metric("flotilla_forwarded_requests_total", "counter", "API requests forwarded to the leader.", [("", "\(counters.forwardedRequests)")])
+        metric("flotilla_forward_failures_total", "counter", "Forwarded API requests that failed.", [("", "\(counters.forwardFailures)")])
+        if let agent {
+            let agentCounters = await agent.metrics
+            metric("flotilla_agent_actions_total", "counter", "Unit actions run by this machine's agent.", [("", "\(agentCounters.actions)")])
+            metric("flotilla_agent_action_failures_total", "counter", "Unit actions that failed (bus errors included).", [("", "\(agentCounters.actionFailures)")])
+            metric("flotilla_agent_fences_total", "counter", "Times the agent stopped its units for lack of a leader.", [("", "\(agentCounters.fences)")])
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

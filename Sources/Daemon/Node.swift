@@ -1,0 +1,400 @@
+import Client
+import FleetAPI
+import Foundation
+import HTTPAPI
+import Logging
+import Membership
+import MembershipShell
+import NIOCore
+import NIOPosix
+import Raft
+import RaftReplica
+import Registry
+import Scheduling
+import Synchronization
+import SystemdBus
+import UnitFile
+
+/// One peer: composes membership, the voter's Raft + registry (on voters), the leader's
+/// scheduling and state table, and the machine's agent. The HTTP API calls into it through
+/// `DaemonBackend`.
+///
+/// Who answers what: the leader answers every API request from its registry and state table;
+/// any other peer forwards the request to the leader (voters know it from Raft; agents ask a
+/// voter, which forwards again). Journal and status are answered by the unit's machine.
+final class Node: Sendable {
+    let configuration: DaemonConfiguration
+    let machineID: String
+    let logger: Logger
+    let membership: MembershipShell
+    let voter: Voter?
+    let registry: RegistryStore?
+    let manager: SystemdManager
+    let stateTable = UnitStateTable()
+    let events = EventLog()
+    let ioGroup: any EventLoopGroup
+    /// Wakes the leader's scheduling round: registry changes, membership changes, leadership.
+    let schedulingTriggers = ChangeNotifier()
+    private let triggerCount = Mutex<UInt64>(0)
+    private let machineViews = Mutex<[MachineView]>([])
+    private let liveness: Mutex<MachineLiveness>
+    private let unscheduledReasons = Mutex<[String: String]>([:])
+    private let clients = Mutex<[String: FlotillaClient]>([:])
+    private let preferredVoter = Mutex<Int>(0)
+    private let optionsCache = Mutex<[UnitHash: [FleetUnitOption]]>([:])
+    let metrics = Mutex(NodeMetrics())
+    private let agentBox = Mutex<MachineAgent?>(nil)
+    /// Set once, right after init (the agent needs the node's uplink).
+    var agent: MachineAgent? {
+        get { agentBox.withLock { $0 } }
+    }
+    func attach(agent: MachineAgent) { agentBox.withLock { $0 = agent } }
+    let startedAt = ContinuousClock.now
+
+    struct NodeMetrics: Sendable {
+        var schedulingRounds = 0
+        var schedulingCommands = 0
+        var schedulingRejections = 0
+        var lastSchedulingMicroseconds: Int64 = 0
+        var forwardedRequests = 0
+        var forwardFailures = 0
+    }
+
+    init(configuration: DaemonConfiguration, machineID: String, logger: Logger, membership: MembershipShell, voter: Voter?,
+         registry: RegistryStore?, manager: SystemdManager, ioGroup: any EventLoopGroup) {
+        self.configuration = configuration
+        self.machineID = machineID
+        self.logger = logger
+        self.membership = membership
+        self.voter = voter
+        self.registry = registry
+        self.manager = manager
+        self.ioGroup = ioGroup
+        self.liveness = Mutex(MachineLiveness(agentTTLMilliseconds: configuration.agentTTLMilliseconds))
+    }
+
+    func triggerScheduling() {
+        triggerCount.withLock { $0 += 1 }
+        schedulingTriggers.notifyAll()
+    }
+
+    // MARK: - Leadership and peers
+
+    struct Leadership: Sendable {
+        var isLeader: Bool
+        var term: UInt64
+        var leaderIP: String?
+        var status: ReplicaStatus?
+    }
+
+    func leadership() async -> Leadership {
+        guard let voter, let status = await voter.replica.status() else {
+            return Leadership(isLeader: false, term: 0, leaderIP: nil, status: nil)
+        }
+        let leaderIP = status.leaderID.flatMap { voter.voterAddresses[$0] }
+        return Leadership(isLeader: status.role == .leader && status.storageFailure == nil, term: status.term,
+                          leaderIP: leaderIP, status: status)
+    }
+
+    func client(ip: String, port: Int, timeout: TimeAmount = .seconds(10)) -> FlotillaClient {
+        let key = "\(ip):\(port)"
+        return clients.withLock { clients in
+            if let existing = clients[key] { return existing }
+            let client = FlotillaClient(endpoint: .tcp(host: ip, port: port), eventLoopGroup: ioGroup, requestTimeout: timeout)
+            clients[key] = client
+            return client
+        }
+    }
+
+    func peerPort(of ip: String) -> Int {
+        machineViews.withLock { views in views.first { $0.publicIP == ip }?.peerPort } ?? configuration.peerPort
+    }
+
+    /// The peer to forward a request to, or nil when this peer is the leader and answers itself.
+    func upstream() async throws(APIError) -> FlotillaClient? {
+        if voter != nil {
+            let leadership = await leadership()
+            if leadership.isLeader { return nil }
+            guard let ip = leadership.leaderIP, ip != configuration.publicIP else {
+                throw .unavailable("no leader is elected at the moment; retry shortly")
+            }
+            return client(ip: ip, port: peerPort(of: ip))
+        }
+        let voters = configuration.effectiveVoters
+        let index = preferredVoter.withLock { $0 } % voters.count
+        return client(ip: voters[index], port: peerPort(of: voters[index]))
+    }
+
+    /// Runs `body` against the upstream peer; an agent moves on to the next voter when one fails.
+    func forward<T>(_ body: (FlotillaClient) async throws(ClientError) -> T) async throws(APIError) -> T {
+        guard let upstream = try await upstream() else { throw .internalError("forward called on the leader") }
+        metrics.withLock { $0.forwardedRequests += 1 }
+        do {
+            return try await body(upstream)
+        } catch {
+            metrics.withLock { $0.forwardFailures += 1 }
+            if voter == nil { preferredVoter.withLock { $0 += 1 } }
+            throw Self.apiError(error)
+        }
+    }
+
+    static func apiError(_ error: ClientError) -> APIError {
+        switch error {
+        case .api(let status, let message): return APIError(status: status, message: message)
+        case .connection(let reason): return .unavailable("the leader could not be reached: \(reason)")
+        case .timeout: return .unavailable("the leader did not answer in time")
+        case .invalidResponse(let reason): return .internalError("the leader's answer was invalid: \(reason)")
+        }
+    }
+
+    // MARK: - Machines
+
+    var machines: [MachineView] { machineViews.withLock { $0 } }
+
+    /// Follows membership (and leadership) and wakes scheduling when either changes.
+    func followMembership() async {
+        var lastTerm: UInt64 = 0
+        var lastLeader = false
+        while !Task.isCancelled {
+            if let members = try? await membership.members() {
+                let views = members.compactMap(MachineView.init(member:)).sorted { $0.id < $1.id }
+                let previous = machineViews.withLock { state -> [MachineView] in
+                    defer { state = views }
+                    return state
+                }
+                if previous != views {
+                    triggerScheduling()
+                    recordMachineEvents(previous: previous, current: views)
+                }
+            }
+            if voter != nil {
+                let leadership = await leadership()
+                if leadership.term != lastTerm || leadership.isLeader != lastLeader {
+                    if leadership.isLeader && !lastLeader {
+                        // A new leader knows no unit states: the agents resync when they see
+                        // the new term in their next schedule.
+                        stateTable.clear()
+                        logger.notice("this peer leads", metadata: ["term": "\(leadership.term)"])
+                    }
+                    lastTerm = leadership.term
+                    lastLeader = leadership.isLeader
+                    triggerScheduling()
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    private func recordMachineEvents(previous: [MachineView], current: [MachineView]) {
+        let before = Dictionary(previous.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
+        for view in current where before[view.id] != view {
+            items.append((.machine, view.id.rawValue, nil, nil, flotillaMachine(view, registry: registry?.current)))
+        }
+        events.append(items)
+    }
+
+    // MARK: - Scheduling (leader)
+
+    func scheduleLoop() async {
+        guard let voter, let registry else { return }
+        var seen: UInt64 = 0
+        while !Task.isCancelled {
+            let nextExpiry = liveness.withLock { $0.nextExpiryMilliseconds }
+            let now = Self.nowMilliseconds()
+            var wait = configuration.engineReconcileIntervalMilliseconds
+            if let nextExpiry { wait = max(1, min(wait, nextExpiry - now + 1)) }
+            let seenCount = seen
+            await schedulingTriggers.wait(timeoutMilliseconds: Int(wait)) { self.triggerCount.withLock { $0 } > seenCount }
+            seen = triggerCount.withLock { $0 }
+            guard await leadership().isLeader else { continue }
+            await scheduleRound(voter: voter, registry: registry)
+        }
+    }
+
+    private func scheduleRound(voter: Voter, registry: RegistryStore) async {
+        let started = ContinuousClock.now
+        let views = machines
+        let liveIDs = Set(liveness.withLock { $0.liveIDs(machines: views, nowMilliseconds: Self.nowMilliseconds()) })
+        let state = registry.current
+        let live = views.filter { liveIDs.contains($0.id) }.map { $0.liveMachine(in: state) }
+        let plan = Scheduler.plan(registry: state, liveMachines: live)
+        unscheduledReasons.withLock { reasons in
+            reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        }
+        var rejected = 0
+        for command in plan.commands {
+            do {
+                if case .rejected(let why) = try await voter.propose(command) {
+                    rejected += 1
+                    logger.warning("scheduling command rejected; the next round recomputes", metadata: ["reason": "\(why)"])
+                }
+            } catch {
+                logger.notice("scheduling proposal failed", metadata: ["error": "\(error)"])
+                break
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        metrics.withLock {
+            $0.schedulingRounds += 1
+            $0.schedulingCommands += plan.commands.count
+            $0.schedulingRejections += rejected
+            $0.lastSchedulingMicroseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        }
+    }
+
+    func unscheduledReason(_ name: String) -> String? { unscheduledReasons.withLock { $0[name] } }
+
+    /// Milliseconds on a monotonic clock (only differences mean anything).
+    static func nowMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    // MARK: - Views (leader)
+
+    func fleetOptions(_ record: UnitRecord) -> [FleetUnitOption] {
+        fleetOptions(file: record.file, hash: record.hash)
+    }
+
+    func fleetOptions(file: [UInt8], hash: UnitHash) -> [FleetUnitOption] {
+        if let cached = optionsCache.withLock({ $0[hash] }) { return cached }
+        let options = (try? UnitFile(parsing: file))?.fleetOptions ?? []
+        optionsCache.withLock { cache in
+            // Bounded: past the limit the cache starts over (every entry is cheap to rebuild).
+            if cache.count >= 50_000 { cache.removeAll(keepingCapacity: true) }
+            cache[hash] = options
+        }
+        return options
+    }
+
+    func currentState(of record: UnitRecord) -> FleetUnitTargetState? {
+        guard let machine = record.machine else { return record.options.isGlobal ? nil : .inactive }
+        guard let state = stateTable.states(machineID: machine.rawValue, unitName: record.name.rawValue).first else {
+            return .inactive
+        }
+        switch state.systemdActiveState {
+        case "active", "reloading", "activating", "deactivating": return .launched
+        default: return state.systemdLoadState == "loaded" ? .loaded : .inactive
+        }
+    }
+
+    func fleetUnit(_ record: UnitRecord) -> FleetUnit {
+        FleetUnit(name: record.name.rawValue, options: fleetOptions(record), desiredState: FleetUnitTargetState(record.targetState),
+                  currentState: currentState(of: record), machineID: record.machine?.rawValue)
+    }
+
+    func fleetUnit(template: TemplateRecord) -> FleetUnit {
+        FleetUnit(name: template.name.rawValue, options: fleetOptions(file: template.file, hash: template.hash),
+                  desiredState: .inactive, currentState: .inactive, machineID: nil)
+    }
+
+    func effectiveMetadata(_ view: MachineView, registry: RegistryState?) -> [String: String] {
+        guard let registry else { return view.metadata }
+        return view.liveMachine(in: registry).metadata
+    }
+
+    func flotillaMachine(_ view: MachineView, registry: RegistryState?) -> FlotillaMachine {
+        let count = registry?.units.values.filter { $0.machine == view.id }.count ?? 0
+        return FlotillaMachine(id: view.id.rawValue, primaryIP: view.publicIP, metadata: effectiveMetadata(view, registry: registry),
+                               role: view.role == .voter ? "voter" : "agent", state: view.status.description,
+                               isDrained: registry?.machines[view.id]?.isDrained ?? false, unitCount: count)
+    }
+
+    // MARK: - Schedules (leader)
+
+    func localSchedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule {
+        guard let registry else { throw .internalError("not a voter") }
+        let leadership = await leadership()
+        guard leadership.isLeader else { throw .unavailable("this peer no longer leads") }
+        guard let id = try? MachineID(machineID) else { throw .badRequest("invalid machine ID \(machineID.debugDescription)") }
+        let state = await registry.waitForVersion(after: afterVersion, timeoutMilliseconds: min(waitMilliseconds, 30_000))
+        let view = machines.first { $0.id == id }
+        let live = view?.liveMachine(in: state) ?? LiveMachine(id: id, metadata: [:], isDrained: state.machines[id]?.isDrained ?? false)
+        let units = Scheduler.units(for: live, in: state).map { record in
+            ScheduledUnit(name: record.name.rawValue, desiredState: FleetUnitTargetState(record.targetState), hash: record.hash.hex,
+                          file: String(decoding: record.file, as: UTF8.self))
+        }
+        return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units)
+    }
+
+    /// The agent's link to the leader: local calls on the leader itself, the peer API elsewhere.
+    func agentUplink() -> AgentUplink {
+        AgentUplink(
+            fetchSchedule: { afterVersion, wait in
+                if self.voter != nil, await self.leadership().isLeader {
+                    return try await self.localSchedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                }
+                return try await self.forward { client throws(ClientError) in
+                    try await client.schedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                }
+            },
+            sendStates: { report in
+                if self.voter != nil, await self.leadership().isLeader {
+                    return self.applyStates(report)
+                }
+                do {
+                    try await self.forward { client throws(ClientError) in try await client.reportStates(report) }
+                    return true
+                } catch let error as APIError where error.status == 409 {
+                    return false
+                }
+            })
+    }
+
+    /// Applies an agent's report on the leader; false when it must resync first.
+    func applyStates(_ report: StateReport) -> Bool {
+        switch stateTable.apply(report) {
+        case .needsResync:
+            return false
+        case .applied(let changed, let gone):
+            var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
+            for state in changed { items.append((.state, state.name, nil, state, nil)) }
+            for name in gone { items.append((.state, name, nil, nil, nil)) }
+            events.append(items)
+            return true
+        }
+    }
+
+    /// Events for registry changes (called on every voter as it applies).
+    func recordRegistryChange(_ command: RegistryCommand, _ state: RegistryState) {
+        var subjects: [String] = []
+        var machinesChanged: [Registry.MachineID] = []
+        switch command.operation {
+        case .submitUnits(let list), .replaceUnitFiles(let list): subjects = list.map(\.name.rawValue)
+        case .setTargetState(let names, _), .destroyUnits(let names), .unassign(let names): subjects = names.map(\.rawValue)
+        case .assign(let assignments): subjects = assignments.map(\.unit.rawValue)
+        case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
+        }
+        var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
+        for subject in subjects {
+            let record = (try? UnitName(subject)).flatMap { state.units[$0] }
+            items.append((.unit, subject, record.map(fleetUnit), nil, nil))
+        }
+        for machine in machinesChanged {
+            let view = machines.first { $0.id == machine }
+            items.append((.machine, machine.rawValue, nil, nil, view.map { flotillaMachine($0, registry: state) }))
+        }
+        events.append(items)
+        triggerScheduling()
+    }
+}
+
+extension FleetUnitTargetState {
+    init(_ state: TargetState) {
+        switch state {
+        case .inactive: self = .inactive
+        case .loaded: self = .loaded
+        case .launched: self = .launched
+        }
+    }
+
+    var targetState: TargetState {
+        switch self {
+        case .inactive: return .inactive
+        case .loaded: return .loaded
+        case .launched: return .launched
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import FleetAPI
+import Synchronization
+
+/// The leader's in-memory table of what each machine's systemd reports (fleet's unit states).
+/// It is not in the log, by design: states change far more often than desired state, and a new
+/// leader rebuilds the table from the agents' resyncs, which its new term triggers.
+final class UnitStateTable: Sendable {
+    private let table = Mutex<[String: [String: FleetUnitState]]>([:])
+    /// Units per machine kept, to bound what one agent can make the leader hold.
+    let unitsPerMachineMax: Int
+
+    init(unitsPerMachineMax: Int = 20_000) {
+        self.unitsPerMachineMax = unitsPerMachineMax
+    }
+
+    enum ApplyOutcome: Equatable {
+        /// Applied; the states that changed (for events).
+        case applied(changed: [FleetUnitState], gone: [String])
+        /// A change list from a machine the table holds nothing for: the agent must resync.
+        case needsResync
+    }
+
+    func apply(_ report: StateReport) -> ApplyOutcome {
+        table.withLock { table in
+            var machine: [String: FleetUnitState]
+            if report.isResync {
+                machine = [:]
+            } else {
+                guard let existing = table[report.machineID] else { return .needsResync }
+                machine = existing
+            }
+            let previous = table[report.machineID] ?? [:]
+            var changed: [FleetUnitState] = []
+            for state in report.states.prefix(unitsPerMachineMax) {
+                machine[state.name] = state
+                if previous[state.name] != state { changed.append(state) }
+            }
+            var gone = report.gone.filter { machine.removeValue(forKey: $0) != nil }
+            if report.isResync { gone += previous.keys.filter { machine[$0] == nil } }
+            table[report.machineID] = machine
+            return .applied(changed: changed, gone: gone.sorted())
+        }
+    }
+
+    /// Sorted by machine ID, then unit name (fleet's order).
+    func states(machineID: String?, unitName: String?) -> [FleetUnitState] {
+        table.withLock { table in
+            var result: [FleetUnitState] = []
+            for machine in table.keys.sorted() where machineID == nil || machine == machineID {
+                let units = table[machine]!
+                for name in units.keys.sorted() where unitName == nil || name == unitName { result.append(units[name]!) }
+            }
+            return result
+        }
+    }
+
+    func forget(machineID: String) { table.withLock { _ = $0.removeValue(forKey: machineID) } }
+    func clear() { table.withLock { $0.removeAll() } }
+}
