@@ -33,6 +33,9 @@ struct DaemonService: Service {
 
     func run() async throws {
         let machineID = try MachineIdentity.read(path: configuration.machineIDPath)
+        // The Raft log lives here; only root reads it (unit files may carry secrets).
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
         let ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var busConfiguration = SystemdBusConfiguration()
         busConfiguration.bus = configuration.systemdUser ? .user : .system

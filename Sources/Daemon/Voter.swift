@@ -38,7 +38,9 @@ final class Voter: Sendable {
         // Unit files are up to 256 KiB and a batch of scheduling decisions up to 4,096 names:
         // entries must hold them with room to spare.
         let raft = try RaftConfiguration(electionTimeoutTicks: configuration.raftElectionTicks, heartbeatIntervalTicks: 1,
-                                         entryBytesMax: 1 << 20)
+                                         appendEntriesBatchBytesMax: 2 << 20, inflightBytesMax: 8 << 20,
+                                         uncommittedEntriesBytesMax: 16 << 20, entryBytesMax: 1 << 20,
+                                         committedEntriesBatchBytesMax: 4 << 20)
         let replicaConfiguration = try ReplicaConfiguration(
             id: localID, foundingVoters: addresses.keys.sorted(), dataDirectory: configuration.dataDirectory + "/raft",
             raft: raft, writeAheadLog: WriteAheadLogConfiguration(recordBytesMax: 2 << 20),
