@@ -1,1 +1,0 @@
-// fleetctl-compatible commands live here.
