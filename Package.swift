@@ -204,6 +204,8 @@ let package = Package(
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "FleetAPI", "Registry", "UnitFile", "TestSupport"]),
+        // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
+        .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

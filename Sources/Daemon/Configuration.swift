@@ -26,13 +26,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var seeds: [String] = []
     /// fleet's `agent_ttl`: how long a machine declared dead by membership keeps its units
     /// before the leader moves them. Short, because membership already waited out its
-    /// suspicion timeout; nonzero, so that a machine that only flapped is not emptied.
-    public var agentTTLMilliseconds: Int64 = 1_000
+    /// suspicion timeout; nonzero, so that a machine that only flapped is not emptied, and
+    /// longer than `agent_fence_timeout` minus membership's fastest detection, so that a cut-off
+    /// machine has stopped its units before they start elsewhere (validated below).
+    public var agentTTLMilliseconds: Int64 = 2_000
     /// An agent that has not heard from a leader for this long stops its units (fencing), so
     /// that a machine cut off the network never runs a unit that is being started elsewhere.
     /// It must stay below the time the leader needs to move the units (membership's detection
     /// plus `agent_ttl`); 0 disables fencing (units keep running while cut off, as in fleet).
-    public var agentFenceMilliseconds: Int64 = 2_500
+    public var agentFenceMilliseconds: Int64 = 2_000
     /// fleet's `engine_reconcile_interval`: the period of the leader's scheduling round when
     /// nothing triggers one earlier (changes trigger rounds at once).
     public var engineReconcileIntervalMilliseconds: Int64 = 2_000
@@ -211,6 +213,12 @@ extension DaemonConfiguration {
         if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
         guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
             throw ConfigurationError("raft_tick, engine_reconcile_interval and agent_reconcile_interval must be positive")
+        }
+        // A cut-off agent fences at most fence + 0.1 s after its last answer, which came at most
+        // 1 s (its long poll) before the cut; the leader moves units no sooner than membership's
+        // detection (at least 1.5 s with fast-lan) plus agent_ttl after the cut.
+        if agentFenceMilliseconds > 0 && agentFenceMilliseconds + 100 >= agentTTLMilliseconds + 1_500 {
+            throw ConfigurationError("agent_fence_timeout (\(agentFenceMilliseconds) ms) must be well below agent_ttl + 1.5 s (\(agentTTLMilliseconds + 1_500) ms), or a cut-off machine could still run units that start elsewhere; raise agent_ttl or set agent_fence_timeout=0 to disable fencing")
         }
         guard raftElectionTicks >= 3 else { throw ConfigurationError("raft_election_ticks must be at least 3 (heartbeat is 1 tick)") }
     }

@@ -121,7 +121,7 @@ actor MachineAgent {
 
     private func tickTimer() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(min(reconcileIntervalMilliseconds, 500)))
+            try? await Task.sleep(for: .milliseconds(100))
             checkFence()
             if ContinuousClock.now - lastPeriodicReconcile >= .milliseconds(reconcileIntervalMilliseconds) {
                 trigger.yield()

@@ -11,24 +11,24 @@ import Glibc
 /// Each machine is a real systemd booted by systemd-nspawn over an overlay root, in a network
 /// namespace of its own; machines are numbered from 1. Every test bed has its own prefix, so test
 /// processes running at the same time never share machines, addresses or state.
-struct Testbed: Sendable {
+public struct Testbed: Sendable {
     /// The result of one run of the script.
-    struct Output: Sendable {
-        var status: Int32
-        var standardOutput: String
-        var standardError: String
+    public struct Output: Sendable {
+        public var status: Int32
+        public var standardOutput: String
+        public var standardError: String
 
-        var succeeded: Bool { status == 0 }
-        var trimmedOutput: String { standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }
+        public var succeeded: Bool { status == 0 }
+        public var trimmedOutput: String { standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
     /// The script failed, or did not finish within its time limit.
-    struct CommandFailure: Error, CustomStringConvertible {
-        var arguments: [String]
-        var output: Output?
-        var timedOut: Bool
+    public struct CommandFailure: Error, CustomStringConvertible {
+        public var arguments: [String]
+        public var output: Output?
+        public var timedOut: Bool
 
-        var description: String {
+        public var description: String {
             let command = "Contrib/testbed " + arguments.joined(separator: " ")
             if timedOut { return "\(command): no result within its time limit" }
             guard let output else { return "\(command): could not be started" }
@@ -37,28 +37,33 @@ struct Testbed: Sendable {
         }
     }
 
-    /// The repository root, found from this file's path (Tests/IntegrationTests/Testbed.swift).
-    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    /// The repository root, found from this file's path (Tests/TestSupport/Testbed.swift).
+    public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent()
         .deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static let scriptURL: URL = repositoryRoot.appendingPathComponent("Contrib/testbed")
+    public static let scriptURL: URL = repositoryRoot.appendingPathComponent("Contrib/testbed")
 
     /// Generous bounds: a boot of a few machines with docker takes about 3 s on the 2-core VM.
-    static let bootTimeoutSeconds: Double = 180
-    static let commandTimeoutSeconds: Double = 60
+    public static let bootTimeoutSeconds: Double = 180
+    public static let commandTimeoutSeconds: Double = 60
 
-    let prefix: String
-    let machineCount: Int
+    public let prefix: String
+    public let machineCount: Int
+
+    public init(prefix: String, machineCount: Int) {
+        self.prefix = prefix
+        self.machineCount = machineCount
+    }
 
     /// A prefix no other test process uses at the same time: the process ID plus a tag.
-    static func uniquePrefix(_ tag: String) -> String {
+    public static func uniquePrefix(_ tag: String) -> String {
         "it\(getpid())-\(tag)"
     }
 
     /// What this host lacks for the test bed, named for the skip message; nil if nothing.
-    static let missingHostCapability: String? = {
+    public static let missingHostCapability: String? = {
         if geteuid() != 0 {
             return "root privileges (the test bed mounts, creates network namespaces and boots systemd-nspawn)"
         }
@@ -87,7 +92,7 @@ struct Testbed: Sendable {
 
     /// Boots `machines` machines, runs `body`, and tears the test bed down afterwards even when
     /// the boot or the body failed (a failed teardown is recorded as an issue of its own).
-    static func with<Result>(
+    public static func with<Result>(
         machines: Int,
         tag: String,
         _ body: (Testbed) throws -> Result
@@ -104,35 +109,35 @@ struct Testbed: Sendable {
         return try body(bed)
     }
 
-    func down() throws {
+    public func down() throws {
         try run(["down"], timeoutSeconds: Self.commandTimeoutSeconds)
     }
 
     /// Runs a command inside machine `machine`; throws when it exits non-zero.
     @discardableResult
-    func exec(_ machine: Int, _ command: String...) throws -> String {
+    public func exec(_ machine: Int, _ command: String...) throws -> String {
         try run(["exec", String(machine)] + command).trimmedOutput
     }
 
     /// Runs a command inside machine `machine` and returns its output and status, whatever it is.
-    func execAllowingFailure(_ machine: Int, _ command: String...) throws -> Output {
+    public func execAllowingFailure(_ machine: Int, _ command: String...) throws -> Output {
         try runAllowingFailure(["exec", String(machine)] + command)
     }
 
-    func address(_ machine: Int) throws -> String {
+    public func address(_ machine: Int) throws -> String {
         try run(["ip", String(machine)]).trimmedOutput
     }
 
-    func cut(_ machine: Int, _ other: Int) throws {
+    public func cut(_ machine: Int, _ other: Int) throws {
         try run(["cut", String(machine), String(other)])
     }
 
-    func heal(_ machine: Int, _ other: Int) throws {
+    public func heal(_ machine: Int, _ other: Int) throws {
         try run(["heal", String(machine), String(other)])
     }
 
     @discardableResult
-    func run(_ arguments: [String], timeoutSeconds: Double = Self.commandTimeoutSeconds) throws -> Output {
+    public func run(_ arguments: [String], timeoutSeconds: Double = Self.commandTimeoutSeconds) throws -> Output {
         let output = try runAllowingFailure(arguments, timeoutSeconds: timeoutSeconds)
         guard output.succeeded else {
             throw CommandFailure(arguments: arguments, output: output, timedOut: false)
@@ -146,7 +151,7 @@ struct Testbed: Sendable {
     /// posix_spawn and waitpid rather than Foundation's Process: on this Linux toolchain, inside
     /// swift-testing, Process was seen never to notice its child's exit (the child stayed a zombie
     /// and `isRunning` stayed true), which hung the suite.
-    func runAllowingFailure(
+    public func runAllowingFailure(
         _ arguments: [String],
         timeoutSeconds: Double = Self.commandTimeoutSeconds
     ) throws -> Output {
@@ -215,8 +220,25 @@ struct Testbed: Sendable {
         )
     }
 
+    /// Where the repository is bound (read-only) inside every machine.
+    public static let repositoryInMachine = "/opt/flotilla-src"
+
+    /// The executable `name` built beside this test binary, as a path inside the machines.
+    public static func binaryInMachine(named name: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        let count = buffer.withUnsafeMutableBufferPointer { pointer in
+            pointer.withMemoryRebound(to: CChar.self) { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
+        }
+        guard count > 0 else { return nil }
+        let executable = URL(fileURLWithPath: String(decoding: buffer[0..<count], as: UTF8.self))
+        let binary = executable.deletingLastPathComponent().appendingPathComponent(name).path
+        let root = repositoryRoot.standardizedFileURL.path + "/"
+        guard FileManager.default.isExecutableFile(atPath: binary), binary.hasPrefix(root) else { return nil }
+        return repositoryInMachine + "/" + binary.dropFirst(root.count)
+    }
+
     /// Polls `condition` every `intervalSeconds` until it holds or `timeoutSeconds` pass.
-    static func eventually(
+    public static func eventually(
         timeoutSeconds: Double,
         intervalSeconds: Double = 0.1,
         _ condition: () throws -> Bool

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 7's end-to-end checks: flotillad on three real machines (systemd in nspawn, docker per
+/// machine), driven with flotillactl inside the machines.
+@Suite(
+    "flotillad on the test bed",
+    .enabled(if: FlotillaCluster.missingCapability == nil,
+             Comment(rawValue: "this host lacks \(FlotillaCluster.missingCapability ?? "nothing")"))
+)
+struct ClusterTests {
+    static let examples = Testbed.repositoryInMachine + "/Units/examples"
+
+    /// fleetctl's workflow on the shipped example units, then the failures fleet handled badly:
+    /// a restarted daemon and a killed leader must not restart anything.
+    @Test func unitLifecycleWithTheExampleUnits() throws {
+        try FlotillaCluster.with(machines: 3, tag: "e2e") { cluster in
+            // Template instances with Conflicts: two instances, two machines, both serving.
+            try cluster.ctl(1, "submit", "\(Self.examples)/web@.service")
+            try cluster.ctl(1, "start", "web@1.service", "web@2.service")
+            let webMachines = [try cluster.machinesRunning("web@1.service"), try cluster.machinesRunning("web@2.service")]
+            #expect(webMachines.allSatisfy { $0.count == 1 }, "each instance runs exactly once: \(webMachines)")
+            #expect(Set(webMachines.flatMap { $0 }).count == 2, "Conflicts=web@*.service puts them apart: \(webMachines)")
+            if let machine = webMachines[0].first {
+                let page = try cluster.bed.exec(machine, "curl", "-sf", "--retry", "20", "--retry-delay", "1",
+                                                "--retry-connrefused", "http://127.0.0.1:8081/")
+                #expect(page.hasPrefix("web 1 on m\(machine)"), "the container serves its page: \(page)")
+            }
+
+            // list-units shows the truth: every launched unit active, on the machine systemd runs it on.
+            let listed = try cluster.ctl(2, "list-units", "--no-legend", "--full", "--fields=unit,active,machine")
+            for (index, name) in ["web@1.service", "web@2.service"].enumerated() {
+                let line = listed.split(separator: "\n").first { $0.hasPrefix(name) }.map(String.init) ?? ""
+                #expect(line.contains("active"), "\(name) in list-units: \(listed)")
+                if let machine = webMachines[index].first {
+                    #expect(line.contains(cluster.addresses[machine - 1]), "\(name) listed on m\(machine): \(line)")
+                }
+            }
+
+            // A global unit runs everywhere; a MachineOf pair shares a machine; a Conflicts pair does not.
+            try cluster.ctl(3, "start", "\(Self.examples)/node-monitor.service", "\(Self.examples)/cache.service",
+                            "\(Self.examples)/cache-sidekick.service", "\(Self.examples)/db-primary.service",
+                            "\(Self.examples)/db-replica.service")
+            #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("node-monitor.service") == [1, 2, 3] })
+            let cache = try cluster.machinesRunning("cache.service")
+            let sidekick = try cluster.machinesRunning("cache-sidekick.service")
+            #expect(cache.count == 1 && sidekick == cache, "MachineOf: cache on \(cache), sidekick on \(sidekick)")
+            let primary = try cluster.machinesRunning("db-primary.service")
+            let replica = try cluster.machinesRunning("db-replica.service")
+            #expect(primary.count == 1 && replica.count == 1 && primary != replica, "Conflicts: \(primary) vs \(replica)")
+
+            // Journal and status come from the unit's machine through the API (fleet needed SSH).
+            let journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
+            #expect(journal.contains("cache up"), "journal: \(journal)")
+            let status = try cluster.ctl(2, "status", "cache.service")
+            #expect(status.contains("active"), "status: \(status)")
+
+            // Restarting flotillad keeps its units running: the same MainPID before and after.
+            guard let webMachine = webMachines[0].first else { return }
+            let pidBefore = try cluster.property(webMachine, "web@1.service", "MainPID")
+            try cluster.bed.exec(webMachine, "systemctl", "restart", "flotillad.service")
+            #expect(try Testbed.eventually(timeoutSeconds: 30) {
+                try cluster.ctlAllowingFailure(webMachine, "list-machines", "--no-legend").succeeded
+            })
+            Thread.sleep(forTimeInterval: 3)
+            #expect(try cluster.property(webMachine, "web@1.service", "MainPID") == pidBefore, "restart kept the unit")
+
+            // kill -9 of every flotillad in turn's worth: kill the leader's; units stay, a new
+            // leader answers, and a new unit starts.
+            let pidsBefore = try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") }
+            let leader = try cluster.leaderMachine()
+            try cluster.bed.exec(leader, "systemctl", "kill", "-s", "KILL", "flotillad.service")
+            try cluster.ctl(leader == 1 ? 2 : 1, "start", "\(Self.examples)/demo-web.service")
+            #expect(try cluster.machinesRunning("demo-web.service").count == 1)
+            #expect(try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") } == pidsBefore,
+                    "no unit restarted by the leader's death")
+
+            // stop, unload, destroy: systemd follows each step.
+            try cluster.ctl(1, "stop", "db-replica.service")
+            #expect(try cluster.machinesRunning("db-replica.service").isEmpty)
+            try cluster.ctl(1, "unload", "db-replica.service")
+            try cluster.ctl(1, "destroy", "db-replica.service")
+            let files = try cluster.ctl(2, "list-unit-files", "--no-legend", "--fields=unit")
+            #expect(!files.contains("db-replica.service"), "destroyed unit still listed: \(files)")
+
+            // Replacing a unit's file replaces the running unit.
+            try cluster.bed.exec(1, "sh", "-c", "sed 's/cache up/cache v2 up/' \(Self.examples)/cache.service > /tmp/cache.service")
+            try cluster.ctl(1, "start", "--replace", "/tmp/cache.service")
+            let cat = try cluster.ctl(3, "cat", "cache.service")
+            #expect(cat.contains("cache v2 up"), "cat shows the new file: \(cat)")
+            #expect(try Testbed.eventually(timeoutSeconds: 30) {
+                let machine = try cluster.machinesRunning("cache.service").first ?? 1
+                return try cluster.bed.exec(machine, "cat", "/run/flotilla/units/cache.service").contains("cache v2 up")
+            })
+        }
+    }
+
+    /// A machine powered off: its units run elsewhere within seconds. A machine cut off the
+    /// network: it stops its units before they start elsewhere, so nothing runs twice.
+    @Test func machineLossAndPartition() throws {
+        try FlotillaCluster.with(machines: 3, tag: "loss") { cluster in
+            try cluster.ctl(1, "start", "\(Self.examples)/cache.service", "\(Self.examples)/db-primary.service",
+                            "\(Self.examples)/db-replica.service")
+            // Cut off a machine that runs one of them and is not the leader's only copy of quorum.
+            let units = ["cache.service", "db-primary.service", "db-replica.service"]
+            let placed = try units.map { try cluster.machinesRunning($0) }
+            #expect(placed.allSatisfy { $0.count == 1 }, "\(placed)")
+            let victim = placed.compactMap(\.first).first!
+            let others = [1, 2, 3].filter { $0 != victim }
+            let victimUnits = zip(units, placed).filter { $0.1 == [victim] }.map(\.0)
+
+            for other in others { try cluster.bed.cut(victim, other) }
+            var doubleRun: [String] = []
+            let moved = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.1) {
+                var allMoved = true
+                for unit in victimUnits {
+                    let running = try cluster.machinesRunning(unit)
+                    if running.count > 1 { doubleRun.append("\(unit) on \(running)") }
+                    if !running.contains(where: others.contains) { allMoved = false }
+                }
+                return allMoved
+            }
+            if !moved { Issue.record("the cut machine's units never ran elsewhere: \(try cluster.diagnostics())") }
+            #expect(doubleRun.isEmpty, "no unit ran on two machines at once: \(doubleRun)")
+            for other in others { try cluster.bed.heal(victim, other) }
+            Thread.sleep(forTimeInterval: 3)
+            for unit in units { #expect(try cluster.machinesRunning(unit).count == 1, "\(unit) once after heal") }
+
+            // Power off a machine: its units are active elsewhere.
+            let second = try cluster.machinesRunning("cache.service").first!
+            try cluster.bed.run(["poweroff", String(second)])
+            #expect(try Testbed.eventually(timeoutSeconds: 60) {
+                try cluster.machinesRunning("cache.service").contains { $0 != second }
+            })
+        }
+    }
+}
+
+extension FlotillaCluster {
+    /// The machine whose flotillad leads (from the API's cluster status).
+    func leaderMachine() throws -> Int {
+        let json = try bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/flotilla/v1/cluster")
+        struct Status: Decodable { var leaderMachineID: String? }
+        let status = try JSONDecoder().decode(Status.self, from: Data(json.utf8))
+        for machine in 1...bed.machineCount {
+            if try bed.exec(machine, "cat", "/etc/machine-id") == status.leaderMachineID { return machine }
+        }
+        throw ClusterFailure(description: "no leader in \(json)")
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import TestSupport
+
+/// A test bed whose machines each run flotillad under their own systemd, driven with flotillactl
+/// inside the machines, the way a user would.
+struct FlotillaCluster {
+    let bed: Testbed
+    let daemon: String
+    let control: String
+    let addresses: [String]
+
+    static let missingCapability: String? = {
+        if let missing = Testbed.missingHostCapability { return missing }
+        if Testbed.binaryInMachine(named: "flotillad") == nil { return "flotillad built beside the test binary" }
+        if Testbed.binaryInMachine(named: "flotillactl") == nil { return "flotillactl built beside the test binary" }
+        return nil
+    }()
+
+    /// Boots `machines` machines, starts flotillad on each (all of the first three are voters),
+    /// waits until the API answers with every machine listed, runs `body`, tears down.
+    static func with<Result>(machines: Int, tag: String, _ body: (FlotillaCluster) throws -> Result) throws -> Result {
+        try Testbed.with(machines: machines, tag: tag) { bed in
+            let addresses = try (1...machines).map { try bed.address($0) }
+            let cluster = FlotillaCluster(bed: bed, daemon: Testbed.binaryInMachine(named: "flotillad")!,
+                                          control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses)
+            for machine in 1...machines { try cluster.startDaemon(machine) }
+            let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
+                let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
+                return output.succeeded && output.trimmedOutput.split(separator: "\n").count == machines
+            }
+            guard ready else {
+                throw ClusterFailure(description: "list-machines never showed \(machines) machines: \(try cluster.diagnostics())")
+            }
+            return try body(cluster)
+        }
+    }
+
+    var voters: String { addresses.prefix(3).joined(separator: ",") }
+
+    /// flotillad as a unit of the machine's systemd (Type=notify, restarted on failure), as
+    /// Units/flotillad.service runs it.
+    func startDaemon(_ machine: Int) throws {
+        _ = try bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
+        try bed.exec(machine, "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                     "-p", "Restart=always", "-p", "RestartSec=200ms", daemon, "--public-ip=\(addresses[machine - 1])",
+                     "--voters=\(voters)")
+    }
+
+    @discardableResult
+    func ctl(_ machine: Int, _ arguments: String...) throws -> String {
+        try bed.exec(machine, [control] + arguments)
+    }
+
+    func ctlAllowingFailure(_ machine: Int, _ arguments: String...) throws -> Testbed.Output {
+        try bed.runAllowingFailure(["exec", String(machine), control] + arguments)
+    }
+
+    /// `systemctl show -p NAME --value UNIT` in `machine`.
+    func property(_ machine: Int, _ unit: String, _ name: String) throws -> String {
+        try bed.exec(machine, "systemctl", "show", "-p", name, "--value", unit)
+    }
+
+    /// The machines (1-based) where `unit` is active in systemd.
+    func machinesRunning(_ unit: String) throws -> [Int] {
+        try (1...bed.machineCount).filter { machine in
+            (try? bed.execAllowingFailure(machine, "systemctl", "is-active", unit))?.trimmedOutput == "active"
+        }
+    }
+
+    func diagnostics() throws -> String {
+        var text = ""
+        for machine in 1...bed.machineCount {
+            let log = try bed.execAllowingFailure(machine, "journalctl", "-u", "flotillad", "--no-pager", "-n", "30")
+            text += "--- m\(machine) flotillad journal:\n\(log.standardOutput)\n"
+        }
+        return text
+    }
+}
+
+extension Testbed {
+    @discardableResult
+    func exec(_ machine: Int, _ command: [String]) throws -> String {
+        try run(["exec", String(machine)] + command).trimmedOutput
+    }
+}
+
+struct ClusterFailure: Error, CustomStringConvertible {
+    var description: String
+}
