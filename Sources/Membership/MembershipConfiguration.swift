@@ -152,6 +152,19 @@ public struct MembershipConfiguration: Equatable, Sendable {
     /// memberlist's `DefaultLANConfig`.
     public static let lan: MembershipConfiguration = try! MembershipConfiguration()
 
+    /// A faster LAN profile for small clusters, where the daemon wants a lost machine noticed
+    /// within a few seconds: memberlist's LAN defaults with the probe interval and timeout halved
+    /// (500 ms / 250 ms) and suspicion multiplier 3 instead of 4. The minimum suspicion timeout is
+    /// then `3 × max(1, log10 N) × 0.5 s` (1.5 s up to 10 members, 3 s at 100, 4.5 s at 1,000)
+    /// instead of `4 × max(1, log10 N) × 1 s`, reached after one independent confirmation
+    /// (k = multiplier − 2) instead of two. The price is twice the probe traffic and less room for
+    /// a slow member or a lossy path before a false suspicion turns into a death; the benchmark
+    /// measures both (Contrib/bench/RESULTS.md, "Membership (simulated)": fast LAN profile).
+    /// Everything else (gossip 200 ms to 3, retransmits, push-pull, Lifeguard's awareness) stays
+    /// as in `lan`.
+    public static let fastLAN: MembershipConfiguration = try! MembershipConfiguration(
+        probeIntervalMilliseconds: 500, probeTimeoutMilliseconds: 250, suspicionMultiplier: 3)
+
     /// memberlist `retransmitLimit`: `multiplier × ceil(log10(N + 1))`.
     public func retransmitLimit(memberCount: Int) -> Int {
         retransmitMultiplier * Int(ceilLog10(Double(memberCount + 1)))

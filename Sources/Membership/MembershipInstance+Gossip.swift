@@ -42,9 +42,17 @@ extension MembershipInstance {
     /// Serf's reconnect, in the core: a push-pull with one random retained dead member. If it was
     /// only partitioned away, the exchange tells each side the other is alive and the refutations
     /// spread from there.
+    ///
+    /// Deviation from Serf (whose reconnect is only periodic): while no other member is alive or
+    /// suspect here, we are the cut-off side of a partition (or the last survivor), nothing else
+    /// can bring the others back (we probe no one, and they neither probe nor, after
+    /// `gossipToTheDeadMilliseconds`, gossip to us), so the attempt is made every probe interval
+    /// instead. Bounded: one push-pull per probe interval, and only while alone; a last survivor
+    /// pays one failed connection per probe interval until its dead are forgotten.
     mutating func reconnectIfDue(now: MonotonicInstant, into effects: inout [Effect]) {
-        guard !isLeaving, now >= nextReconnectAt else { return }
-        nextReconnectAt = now + configuration.reconnectIntervalMilliseconds
+        guard !isLeaving, now >= reconnectDueAt else { return }
+        lastReconnectAt = now
+        if now >= nextReconnectAt { nextReconnectAt = now + configuration.reconnectIntervalMilliseconds }
         let retained = deadIDs.count - deadIDsStart
         guard retained > 0 else { return }
         for _ in 0..<8 {
@@ -55,6 +63,12 @@ extension MembershipInstance {
                 return
             }
         }
+    }
+
+    /// The periodic reconnect, or while alone a probe interval after the last attempt.
+    var reconnectDueAt: MonotonicInstant {
+        guard activeOtherCount == 0 else { return nextReconnectAt }
+        return min(nextReconnectAt, lastReconnectAt + configuration.probeIntervalMilliseconds)
     }
 
     mutating func retryJoinIfDue(now: MonotonicInstant, into effects: inout [Effect]) {

@@ -100,11 +100,29 @@ extension MembershipInstance {
         apply(.suspect(target.id, incarnation: target.incarnation, from: localMember.id), now: now, into: &effects)
     }
 
-    mutating func handlePing(_ ping: Ping, from address: MemberAddress, into effects: inout [Effect]) {
+    /// `notice` goes first in the ack (see `deathNotice(for:)`).
+    mutating func handlePing(_ ping: Ping, from address: MemberAddress, notice: Gossip?, into effects: inout [Effect]) {
         // A ping for a different machine (our address was reused): stay silent, so the prober
         // does not take our ack for the other machine's.
         guard ping.targetID == localMember.id else { return }
-        effects.append(.send(datagram(.ack(Ack(sequenceNumber: ping.sequenceNumber))), to: address))
+        effects.append(.send(datagram(.ack(Ack(sequenceNumber: ping.sequenceNumber)), first: notice), to: address))
+    }
+
+    /// Lifeguard's buddy system turned around: a ping whose suspect notice about us comes from a
+    /// member we hold dead means that member is back (a healed partition: it still suspects us,
+    /// we declared it dead). Our ack tells it of its death, so it refutes at once instead of
+    /// waiting for the next push-pull or reconnect (up to 30 s each with LAN defaults; the slow
+    /// rejoins in RESULTS.md "where a slow rejoin comes from"). Not in SWIM or memberlist, whose
+    /// pings then get a plain ack. Only the sender's own notice counts: gossip relayed from
+    /// others may be older than the death.
+    func deathNotice(for message: MembershipMessage) -> Gossip? {
+        guard case .ping(let ping) = message.body, ping.targetID == localMember.id else { return nil }
+        for entry in message.gossip {
+            guard case .suspect(let id, _, let from) = entry, id == localMember.id,
+                  let index = indexByID[from], records[index].member.status == .dead else { continue }
+            return .dead(from, incarnation: records[index].member.incarnation, from: localMember.id)
+        }
+        return nil
     }
 
     mutating func handlePingRequest(_ request: PingRequest, from address: MemberAddress, now: MonotonicInstant,

@@ -52,7 +52,11 @@ public struct MembershipInstance: Sendable {
     var nextProbeAt: MonotonicInstant
     var nextGossipAt: MonotonicInstant
     var nextPushPullAt: MonotonicInstant
+    /// The periodic reconnect (every `reconnectIntervalMilliseconds`, first one at a random phase).
     var nextReconnectAt: MonotonicInstant
+    /// The last reconnect attempt, periodic or alone: while no other member is alive or suspect,
+    /// the next one is due a probe interval after it (see `reconnectDueAt`).
+    var lastReconnectAt: MonotonicInstant
     var joinSeeds: [MemberAddress] = []
     var joinRetryAt: MonotonicInstant?
     public internal(set) var isLeaving = false
@@ -80,7 +84,11 @@ public struct MembershipInstance: Sendable {
         nextProbeAt = now + Int64(self.random.below(Int(configuration.probeIntervalMilliseconds)))
         nextGossipAt = now + Int64(self.random.below(Int(configuration.gossipIntervalMilliseconds)))
         nextPushPullAt = now + Int64(self.random.below(Int(configuration.pushPullIntervalMilliseconds)))
-        nextReconnectAt = now + configuration.reconnectIntervalMilliseconds
+        // Staggered like push-pull: with a fixed first period every member of a cluster started
+        // together reconnected in the same instant every 30 s, so a partition that healed just
+        // after one such instant waited up to the whole interval (the test bed's slow rejoins).
+        nextReconnectAt = now + Int64(self.random.below(Int(configuration.reconnectIntervalMilliseconds)))
+        lastReconnectAt = now
         // Announce ourselves to whoever we meet first.
         broadcasts.enqueue(.alive(member))
         for known in knownMembers.prefix(configuration.membersMax) where known.id != member.id && indexByID[known.id] == nil {
@@ -155,7 +163,7 @@ public struct MembershipInstance: Sendable {
         // Gossip first: a ping may carry the suspicion we must refute before answering (buddy system).
         for entry in message.gossip { apply(entry, now: now, into: &effects) }
         switch message.body {
-        case .ping(let ping): handlePing(ping, from: address, into: &effects)
+        case .ping(let ping): handlePing(ping, from: address, notice: deathNotice(for: message), into: &effects)
         case .pingRequest(let request): handlePingRequest(request, from: address, now: now, into: &effects)
         case .ack(let ack): handleAck(ack, now: now, into: &effects)
         case .nack(let nack): handleNack(nack)
@@ -243,7 +251,7 @@ public struct MembershipInstance: Sendable {
         if !broadcasts.isEmpty { earliest = min(earliest, nextGossipAt) }
         if !isLeaving {
             earliest = min(earliest, nextPushPullAt)
-            if deadIDs.count > deadIDsStart { earliest = min(earliest, nextReconnectAt) }
+            if deadIDs.count > deadIDsStart { earliest = min(earliest, reconnectDueAt) }
         }
         if let joinRetryAt { earliest = min(earliest, joinRetryAt) }
         for relay in relays { earliest = min(earliest, relay.nextDeadline) }

@@ -25,32 +25,43 @@ enum Scenarios {
         return MassJoin(allKnowAllMilliseconds: nil)
     }
 
+    /// Each figure names exactly what it measures; all times count from the crash.
     struct CrashDetection {
-        /// Per crash and live observer: milliseconds from the crash until it saw the member dead.
-        var detectionMilliseconds: [Int64] = []
-        /// Per crash: until every live member saw it dead (nil if not within the limit).
-        var allDetectedMilliseconds: [Int64?] = []
-        /// Per metadata change: until every member saw the new incarnation.
+        /// Per crash: until the first live member marked it suspect (SWIM's detection: a failed
+        /// probe, direct and indirect). Nil if no one did within the window.
+        var firstSuspicionMilliseconds: [Int64?] = []
+        /// Per crash: until every live member held it suspect or dead, whichever came first for
+        /// each ("all know of the crash"). Nil if not within the window.
+        var allKnowMilliseconds: [Int64?] = []
+        /// Per crash: until every live member had declared it dead (Lifeguard's suspicion timeout
+        /// included). Nil if not within the window.
+        var allDeadMilliseconds: [Int64?] = []
+        /// Per crash and live observer: until that observer declared it dead.
+        var deadPerObserverMilliseconds: [Int64] = []
+        /// Per metadata change (one each round, made at the crash): until every live member saw
+        /// the new incarnation. Nil if not within the window.
         var disseminationMilliseconds: [Int64?] = []
         var falsePositives = 0
         var datagramsPerMemberPerSecond: Double = 0
+        var datagramBytesPerMemberPerSecond: Double = 0
+        var streamsPerMemberPerSecond: Double = 0
         var datagramBytesMax = 0
     }
 
-    /// A converged cluster; every 30 s one member changes its metadata and another crashes.
+    /// A converged cluster; every `windowMilliseconds` one member changes its metadata and
+    /// another crashes (crashed members stay down, so the group shrinks by one each round).
     static func crashDetection(memberCount: Int, seed: UInt64, crashes: Int, lossProbability: Double = 0,
+                               windowMilliseconds: Int64 = 30_000,
                                configuration: MembershipConfiguration = .lan) -> CrashDetection {
         var simulation = Simulation(parameters: SimulationParameters(memberCount: memberCount, seed: seed,
                                                                      configuration: configuration,
                                                                      lossProbability: lossProbability),
                                     converged: true)
         var result = CrashDetection()
-        let windowMilliseconds: Int64 = 30_000
         simulation.run(until: 5_000)
-        let datagramsBefore = simulation.observations.datagramsSent
+        let before = simulation.observations
         let start = simulation.now
         var random = MembershipRandom(seed: seed ^ 0xC0FFEE)
-        var updated: [Int] = []
         for round in 0..<crashes {
             let roundStart = simulation.now
             var victim = random.below(memberCount)
@@ -58,21 +69,25 @@ enum Scenarios {
             var changer = random.below(memberCount)
             while simulation.nodes[changer].crashed || changer == victim { changer = random.below(memberCount) }
             simulation.updateMetadata(changer)
-            updated.append(changer)
             simulation.crash(victim)
             simulation.run(until: roundStart + windowMilliseconds)
-            let seen = simulation.observations.deathSeenAt[victim] ?? []
-            result.detectionMilliseconds += seen.map { $0 - roundStart }
             let live = memberCount - (round + 1)
-            result.allDetectedMilliseconds.append(seen.count >= live ? seen.max()! - roundStart : nil)
+            let known = simulation.observations.knownFailedAt[victim] ?? []
+            result.firstSuspicionMilliseconds.append(known.min().map { $0 - roundStart })
+            result.allKnowMilliseconds.append(known.count >= live ? known.max()! - roundStart : nil)
+            let dead = simulation.observations.deathSeenAt[victim] ?? []
+            result.deadPerObserverMilliseconds += dead.map { $0 - roundStart }
+            result.allDeadMilliseconds.append(dead.count >= live ? dead.max()! - roundStart : nil)
             let updates = simulation.observations.updateSeenAt[changer] ?? []
             result.disseminationMilliseconds.append(updates.count >= live - 1 ? updates.max()! - roundStart : nil)
         }
-        let seconds = Double(simulation.now - start) / 1_000
-        result.datagramsPerMemberPerSecond = Double(simulation.observations.datagramsSent - datagramsBefore)
-            / Double(memberCount) / seconds
-        result.falsePositives = simulation.observations.falsePositives.count
-        result.datagramBytesMax = simulation.observations.datagramBytesMax
+        let memberSeconds = Double(memberCount) * Double(simulation.now - start) / 1_000
+        let after = simulation.observations
+        result.datagramsPerMemberPerSecond = Double(after.datagramsSent - before.datagramsSent) / memberSeconds
+        result.datagramBytesPerMemberPerSecond = Double(after.datagramBytesSent - before.datagramBytesSent) / memberSeconds
+        result.streamsPerMemberPerSecond = Double(after.streamsSent - before.streamsSent) / memberSeconds
+        result.falsePositives = after.falsePositives.count
+        result.datagramBytesMax = after.datagramBytesMax
         return result
     }
 
@@ -83,6 +98,8 @@ enum Scenarios {
         var membersAffected = 0
         var slowMemberDeclarations = 0
         var seconds: Double = 0
+        /// Declarations about healthy members per member-hour of the run (members × duration).
+        var declarationsPerMemberHour: Double = 0
     }
 
     /// A converged cluster run for `durationMilliseconds` with datagram loss and optionally slow members
@@ -100,37 +117,65 @@ enum Scenarios {
         return FalsePositives(declarations: wrong.count(where: { !slowMembers.contains($0.subject) }),
                               membersAffected: Set(wrong.map(\.subject)).subtracting(slowMembers).count,
                               slowMemberDeclarations: wrong.count(where: { slowMembers.contains($0.subject) }),
-                              seconds: Double(durationMilliseconds) / 1_000)
+                              seconds: Double(durationMilliseconds) / 1_000,
+                              declarationsPerMemberHour: Double(wrong.count(where: { !slowMembers.contains($0.subject) }))
+                                  / (Double(memberCount) * Double(durationMilliseconds) / 3_600_000))
     }
 
     struct Partition {
         /// From the heal until every member sees every member alive, or nil within the limit.
         var convergedAfterHealMilliseconds: Int64?
-        /// Whether each side had declared the other dead before the heal.
-        var sidesSawEachOtherDead: Bool
+        /// From the heal until every member of the majority side sees every member of the cut-off
+        /// side alive again (the test bed's "rejoin" figure), or nil within the limit.
+        var cutOffSeenAliveAfterHealMilliseconds: Int64?
+        /// How long the cut lasted.
+        var partitionMilliseconds: Int64
+        /// Whether, at the heal, the home side held the cut-off side dead, and the reverse.
+        var homeSawCutOffDead: Bool
+        var cutOffSawHomeDead: Bool
+        var sidesSawEachOtherDead: Bool { homeSawCutOffDead && cutOffSawHomeDead }
     }
 
-    /// Two halves cut apart for `partitionMilliseconds`, then healed.
+    /// The members in `cutOff` (default: the odd half) are cut off from the rest for
+    /// `partitionMilliseconds`, or with `healOnceDeclaredDead` only until every home member holds
+    /// every cut-off member dead (the test bed's isolate-then-rejoin), then healed. Views are
+    /// checked every `checkEveryMilliseconds` after the heal.
     static func partitionHeals(memberCount: Int, seed: UInt64, partitionMilliseconds: Int64,
-                               limitMilliseconds: Int64 = 300_000,
+                               cutOff: [Int]? = nil, healOnceDeclaredDead: Bool = false,
+                               limitMilliseconds: Int64 = 300_000, checkEveryMilliseconds: Int64 = 1_000,
                                configuration: MembershipConfiguration = .lan) -> Partition {
         var simulation = Simulation(parameters: SimulationParameters(memberCount: memberCount, seed: seed,
                                                                      configuration: configuration), converged: true)
         simulation.run(until: 1_000)
-        for index in 0..<memberCount where index % 2 == 1 { simulation.partitionGroup[index] = 1 }
-        simulation.run(until: 1_000 + partitionMilliseconds)
-        let deadAcross = simulation.nodes[0].instance.member(Simulation.id(1))?.status == .dead
-            && simulation.nodes[1].instance.member(Simulation.id(0))?.status == .dead
+        let away = cutOff ?? (0..<memberCount).filter { $0 % 2 == 1 }
+        for index in away { simulation.partitionGroup[index] = 1 }
+        let home = (0..<memberCount).filter { simulation.partitionGroup[$0] == 0 }
+        if healOnceDeclaredDead {
+            var step = simulation.now
+            while step < 1_000 + partitionMilliseconds && !simulation.allSee(away, as: .dead, from: home) {
+                step += checkEveryMilliseconds
+                simulation.run(until: step)
+            }
+        } else {
+            simulation.run(until: 1_000 + partitionMilliseconds)
+        }
+        var result = Partition(partitionMilliseconds: simulation.now - 1_000,
+                               homeSawCutOffDead: simulation.allSee(away, as: .dead, from: home),
+                               cutOffSawHomeDead: simulation.allSee(home, as: .dead, from: away))
         for index in 0..<memberCount { simulation.partitionGroup[index] = 0 }
         let healedAt = simulation.now
         var step = healedAt
         while step < healedAt + limitMilliseconds {
-            step += 1_000
+            step += checkEveryMilliseconds
             simulation.run(until: step)
+            if result.cutOffSeenAliveAfterHealMilliseconds == nil, simulation.allSee(away, as: .alive, from: home) {
+                result.cutOffSeenAliveAfterHealMilliseconds = step - healedAt
+            }
             if simulation.viewsAgree() {
-                return Partition(convergedAfterHealMilliseconds: step - healedAt, sidesSawEachOtherDead: deadAcross)
+                result.convergedAfterHealMilliseconds = step - healedAt
+                return result
             }
         }
-        return Partition(convergedAfterHealMilliseconds: nil, sidesSawEachOtherDead: deadAcross)
+        return result
     }
 }

@@ -21,9 +21,16 @@ struct SimulationObservations {
     var falsePositives: [(observer: Int, subject: Int, at: Int64)] = []
     /// For each crashed member: the times at which each live member first saw it dead.
     var deathSeenAt: [Int: [Int64]] = [:]
+    /// For each crashed member: the times at which each live member first saw it suspect or dead
+    /// (SWIM's "detected": it knows something is wrong), one entry per observer.
+    var knownFailedAt: [Int: [Int64]] = [:]
+    /// For each crashed member, which observers are already in `knownFailedAt`.
+    var knownFailedBy: [Int: [Bool]] = [:]
     var datagramsSent = 0
     var streamsSent = 0
     var datagramBytesMax = 0
+    /// The encoded bytes of every datagram sent (the codec's exact size, without encoding).
+    var datagramBytesSent = 0
     /// For members whose data changed: when each observer first saw the new incarnation.
     var updateSeenAt: [Int: [Int64]] = [:]
 }
@@ -120,6 +127,8 @@ struct Simulation {
     mutating func crash(_ index: Int) {
         nodes[index].crashed = true
         observations.deathSeenAt[index] = []
+        observations.knownFailedAt[index] = []
+        observations.knownFailedBy[index] = Array(repeating: false, count: nodes.count)
     }
 
     /// Runs events until `end` or until `stop` holds (checked after each event).
@@ -170,10 +179,10 @@ struct Simulation {
             observations.streamsSent += 1
         } else {
             observations.datagramsSent += 1
-            if observations.datagramsSent % 64 == 0 {
-                // Sample the real encoded size (encoding every datagram would dominate the run).
-                observations.datagramBytesMax = max(observations.datagramBytesMax, MembershipCodec.encode(message).count)
-            }
+            // The codec's exact size (CodecTests check it against the encoding) without encoding.
+            let bytes = MembershipCodec.encodedBytes(of: message)
+            observations.datagramBytesMax = max(observations.datagramBytesMax, bytes)
+            observations.datagramBytesSent += bytes
         }
         guard let to = indexByAddress[address] else { return }
         guard partitionGroup[from] == partitionGroup[to] else { return }
@@ -196,7 +205,13 @@ struct Simulation {
            let subject = subjectIndex(change.member.id), observations.updateSeenAt[subject] != nil {
             observations.updateSeenAt[subject]!.append(now)
         }
-        guard change.member.status == .dead, let subject = subjectIndex(change.member.id) else { return }
+        guard !change.member.status.isActive || change.member.status == .suspect,
+              let subject = subjectIndex(change.member.id) else { return }
+        if nodes[subject].crashed, observations.knownFailedBy[subject]?[observer] == false {
+            observations.knownFailedBy[subject]![observer] = true
+            observations.knownFailedAt[subject]!.append(now)
+        }
+        guard change.member.status == .dead else { return }
         if nodes[subject].crashed {
             observations.deathSeenAt[subject, default: []].append(now)
         } else {
@@ -221,6 +236,13 @@ struct Simulation {
     /// Every live member has seen `subject` dead.
     func allSeeDead(_ subject: Int) -> Bool {
         (observations.deathSeenAt[subject]?.count ?? 0) >= nodes.count - nodes.filter(\.crashed).count
+    }
+
+    /// Every member in `observers` sees every member in `subjects` with `status`.
+    func allSee(_ subjects: [Int], as status: MemberStatus, from observers: [Int]) -> Bool {
+        observers.allSatisfy { observer in
+            subjects.allSatisfy { nodes[observer].instance.member(Self.id($0))?.status == status }
+        }
     }
 
     /// Every live member sees every live member alive at the same incarnation and no one else active.

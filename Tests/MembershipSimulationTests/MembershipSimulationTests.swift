@@ -40,25 +40,54 @@ import Testing
     @Test func crashedMemberIsSeenDeadByAllAndUpdatesSpread() async {
         let seed = Self.seed
         let result = await onOwnThread { Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2) }
-        print("crash, 150 members, seed \(seed): all saw dead after \(result.allDetectedMilliseconds) ms; updates reached all after \(result.disseminationMilliseconds) ms; \(result.datagramsPerMemberPerSecond) datagrams/member/s")
+        print("crash, 150 members, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms; updates reached all after \(result.disseminationMilliseconds) ms; \(result.datagramsPerMemberPerSecond) datagrams/member/s")
         // LAN defaults at N = 150: suspicion min = 4 × log10(150) × 1 s ≈ 8.7 s, reached after two
         // confirmations; plus detection (≤ a few probe periods) and dissemination.
-        #expect(result.allDetectedMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
+        #expect(result.allDeadMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
+        Self.expectDetectionInOrder(result, seed: seed)
         #expect(result.disseminationMilliseconds.allSatisfy { $0 != nil && $0! <= 5_000 }, Self.replay(seed))
         #expect(result.falsePositives == 0, Self.replay(seed))
         #expect(result.datagramBytesMax <= 1_400, Self.replay(seed))
     }
 
     /// The one full-size run in CI: 1,000 members, one crash. With memberlist's LAN defaults the
-    /// suspicion timeout alone is at least 4 × log10(1000) × 1 s = 12 s, so "seen dead by all"
-    /// lands near 13-15 s; the benchmark reports the distribution.
+    /// suspicion timeout alone is at least 4 × log10(1000) × 1 s = 12 s, so "declared dead by all"
+    /// lands near 13-15 s, while the suspicion itself reaches everyone within seconds; the
+    /// benchmark reports both distributions.
     @Test func crashAtOneThousandMembersIsSeenDeadByAll() async {
         let seed = Self.seed
         let result = await onOwnThread { Scenarios.crashDetection(memberCount: 1_000, seed: seed, crashes: 1) }
-        print("crash, 1,000 members, seed \(seed): all saw dead after \(result.allDetectedMilliseconds) ms; update reached all after \(result.disseminationMilliseconds) ms")
-        #expect(result.allDetectedMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
+        print("crash, 1,000 members, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms; update reached all after \(result.disseminationMilliseconds) ms")
+        #expect(result.allDeadMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
+        Self.expectDetectionInOrder(result, seed: seed)
         #expect(result.disseminationMilliseconds.allSatisfy { $0 != nil && $0! <= 5_000 }, Self.replay(seed))
         #expect(result.falsePositives == 0, Self.replay(seed))
+    }
+
+    /// The faster LAN preset still declares a crash dead everywhere, without false positives on a
+    /// clean network; its speed and its false-positive cost under loss are the benchmark's.
+    @Test func fastLANProfileDetectsACrashWithoutFalsePositives() async {
+        let seed = Self.seed
+        let result = await onOwnThread {
+            Scenarios.crashDetection(memberCount: 50, seed: seed, crashes: 2, configuration: .fastLAN)
+        }
+        print("crash, 50 members, fast LAN profile, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms")
+        #expect(result.allDeadMilliseconds.allSatisfy { $0 != nil }, Self.replay(seed))
+        Self.expectDetectionInOrder(result, seed: seed)
+        #expect(result.falsePositives == 0, Self.replay(seed))
+    }
+
+    /// Each crash is suspected before everyone knows, and everyone knows before everyone has
+    /// declared it dead: the three figures the benchmark reports are measured in that order.
+    static func expectDetectionInOrder(_ result: Scenarios.CrashDetection, seed: UInt64) {
+        for crash in result.allDeadMilliseconds.indices {
+            guard let first = result.firstSuspicionMilliseconds[crash], let know = result.allKnowMilliseconds[crash],
+                  let dead = result.allDeadMilliseconds[crash] else {
+                Issue.record("crash \(crash) not detected by all: \(replay(seed))")
+                continue
+            }
+            #expect(first <= know && know < dead, "crash \(crash): \(first) / \(know) / \(dead) ms; \(replay(seed))")
+        }
     }
 
     // Lifeguard §5: a member whose messages are delayed (the paper starves its CPU) must not get
@@ -92,6 +121,44 @@ import Testing
             Scenarios.partitionHeals(memberCount: 60, seed: seed, partitionMilliseconds: 45_000, limitMilliseconds: 180_000)
         }
         print("partition, 60 members, 45 s, seed \(seed): sides saw each other dead \(result.sidesSawEachOtherDead); converged \(result.convergedAfterHealMilliseconds.map { "\($0) ms" } ?? "never") after the heal")
+        #expect(result.sidesSawEachOtherDead, Self.replay(seed))
+        #expect(result.convergedAfterHealMilliseconds != nil, Self.replay(seed))
+    }
+
+    /// Every periodic path back switched off (push-pull and reconnect every hour, no gossip to the
+    /// dead), so only the two rejoin rules can bring a cut-off member back.
+    static let periodicPathsOff = try! MembershipConfiguration(gossipToTheDeadMilliseconds: 0,
+                                                               pushPullIntervalMilliseconds: 3_600_000,
+                                                               reconnectIntervalMilliseconds: 3_600_000)
+
+    /// The test bed's isolate-then-rejoin: healed as soon as the others hold the member dead, while
+    /// it still suspects them and keeps probing them. The suspect notice on its pings reaches a
+    /// member that holds it dead, whose ack tells it of its death, and it refutes: the others see
+    /// it alive again. (Whether its own view of them is whole is push-pull's to repair: a
+    /// suspicion of it that ran out after the heal can leave it holding one of them dead, and with
+    /// push-pull off here nothing corrects that; seed 20261125 does exactly that.)
+    @Test func isolatedMemberThatStillSuspectsOthersLearnsOfItsDeathFromAnAck() async {
+        let seed = Self.seed
+        let result = await onOwnThread {
+            Scenarios.partitionHeals(memberCount: 5, seed: seed, partitionMilliseconds: 60_000, cutOff: [4],
+                                     healOnceDeclaredDead: true, limitMilliseconds: 60_000, checkEveryMilliseconds: 100,
+                                     configuration: Self.periodicPathsOff)
+        }
+        print("isolated member, healed once declared dead, periodic exchanges off, seed \(seed): \(result)")
+        #expect(result.homeSawCutOffDead && !result.cutOffSawHomeDead, Self.replay(seed))
+        #expect(result.cutOffSeenAliveAfterHealMilliseconds != nil, Self.replay(seed))
+    }
+
+    /// Cut off long enough to hold everyone dead, the member probes no one; it reconnects itself,
+    /// every probe interval while it knows no live member.
+    @Test func isolatedMemberThatHoldsEveryoneDeadReconnectsItself() async {
+        let seed = Self.seed
+        let result = await onOwnThread {
+            Scenarios.partitionHeals(memberCount: 5, seed: seed, partitionMilliseconds: 60_000, cutOff: [4],
+                                     limitMilliseconds: 60_000, checkEveryMilliseconds: 100,
+                                     configuration: Self.periodicPathsOff)
+        }
+        print("isolated member, cut for 60 s, periodic exchanges off, seed \(seed): \(result)")
         #expect(result.sidesSawEachOtherDead, Self.replay(seed))
         #expect(result.convergedAfterHealMilliseconds != nil, Self.replay(seed))
     }

@@ -8,6 +8,8 @@ import Testing
         var nodes: [Int: MembershipInstance] = [:]
         var queue: [(MembershipMessage, from: Int, to: Int)] = []
         var now = MonotonicInstant.zero
+        /// Messages to members outside the mesh (crashed or cut off), with when they were sent.
+        var undelivered: [(at: MonotonicInstant, message: MembershipMessage, from: Int, to: Int)] = []
 
         mutating func enqueue(_ sends: [(MembershipMessage, MemberAddress)], from: Int) {
             for (message, to) in sends {
@@ -21,7 +23,10 @@ import Testing
             while !queue.isEmpty && steps < 10_000 {
                 steps += 1
                 let (message, from, to) = queue.removeFirst()
-                guard nodes[to] != nil else { continue }
+                guard nodes[to] != nil else {
+                    undelivered.append((now, message, from, to))
+                    continue
+                }
                 let out = nodes[to]!.onMessage(message, from: address(from), now: now)
                 enqueue(out.sent, from: to)
             }
@@ -166,6 +171,21 @@ import Testing
         #expect(alive.values.max() == 12, "a later suspicion may replace an alive update early, never extend it")
     }
 
+    // The faster LAN preset is the documented one, and its suspicion timeouts are what its doc
+    // comment promises (3 × max(1, log10 N) × 0.5 s, reached after one confirmation).
+    @Test func fastLANProfileIsTheDocumentedPreset() {
+        let fast = MembershipConfiguration.fastLAN
+        #expect(fast.probeIntervalMilliseconds == 500 && fast.probeTimeoutMilliseconds == 250)
+        #expect(fast.suspicionMultiplier == 3)
+        #expect(fast.suspicionTimeoutMinMilliseconds(memberCount: 5) == 1_500)
+        #expect(fast.suspicionTimeoutMinMilliseconds(memberCount: 100) == 3_000)
+        #expect(fast.suspicionTimeoutMinMilliseconds(memberCount: 1_000) == 4_500)
+        // Apart from those three, it is memberlist's LAN configuration.
+        let lanWithFastTimers = try? MembershipConfiguration(probeIntervalMilliseconds: 500, probeTimeoutMilliseconds: 250,
+                                                             suspicionMultiplier: 3)
+        #expect(lanWithFastTimers == fast)
+    }
+
     @Test func configurationRejectsImpossibleRelations() {
         #expect(throws: MembershipConfigurationError.self) { try MembershipConfiguration(probeTimeoutMilliseconds: 1_000) }
         #expect(throws: MembershipConfigurationError.self) { try MembershipConfiguration(maximumPacketBytes: 600) }
@@ -182,4 +202,55 @@ import Testing
         let a = makeInstanceKnowing(20, configuration: configuration)
         #expect(a.members.count == 6)
     }
+
+    /// Reconnect requests (push-pull requests) that member `from` sent to member `to`.
+    static func reconnects(in mesh: Mesh, from: Int, to: Int) -> [MonotonicInstant] {
+        mesh.undelivered.filter { $0.from == from && $0.to == to && $0.message.pushPull?.kind == .request }.map(\.at)
+    }
+
+    /// A mesh of the given members, each knowing all of `known`, with `dead` declared dead everywhere.
+    static func meshKnowing(_ known: [Int], running: [Int], dead: [Int], seed: UInt64) -> Mesh {
+        var mesh = Mesh()
+        for n in running {
+            var node = makeInstance(n, seed: seed &+ UInt64(n))
+            _ = node.onMessage(MembershipMessage(.gossip, gossip: known.filter { $0 != n }.map { .alive(makeMember($0)) }),
+                               from: address(9), now: .zero)
+            for d in dead { _ = node.receive(.dead(memberID(d), incarnation: 0, from: memberID(9))) }
+            mesh.nodes[n] = node
+        }
+        return mesh
+    }
+
+    // The cut-off side of a partition knows no live member: it probes no one and nobody gossips
+    // to it any more, so it looks for the others itself, every probe interval, until one answers.
+    @Test func memberThatKnowsNoLiveMemberReconnectsEveryProbeInterval() {
+        var alone = Self.meshKnowing([1, 2, 3], running: [1], dead: [2, 3], seed: 1)
+        alone.advance(to: ms(5_000))
+        let attempts = Self.reconnects(in: alone, from: 1, to: 2) + Self.reconnects(in: alone, from: 1, to: 3)
+        #expect(attempts.count >= 5, "\(attempts)")
+        let sorted = attempts.sorted()
+        for (earlier, later) in zip(sorted, sorted.dropFirst()) {
+            #expect(later.milliseconds(since: earlier) >= MembershipConfiguration.lan.probeIntervalMilliseconds)
+        }
+        // With a live peer answering, only the periodic reconnect (at most one in 30 s) is made.
+        var accompanied = Self.meshKnowing([1, 2, 3], running: [1, 3], dead: [2], seed: 1)
+        accompanied.advance(to: ms(5_000))
+        #expect(Self.reconnects(in: accompanied, from: 1, to: 2).count <= 1)
+    }
+
+    // Members started together must not reconnect in the same instant every interval: the first
+    // attempt is at a random phase of the interval, like push-pull's.
+    @Test func periodicReconnectStartsAtARandomPhase() {
+        var firstAttempts: [Int64] = []
+        for seed in UInt64(1)...16 {
+            var mesh = Self.meshKnowing([1, 2, 3], running: [1, 3], dead: [2], seed: seed * 101)
+            mesh.advance(to: ms(31_000))
+            let first = Self.reconnects(in: mesh, from: 1, to: 2).min()
+            #expect(first != nil, "seed \(seed)")
+            if let first { firstAttempts.append(first.milliseconds) }
+        }
+        #expect(firstAttempts.allSatisfy { $0 <= MembershipConfiguration.lan.reconnectIntervalMilliseconds })
+        #expect(Set(firstAttempts).count >= 8, "\(firstAttempts)")
+    }
+
 }

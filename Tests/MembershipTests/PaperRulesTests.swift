@@ -164,6 +164,37 @@ import Testing
         #expect(ping.0.gossip.first == .suspect(memberID(2), incarnation: 0, from: memberID(1)))
     }
 
+    // The buddy system turned around (not in the papers): a member we hold dead pings us with its
+    // suspicion of us, so it is back from a partition; our ack carries its death notice first,
+    // and on receiving it the member refutes.
+    @Test func ackTellsAPingingMemberWeHoldDeadOfItsDeath() {
+        var a = makeInstanceKnowing(3)
+        _ = a.receive(.dead(memberID(3), incarnation: 2, from: memberID(2)))
+        let notice = Gossip.suspect(memberID(1), incarnation: 0, from: memberID(3))
+        let ping = MembershipMessage(.ping(Ping(sequenceNumber: 5, targetID: memberID(1))), gossip: [notice])
+        let answer = a.onMessage(ping, from: address(3), now: ms(10)).sent
+        #expect(answer.count == 1 && answer[0].1 == address(3))
+        #expect(answer[0].0.body == .ack(Ack(sequenceNumber: 5)))
+        #expect(answer[0].0.gossip.first == .dead(memberID(3), incarnation: 2, from: memberID(1)))
+
+        var back = makeInstanceKnowing(3, seed: 3)
+        _ = back.onMessage(answer[0].0, from: address(1), now: ms(20))
+        #expect(back.member(memberID(3)) != nil)
+        var returning = makeInstance(3, seed: 4, incarnation: 2)
+        _ = returning.onMessage(answer[0].0, from: address(1), now: ms(20))
+        #expect(returning.localMember.incarnation == 3, "the returning member refutes its death")
+
+        // A ping without the sender's own suspicion, or from a member we hold alive, gets a plain ack.
+        let plain = a.onMessage(MembershipMessage(.ping(Ping(sequenceNumber: 6, targetID: memberID(1)))),
+                                from: address(3), now: ms(30)).sent
+        let ourNotice = Gossip.dead(memberID(3), incarnation: 2, from: memberID(1))
+        #expect(!plain[0].0.gossip.contains(ourNotice))
+        let fromAlive = a.onMessage(MembershipMessage(.ping(Ping(sequenceNumber: 7, targetID: memberID(1))),
+                                                      gossip: [.suspect(memberID(1), incarnation: 1, from: memberID(2))]),
+                                    from: address(2), now: ms(40)).sent
+        #expect(!fromAlive[0].0.gossip.contains(ourNotice))
+    }
+
     // SWIM §3.1: "If Mi receives the ack ... within the timeout, nothing happens".
     @Test func pingIsAckedOnlyForTheRightMachine() {
         var a = makeInstance()
