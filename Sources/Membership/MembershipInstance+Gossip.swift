@@ -57,7 +57,7 @@ extension MembershipInstance {
         guard retained > 0 else { return }
         for _ in 0..<8 {
             let id = deadIDs[deadIDsStart + random.below(retained)]
-            if let index = indexByID[id], records[index].member.status == .dead {
+            if let index = position(of: id), records[index].member.status == .dead {
                 effects.append(.send(MembershipMessage(.pushPull(PushPull(kind: .request, members: fullState()))),
                                      to: records[index].member.address))
                 return

@@ -24,7 +24,7 @@ extension MembershipInstance {
             if probeIndex >= probeOrder.count {
                 var order = probeOrder
                 probeOrder = []
-                order.removeAll { indexByID[$0] == nil }
+                order.removeAll { position(of: $0) == nil }
                 shuffle(&order)
                 probeOrder = order
                 probeIndex = 0
@@ -35,7 +35,7 @@ extension MembershipInstance {
             examined += 1
             // memberlist probes suspect members (that is where the buddy system helps) but not
             // dead or left ones.
-            if let index = indexByID[id], records[index].member.status.isActive { return id }
+            if let index = position(of: id), records[index].member.status.isActive { return id }
         }
         return nil
     }
@@ -49,7 +49,7 @@ extension MembershipInstance {
 
     mutating func startProbe(now: MonotonicInstant, into effects: inout [Effect]) {
         nextProbeAt = now + scaled(configuration.probeIntervalMilliseconds)
-        guard let targetID = nextProbeTarget(), let index = indexByID[targetID] else { return }
+        guard let targetID = nextProbeTarget(), let index = position(of: targetID) else { return }
         let target = records[index].member
         let sequenceNumber = takeSequenceNumber()
         // Lifeguard §4.4 buddy system: a suspect learns of the suspicion from the ping itself, so it
@@ -69,7 +69,7 @@ extension MembershipInstance {
     /// ping-req(Mj) message". Lifeguard §4.1: each is asked for a nack.
     mutating func sendIndirectProbes(_ current: inout ProbeState, into effects: inout [Effect]) {
         current.indirectSent = true
-        guard let targetIndex = indexByID[current.targetID] else { return }
+        guard let targetIndex = position(of: current.targetID) else { return }
         let targetAddress = records[targetIndex].member.address
         let targetID = current.targetID
         let helpers = randomIndices(count: configuration.indirectChecks) {
@@ -93,7 +93,7 @@ extension MembershipInstance {
         } else {
             applyAwareness(delta: 1)
         }
-        guard let index = indexByID[finished.targetID] else { return }
+        guard let index = position(of: finished.targetID) else { return }
         let target = records[index].member
         guard target.status.isActive else { return }
         // SWIM §4.2: no ack, direct or indirect, so the prober "marks Mj as a suspected member".
@@ -119,7 +119,7 @@ extension MembershipInstance {
         guard case .ping(let ping) = message.body, ping.targetID == localMember.id else { return nil }
         for entry in message.gossip {
             guard case .suspect(let id, _, let from) = entry, id == localMember.id,
-                  let index = indexByID[from], records[index].member.status == .dead else { continue }
+                  let index = position(of: from), records[index].member.status == .dead else { continue }
             return .dead(from, incarnation: records[index].member.incarnation, from: localMember.id)
         }
         return nil

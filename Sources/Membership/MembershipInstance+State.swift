@@ -32,9 +32,9 @@ extension MembershipInstance {
               announced.version.utf8.count <= Member.versionBytesMax else { return }
         var member = announced
         member.status = .alive
-        guard let index = indexByID[member.id] else {
+        guard let index = position(of: member.id) else {
             guard makeRoom() else { return }
-            insert(MemberRecord(member: member, stateChangedAt: now, suspicion: nil))
+            insert(MemberRecord(member: member, stateChangedAt: now))
             broadcasts.enqueue(.alive(member))
             effects.append(.memberChanged(MemberChange(member: member, previousStatus: nil)))
             return
@@ -56,12 +56,12 @@ extension MembershipInstance {
             if !isLeaving && incarnation >= localMember.incarnation { refute(accusedIncarnation: incarnation) }
             return
         }
-        guard let index = indexByID[id] else { return }
+        guard let index = position(of: id) else { return }
         let known = records[index].member
         guard known.status.isActive, incarnation >= known.incarnation else { return }
         if known.status == .suspect, incarnation == known.incarnation {
             // Lifeguard §4.3: an independent confirmation shortens the timer; only news is re-gossiped.
-            if records[index].suspicion?.confirm(from: from) == true {
+            if suspicions[id]?.confirm(from: from) == true {
                 broadcasts.enqueue(.suspect(id, incarnation: incarnation, from: from))
             }
             return
@@ -70,7 +70,7 @@ extension MembershipInstance {
         member.status = .suspect
         member.incarnation = incarnation
         setState(of: index, to: member, now: now)
-        records[index].suspicion = makeSuspicion(incarnation: incarnation, from: from, now: now)
+        suspicions[id] = makeSuspicion(incarnation: incarnation, from: from, now: now)
         suspectIDs.append(id)
         broadcasts.enqueue(.suspect(id, incarnation: incarnation, from: from))
         if known.status != .suspect {
@@ -87,7 +87,7 @@ extension MembershipInstance {
             }
             return
         }
-        guard let index = indexByID[id] else { return }
+        guard let index = position(of: id) else { return }
         let known = records[index].member
         guard known.status.isActive, incarnation >= known.incarnation else { return }
         var member = known
@@ -127,14 +127,14 @@ extension MembershipInstance {
             records[index].stateChangedAt = now
             if !member.status.isActive { deadIDs.append(member.id) }
         }
-        if member.status != .suspect { records[index].suspicion = nil }
+        if before == .suspect && member.status != .suspect { suspicions[member.id] = nil }
         if !before.isActive && member.status.isActive { appendToProbeOrder(member.id) }
         records[index].member = member
     }
 
     mutating func insert(_ record: MemberRecord) {
-        indexByID[record.member.id] = records.count
         records.append(record)
+        memberIndex.insert(position: records.count - 1, in: records)
         if record.member.status.isActive {
             activeOtherCount += 1
             appendToProbeOrder(record.member.id)
@@ -159,7 +159,7 @@ extension MembershipInstance {
         while deadIDsStart < deadIDs.count {
             let id = deadIDs[deadIDsStart]
             deadIDsStart += 1
-            if let index = indexByID[id], !records[index].member.status.isActive {
+            if let index = position(of: id), !records[index].member.status.isActive {
                 remove(at: index)
                 return true
             }
@@ -170,11 +170,12 @@ extension MembershipInstance {
     mutating func remove(at index: Int) {
         let record = records[index]
         if record.member.status.isActive { activeOtherCount -= 1 }
-        indexByID[record.member.id] = nil
+        if record.member.status == .suspect { suspicions[record.member.id] = nil }
+        memberIndex.remove(position: index, in: records)
         let last = records.count - 1
         if index != last {
+            memberIndex.move(records[last].member.id, from: last, to: index)
             records.swapAt(index, last)
-            indexByID[records[index].member.id] = index
         }
         records.removeLast()
     }
@@ -187,8 +188,8 @@ extension MembershipInstance {
         var stillSuspect: [MemberID] = []
         var expired: [(MemberID, Incarnation)] = []
         for id in suspectIDs {
-            guard let index = indexByID[id], records[index].member.status == .suspect,
-                  let suspicion = records[index].suspicion else { continue }
+            guard let index = position(of: id), records[index].member.status == .suspect,
+                  let suspicion = suspicions[id] else { continue }
             if stillSuspect.contains(id) || expired.contains(where: { $0.0 == id }) { continue }
             if now >= suspicion.deadline {
                 expired.append((id, suspicion.incarnation))
@@ -206,7 +207,7 @@ extension MembershipInstance {
     var nextForgetAt: MonotonicInstant? {
         var position = deadIDsStart
         while position < deadIDs.count {
-            if let index = indexByID[deadIDs[position]], !records[index].member.status.isActive {
+            if let index = self.position(of: deadIDs[position]), !records[index].member.status.isActive {
                 return records[index].stateChangedAt + configuration.deadRetentionMilliseconds
             }
             position += 1
@@ -217,7 +218,7 @@ extension MembershipInstance {
     mutating func forgetExpiredDead(now: MonotonicInstant, into effects: inout [Effect]) {
         while deadIDsStart < deadIDs.count {
             let id = deadIDs[deadIDsStart]
-            guard let index = indexByID[id], !records[index].member.status.isActive else {
+            guard let index = position(of: id), !records[index].member.status.isActive else {
                 deadIDsStart += 1 // came back to life, or already forgotten
                 continue
             }

@@ -26,10 +26,13 @@ public struct MembershipInstance: Sendable {
     /// This member as it advertises itself (its incarnation rises when it refutes or changes).
     public internal(set) var localMember: Member
 
-    /// Other members in insertion order; `indexByID` finds them. Array order is deterministic
-    /// (unlike Dictionary order), so random picks by index replay from the seed.
+    /// Other members in insertion order; `memberIndex` finds them (`position(of:)`). Array order
+    /// is deterministic (unlike Dictionary order), so random picks by index replay from the seed.
     var records: [MemberRecord] = []
-    var indexByID: [MemberID: Int] = [:]
+    var memberIndex = MemberIndex()
+    /// Lifeguard §4.3 suspicion timers of the suspect members, kept beside the records (which
+    /// would otherwise all carry room for one: 56 bytes each, times N² in a simulation).
+    var suspicions: [MemberID: Suspicion] = [:]
     /// Members alive or suspect, excluding the local member (kept up to date on every change).
     var activeOtherCount = 0
     /// SWIM §4.3 round-robin order, reshuffled at the end of each round.
@@ -91,11 +94,17 @@ public struct MembershipInstance: Sendable {
         lastReconnectAt = now
         // Announce ourselves to whoever we meet first.
         broadcasts.enqueue(.alive(member))
-        for known in knownMembers.prefix(configuration.membersMax) where known.id != member.id && indexByID[known.id] == nil {
+        // Exactly the room a restored table needs (appending one by one would double the capacity
+        // past it, which a simulation of N members pays N times).
+        let restoring = min(knownMembers.count, configuration.membersMax)
+        records.reserveCapacity(restoring)
+        probeOrder.reserveCapacity(restoring)
+        memberIndex = MemberIndex(capacity: restoring)
+        for known in knownMembers.prefix(configuration.membersMax) where known.id != member.id && position(of: known.id) == nil {
             var restored = known
             // A suspicion needs its timer and its suspecters; without them, start from alive.
             if restored.status == .suspect { restored.status = .alive }
-            insert(MemberRecord(member: restored, stateChangedAt: now, suspicion: nil))
+            insert(MemberRecord(member: restored, stateChangedAt: now))
         }
     }
 
@@ -122,14 +131,14 @@ public struct MembershipInstance: Sendable {
 
     public func member(_ id: MemberID) -> Member? {
         if id == localMember.id { return localMember }
-        return indexByID[id].map { records[$0].member }
+        return position(of: id).map { records[$0].member }
     }
 
     public var pendingBroadcastCount: Int { broadcasts.count }
 
     /// The suspicion deadline of a suspect member (for tests and diagnostics).
     public func suspicionDeadline(of id: MemberID) -> MonotonicInstant? {
-        indexByID[id].flatMap { records[$0].suspicion?.deadline }
+        suspicions[id]?.deadline
     }
 
     // MARK: Inputs
@@ -256,7 +265,7 @@ public struct MembershipInstance: Sendable {
         if let joinRetryAt { earliest = min(earliest, joinRetryAt) }
         for relay in relays { earliest = min(earliest, relay.nextDeadline) }
         for id in suspectIDs {
-            if let deadline = indexByID[id].flatMap({ records[$0].suspicion?.deadline }) {
+            if let deadline = suspicions[id]?.deadline {
                 earliest = min(earliest, deadline)
             }
         }
@@ -272,6 +281,9 @@ public struct MembershipInstance: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A member's position in `records`.
+    func position(of id: MemberID) -> Int? { memberIndex.find(id, in: records) }
 
     /// Lifeguard §4.2: "scale the protocol period and probe timeout by (LHM + 1)".
     func scaled(_ milliseconds: Int64) -> Int64 { milliseconds * Int64(localHealthMultiplier + 1) }
@@ -329,7 +341,6 @@ public struct MembershipInstance: Sendable {
 struct MemberRecord: Sendable {
     var member: Member
     var stateChangedAt: MonotonicInstant
-    var suspicion: Suspicion?
 }
 
 /// Lifeguard §4.3 dynamic suspicion timeout (memberlist's suspicion.go): the timer starts at
@@ -402,3 +413,4 @@ struct Relay: Sendable {
 
     var nextDeadline: MonotonicInstant { wantsNack && !nackSent ? min(nackAt, expireAt) : expireAt }
 }
+

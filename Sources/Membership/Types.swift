@@ -133,15 +133,34 @@ public struct MemberMetadata: Hashable, Sendable, CustomStringConvertible {
 
 /// What every member knows about one member. Changes to anything but `status` spread with a new
 /// incarnation chosen by the member itself.
+///
+/// The advertised data (address, metadata, version) sits behind one shared immutable reference:
+/// every member holds a record of every other, and a simulated cluster holds N² of them, so a
+/// record is 40 bytes instead of 88, and copies (into messages, tables, push-pull states) share
+/// the data instead of retaining three strings and an array each. Setting one of those fields
+/// makes a new reference, so `Member` keeps value semantics.
 public struct Member: Hashable, Sendable, CustomStringConvertible {
     public var id: MemberID
-    public var address: MemberAddress
-    public var metadata: MemberMetadata
-    public var role: MemberRole
-    /// The software version the member runs, for rolling upgrades (free text, bounded).
-    public var version: String
     public var incarnation: Incarnation
+    private var data: MemberData
     public var status: MemberStatus
+    public var role: MemberRole
+
+    public var address: MemberAddress {
+        get { data.address }
+        set { data = MemberData(address: newValue, metadata: data.metadata, version: data.version) }
+    }
+
+    public var metadata: MemberMetadata {
+        get { data.metadata }
+        set { data = MemberData(address: data.address, metadata: newValue, version: data.version) }
+    }
+
+    /// The software version the member runs, for rolling upgrades (free text, bounded).
+    public var version: String {
+        get { data.version }
+        set { data = MemberData(address: data.address, metadata: data.metadata, version: newValue) }
+    }
 
     /// A version string is a label, not a document.
     public static let versionBytesMax = 64
@@ -150,20 +169,50 @@ public struct Member: Hashable, Sendable, CustomStringConvertible {
                 role: MemberRole = .agent, version: String = "", incarnation: Incarnation = 0,
                 status: MemberStatus = .alive) {
         self.id = id
-        self.address = address
-        self.metadata = metadata
-        self.role = role
-        self.version = version
         self.incarnation = incarnation
+        self.data = MemberData(address: address, metadata: metadata, version: version)
         self.status = status
+        self.role = role
+    }
+
+    public static func == (lhs: Member, rhs: Member) -> Bool {
+        lhs.id == rhs.id && lhs.incarnation == rhs.incarnation && lhs.status == rhs.status && lhs.role == rhs.role
+            && (lhs.data === rhs.data || lhs.data.sameContent(as: rhs.data))
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(incarnation)
+        hasher.combine(status)
+        hasher.combine(role)
+        hasher.combine(data.address)
+        hasher.combine(data.metadata)
+        hasher.combine(data.version)
     }
 
     /// Whether two records describe the same advertised data (ignoring status and incarnation).
     func hasSameData(as other: Member) -> Bool {
-        address == other.address && metadata == other.metadata && role == other.role && version == other.version
+        role == other.role && (data === other.data || data.sameContent(as: other.data))
     }
 
     public var description: String { "\(id)@\(address) \(status) inc=\(incarnation)" }
+}
+
+/// The rarely changing part of a `Member`, immutable and shared between copies.
+final class MemberData: Sendable {
+    let address: MemberAddress
+    let metadata: MemberMetadata
+    let version: String
+
+    init(address: MemberAddress, metadata: MemberMetadata, version: String) {
+        self.address = address
+        self.metadata = metadata
+        self.version = version
+    }
+
+    func sameContent(as other: MemberData) -> Bool {
+        address == other.address && metadata == other.metadata && version == other.version
+    }
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to pick probe targets.

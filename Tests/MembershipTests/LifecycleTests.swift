@@ -138,6 +138,37 @@ import Testing
         #expect(a.member(memberID(2)) == nil)
     }
 
+    // The member table's own index (open addressing, entries shifted back on removal, records
+    // swapped with the last on removal) must find every member after many arrivals and
+    // forgettings in any order, and nothing that was forgotten.
+    @Test func memberTableFindsEveryMemberAfterArrivalsAndForgetting() throws {
+        let configuration = try MembershipConfiguration(deadRetentionMilliseconds: 1_000)
+        var a = makeInstance(1, configuration: configuration)
+        var random = MembershipRandom(seed: 7)
+        var present = Set<Int>()
+        var now: Int64 = 0
+        for round in 0..<6 {
+            let arrivals = (2...400).filter { _ in random.below(3) == 0 }
+            _ = a.onMessage(MembershipMessage(.gossip, gossip: arrivals.map { .alive(makeMember($0, incarnation: UInt64(round))) }),
+                            from: address(2), now: ms(now))
+            present.formUnion(arrivals)
+            let deaths = present.sorted().filter { _ in random.below(2) == 0 }
+            for n in deaths { _ = a.receive(.dead(memberID(n), incarnation: UInt64(round), from: memberID(9)), now: ms(now)) }
+            now += 1_001
+            _ = a.run(until: ms(now))
+            // Ticks may declare more members dead (their probes go unanswered here); read the table.
+            let forgotten = present.filter { a.member(memberID($0)) == nil }
+            #expect(forgotten.isSuperset(of: deaths), "round \(round)")
+            present.subtract(forgotten)
+            for n in 2...400 {
+                let found = a.member(memberID(n))
+                #expect((found != nil) == present.contains(n), "round \(round), member \(n)")
+                if let found { #expect(found.id == memberID(n) && found.address == address(n)) }
+            }
+        }
+        #expect(a.memberCount - 1 <= present.count)
+    }
+
     @Test func metadataChangeSpreadsWithNewIncarnation() throws {
         var a = makeInstanceKnowing(2)
         _ = try a.updateLocalMember(metadata: MemberMetadata(["region": "eu"]), now: ms(1))
