@@ -154,6 +154,7 @@ struct UnitOperations {
         var pending = names
         var ips: [String: String]?
         var attempt = 0
+        var eventIndex: UInt64 = 0
         while !pending.isEmpty {
             if attempts > 0 && attempt >= attempts {
                 for name in pending {
@@ -161,7 +162,17 @@ struct UnitOperations {
                 }
                 throw ExitCode.failure
             }
-            if attempt > 0 { try await Task.sleep(for: Self.pollInterval) }
+            if attempt > 0 {
+                // Wait for the cluster's next event (a state change wakes it at once) rather
+                // than a fixed poll: a unit that is active 30 ms after the request is reported
+                // then, not at the next 500 ms tick. A peer without the watch stream falls back
+                // to polling.
+                if let page = try? await client.events(afterIndex: eventIndex, waitMilliseconds: Int(Self.pollInterval.components.seconds * 1_000 + Self.pollInterval.components.attoseconds / 1_000_000_000_000_000)) {
+                    eventIndex = page.lastIndex
+                } else {
+                    try await Task.sleep(for: Self.pollInterval)
+                }
+            }
             attempt += 1
             let states: [FleetUnitState]
             do { states = try await client.unitStates() } catch {

@@ -36,15 +36,19 @@ final class EventLog: Sendable {
         notifier.notifyAll()
     }
 
+    /// Events after `afterIndex`, waiting up to `waitMilliseconds` for one. A watcher whose
+    /// index this log never reached (it watched a previous leader, whose sequence this peer does
+    /// not continue) is told at once to re-list, like one that fell behind the history.
     func page(afterIndex: UInt64, waitMilliseconds: Int) async -> FlotillaEventPage {
-        await notifier.wait(timeoutMilliseconds: waitMilliseconds) { self.lastIndex > afterIndex }
+        await notifier.wait(timeoutMilliseconds: waitMilliseconds) { self.lastIndex != afterIndex }
         return state.withLock { state in
+            if afterIndex > state.lastIndex {
+                return FlotillaEventPage(events: [], lastIndex: state.lastIndex, isTruncated: true)
+            }
             let oldest = state.events.first?.index ?? state.lastIndex + 1
-            let truncated = afterIndex + 1 < oldest && afterIndex < state.lastIndex
-            let selected = state.events.lazy.filter { $0.index > afterIndex }.prefix(pageEventsMax)
-            let events = Array(selected)
-            return FlotillaEventPage(events: events, lastIndex: events.last?.index ?? max(afterIndex, state.lastIndex),
-                                     isTruncated: truncated)
+            let truncated = afterIndex < state.lastIndex && afterIndex < oldest - 1
+            let events = Array(state.events.lazy.filter { $0.index > afterIndex }.prefix(pageEventsMax))
+            return FlotillaEventPage(events: events, lastIndex: events.last?.index ?? afterIndex, isTruncated: truncated)
         }
     }
 }

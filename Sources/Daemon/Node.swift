@@ -125,18 +125,35 @@ final class Node: Sendable {
         return client(ip: voters[index], port: peerPort(of: voters[index]))
     }
 
-    /// Runs `body` against the upstream peer; an agent moves on to the next voter when one fails.
+    /// Runs `body` against the upstream peer. While no leader answers (an election after the
+    /// leader died, a leader that cannot be reached) the request is retried on whichever peer
+    /// leads next, for up to `forwardRetryMilliseconds`: a user's command rides out a failover
+    /// instead of failing in its middle. An agent moves on to the next voter when one fails.
     func forward<T>(_ body: (FlotillaClient) async throws(ClientError) -> T) async throws(APIError) -> T {
-        guard let upstream = try await upstream() else { throw .internalError("forward called on the leader") }
-        metrics.withLock { $0.forwardedRequests += 1 }
-        do {
-            return try await body(upstream)
-        } catch {
-            metrics.withLock { $0.forwardFailures += 1 }
-            if voter == nil { preferredVoter.withLock { $0 += 1 } }
-            throw Self.apiError(error)
+        let deadline = ContinuousClock.now + .milliseconds(Self.forwardRetryMilliseconds)
+        while true {
+            let failure: APIError
+            do {
+                guard let upstream = try await upstream() else { throw APIError.internalError("forward called on the leader") }
+                metrics.withLock { $0.forwardedRequests += 1 }
+                do {
+                    return try await body(upstream)
+                } catch {
+                    metrics.withLock { $0.forwardFailures += 1 }
+                    if voter == nil { preferredVoter.withLock { $0 += 1 } }
+                    throw Self.apiError(error)
+                }
+            } catch let error as APIError {
+                failure = error
+            } catch {
+                failure = .internalError("\(error)")
+            }
+            guard failure.status == 503, ContinuousClock.now < deadline, !Task.isCancelled else { throw failure }
+            try? await Task.sleep(for: .milliseconds(100))
         }
     }
+
+    static let forwardRetryMilliseconds = 5_000
 
     static func apiError(_ error: ClientError) -> APIError {
         switch error {

@@ -89,10 +89,13 @@ struct ClusterTests {
             try cluster.ctl(1, "start", "--replace", "/tmp/cache.service")
             let cat = try cluster.ctl(3, "cat", "cache.service")
             #expect(cat.contains("cache v2 up"), "cat shows the new file: \(cat)")
-            #expect(try Testbed.eventually(timeoutSeconds: 30) {
-                let machine = try cluster.machinesRunning("cache.service").first ?? 1
-                return try cluster.bed.exec(machine, "cat", "/run/flotilla/units/cache.service").contains("cache v2 up")
-            })
+            let replaced = try Testbed.eventually(timeoutSeconds: 30) {
+                guard let machine = try cluster.machinesRunning("cache.service").first else { return false }
+                let file = try cluster.bed.execAllowingFailure(machine, "cat", "/run/flotilla/units/cache.service")
+                let journal = try cluster.bed.execAllowingFailure(machine, "journalctl", "-u", "cache.service", "--no-pager")
+                return file.standardOutput.contains("cache v2 up") && journal.standardOutput.contains("cache v2 up")
+            }
+            #expect(replaced, "the running unit was replaced by the new file")
         }
     }
 
