@@ -23,24 +23,40 @@ extension SplitMix64 {
     }
 }
 
-/// What survives a crash: exactly the writes of every `Ready` whose sync completed.
+/// The disk of one node, as the real `WriteAheadLog` (module Storage) would present it after a
+/// crash.
+///
+/// The WAL syncs every batch that carries a snapshot, entries, or a new term or vote, and the
+/// shell acts on such a batch only after its sync returned. A batch that only raises the commit
+/// index is written WITHOUT a sync (`WriteAheadLog.needsSync`), and the shell acts on it at once:
+/// it applies the newly committed entries and answers clients. Such records become durable with
+/// the next synced batch (one fdatasync covers the whole file); until then a crash may leave them
+/// torn, and recovery cuts a torn tail. `unsyncedCommitIndexes` remembers them for
+/// `Simulation.tearTail`; a plain crash keeps them (the kernel wrote them back in time).
 struct SimulatedDisk {
     var hardState = HardState()
     var snapshot: Snapshot
     /// Entries after `snapshot.metadata.index`.
     var entries: [Entry] = []
+    /// The commit indexes of the commit-only hard-state records written since the last sync,
+    /// oldest first; the last one is `hardState.commitIndex`.
+    private(set) var unsyncedCommitIndexes: [UInt64] = []
+    /// The commit index of the last hard state a sync made durable.
+    private(set) var syncedCommitIndex: UInt64
 
     init(initial: PersistentState) {
         hardState = initial.hardState
         snapshot = initial.snapshot
         entries = initial.entries
+        syncedCommitIndex = initial.hardState.commitIndex
     }
 
     var persistentState: PersistentState {
         PersistentState(hardState: hardState, snapshot: snapshot, entries: entries)
     }
 
-    /// Step 1 of the `Ready` contract, made durable at once (the caller models the sync delay).
+    /// Step 1 of the `Ready` contract, written once its sync completed (the caller models the
+    /// sync delay); a commit-only batch is written without a sync, as the WAL does.
     mutating func persist(_ ready: Ready) {
         if let received = ready.snapshot {
             snapshot = received
@@ -53,7 +69,37 @@ struct SimulatedDisk {
             entries.removeLast(entries.count - keep)
             entries.append(contentsOf: ready.entries)
         }
+        let synced = Self.needsSync(ready, over: hardState)
         if let state = ready.hardState { hardState = state }
+        if synced {
+            unsyncedCommitIndexes = []
+            syncedCommitIndex = hardState.commitIndex
+        } else if let state = ready.hardState {
+            // Bounded: the kernel writes dirty pages back within seconds by itself, so records
+            // this far behind the newest are taken as on disk, and a tear never reaches them.
+            if unsyncedCommitIndexes.count == Self.unsyncedRecordsMax {
+                syncedCommitIndex = unsyncedCommitIndexes.removeFirst()
+            }
+            unsyncedCommitIndexes.append(state.commitIndex)
+        }
+    }
+
+    static let unsyncedRecordsMax = 64
+
+    /// The rule of `WriteAheadLog.needsSync`: only a batch that changes nothing but the commit
+    /// index is written without a sync.
+    static func needsSync(_ ready: Ready, over durable: HardState) -> Bool {
+        guard ready.snapshot == nil, ready.entries.isEmpty, let state = ready.hardState else { return true }
+        return state.term != durable.term || state.votedFor != durable.votedFor
+    }
+
+    /// What recovery finds when a crash tore the tail after the first `kept` unsynced records:
+    /// the later ones are cut, and the commit index falls back to the last one kept.
+    mutating func cutUnsyncedRecords(keeping kept: Int) {
+        precondition(kept >= 0 && kept <= unsyncedCommitIndexes.count,
+                     "keeping \(kept) of \(unsyncedCommitIndexes.count) unsynced records")
+        unsyncedCommitIndexes.removeLast(unsyncedCommitIndexes.count - kept)
+        hardState.commitIndex = unsyncedCommitIndexes.last ?? syncedCommitIndex
     }
 
     /// The application's own snapshot: written and synced, then the covered entries are dropped.
@@ -62,6 +108,9 @@ struct SimulatedDisk {
         precondition(drop <= entries.count, "compaction beyond the persisted log")
         entries.removeFirst(drop)
         snapshot = newSnapshot
+        // The WAL syncs the snapshot marker, and that sync covers every record before it.
+        unsyncedCommitIndexes = []
+        syncedCommitIndex = hardState.commitIndex
     }
 }
 

@@ -32,6 +32,9 @@ struct SimulationParameters: CustomStringConvertible {
     /// process catching up) or no ticks for a while (the clock stepped back, or the process was
     /// paused). Safety must not depend on it; ticks only pace elections and heartbeats.
     var clockJumpProbability: Double
+    /// The chance that a crash tears the tail of the node's write-ahead log (see
+    /// `Simulation.tearTail`) instead of leaving every completed write in place.
+    var tornTailProbability: Double
 
     init(seed: UInt64) {
         var random = SplitMix64(seed: seed ^ 0x5EED_0F_F107_111A)
@@ -55,13 +58,15 @@ struct SimulationParameters: CustomStringConvertible {
         membershipChangeProbability = checkQuorumAndPreVote ? random.pick([0, 0.002, 0.006])! : 0
         // Drawn last, so the knobs above keep the values they had for a seed before it existed.
         clockJumpProbability = random.pick([0, 0.002, 0.01])!
+        // Drawn after the clock jumps, for the same reason.
+        tornTailProbability = random.pick([0, 0.5, 1])!
     }
 
     var description: String {
         "nodes=\(nodeCount) clients=\(clientCount) drop=\(dropProbability) dup=\(duplicateProbability) longDelay=\(longDelayProbability) "
             + "crash=\(crashProbability) leaderCrash=\(leaderCrashProbability) partition=\(partitionProbability)x\(partitionDurationMoments) membership=\(membershipChangeProbability) "
             + "transfer=\(transferProbability) read=\(readProbability) snapshotEvery=\(snapshotEveryEntries) batchBytes=\(appendEntriesBatchBytesMax) "
-            + "checkQuorumAndPreVote=\(checkQuorumAndPreVote) clockJump=\(clockJumpProbability)"
+            + "checkQuorumAndPreVote=\(checkQuorumAndPreVote) clockJump=\(clockJumpProbability) tornTail=\(tornTailProbability)"
     }
 }
 
@@ -91,6 +96,11 @@ struct SimulationStatistics {
     /// Readies whose messages left before their writes were durable (thesis §10.2.1).
     var earlySends = 0
     var clockJumps = 0
+    /// Crashes that tore the tail of the log (see `Simulation.tearTail`), and among them those
+    /// that lost a commit index the node had acted on, or kept a batch whose sync had not returned.
+    var tornTails = 0
+    var commitIndexesLost = 0
+    var inFlightBatchesKept = 0
     var snapshotsInstalled = 0
     var membershipChanges = 0
     var acknowledgedProposals = 0
@@ -104,7 +114,8 @@ struct SimulationStatistics {
 /// Time advances in moments; every `momentsPerTick` moments each live node gets `tick()`. A node
 /// takes a `Ready`, its writes stay volatile for a random sync delay, and only when the sync
 /// completes does the disk keep them, the messages leave and the entries apply. A crash loses
-/// the node's memory, its unsynced writes and its unsent messages.
+/// the node's memory, its unsynced writes and its unsent messages; some crashes also tear the
+/// tail of its log as the real WAL's recovery would find it (`tearTail`).
 ///
 /// After every moment the checkers verify the safety properties of figure 3: election safety,
 /// leader append-only, log matching, leader completeness and state machine safety, plus the
@@ -378,10 +389,49 @@ struct Simulation {
     }
 
     mutating func crash(_ index: Int, restartAfter delay: ClosedRange<Int>) {
+        if random.chance(parameters.tornTailProbability) { tearTail(index) }
         nodes[index].crash()
         nodes[index].restartAt = now + random.inRange(delay)
         statistics.crashes += 1
         transcript.record(now, .note("crash \(nodes[index].id) (restart at \(nodes[index].restartAt!))"))
+    }
+
+    /// Disk corruption of the tail, as the real `WriteAheadLog` can present it after a crash.
+    ///
+    /// What a crash can tear is the unsynced suffix of the log: the commit-only hard-state
+    /// records written without a sync (see `SimulatedDisk`), then the batch whose sync had not
+    /// returned, if any. The kernel writes pages back on its own, so any prefix of that suffix may
+    /// have reached the disk; the WAL's recovery finds a record cut short or a batch without its
+    /// last record after it and truncates the file there (`WriteAheadLog.open`). This keeps a
+    /// random prefix: possibly none of the commit-only records (the restarted node's commit index
+    /// falls back below entries it had applied and acknowledged), possibly all of them and the
+    /// in-flight batch too (a write that reached the disk although its sync never returned).
+    ///
+    /// Never torn: a record whose sync returned. Those are the votes, terms and entries this node
+    /// vouched for in messages; a disk that loses them breaks Raft's failure model (figure 2:
+    /// "updated on stable storage before responding to RPCs"), and the WAL could not tell such a
+    /// tail from a torn one. Recovery of the real WAL only ever cuts one torn batch or the
+    /// unsynced records before it, and the node has promised nothing about either.
+    ///
+    /// Assumed: the kernel writes back a file's dirty pages such that a crash leaves a prefix of
+    /// the unsynced writes. A hole followed by later data is not modelled; the real WAL refuses to
+    /// open such a log (`StorageError.corruptRecord`) rather than repair it.
+    mutating func tearTail(_ index: Int) {
+        let disk = nodes[index].disk
+        let unsynced = disk.unsyncedCommitIndexes.count
+        let inFlight = nodes[index].pendingIO?.ready
+        let kept = random.inRange(0...(unsynced + (inFlight == nil ? 0 : 1)))
+        statistics.tornTails += 1
+        if kept > unsynced, let inFlight {
+            nodes[index].disk.persist(inFlight)
+            statistics.inFlightBatchesKept += 1
+            transcript.record(now, .note("torn tail of \(nodes[index].id): the in-flight batch reached the disk (\(inFlight.brief))"))
+            return
+        }
+        nodes[index].disk.cutUnsyncedRecords(keeping: kept)
+        let lostCommitIndex = disk.hardState.commitIndex
+        if nodes[index].disk.hardState.commitIndex < lostCommitIndex { statistics.commitIndexesLost += 1 }
+        transcript.record(now, .note("torn tail of \(nodes[index].id): \(unsynced - kept) of \(unsynced) unsynced commit records cut, commit index \(lostCommitIndex) -> \(nodes[index].disk.hardState.commitIndex)\(inFlight == nil ? "" : ", in-flight batch lost")"))
     }
 
     mutating func restart(_ index: Int) throws(SimulationFailure) {
