@@ -39,9 +39,58 @@ struct DaemonBackend: APIBackend {
         }
     }
 
-    // MARK: fleet v1
+    /// Retries `body` while the cluster has no leader that can commit (HTTP 503), for up to
+    /// `Node.forwardRetryMilliseconds`: an election after the leader died takes a few hundred
+    /// milliseconds, and a user's command should ride it out rather than fail in its middle.
+    private func retryingDuringFailover<T>(_ body: () async throws(APIError) -> T) async throws(APIError) -> T {
+        let deadline = ContinuousClock.now + .milliseconds(Node.forwardRetryMilliseconds)
+        while true {
+            do {
+                return try await body()
+            } catch {
+                guard error.status == 503, ContinuousClock.now < deadline, !Task.isCancelled else { throw error }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
 
     func listUnits() async throws(APIError) -> [FleetUnit] {
+        try await retryingDuringFailover { () async throws(APIError) in try await listUnitsOnce() }
+    }
+    func unit(named name: UnitName) async throws(APIError) -> FleetUnit? {
+        try await retryingDuringFailover { () async throws(APIError) in try await unitOnce(named: name) }
+    }
+    func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
+        try await retryingDuringFailover { () async throws(APIError) in try await putUnitOnce(request) }
+    }
+    func destroyUnit(named name: UnitName) async throws(APIError) {
+        try await retryingDuringFailover { () async throws(APIError) in try await destroyUnitOnce(named: name) }
+    }
+    func unitStates(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
+        try await retryingDuringFailover { () async throws(APIError) in try await unitStatesOnce(machineID: machineID, unitName: unitName) }
+    }
+    func listMachines() async throws(APIError) -> [FleetMachine] {
+        try await retryingDuringFailover { () async throws(APIError) in try await listMachinesOnce() }
+    }
+    func changeMachineMetadata(_ changes: [MachineMetadataChange]) async throws(APIError) {
+        try await retryingDuringFailover { () async throws(APIError) in try await changeMachineMetadataOnce(changes) }
+    }
+    func clusterStatus() async throws(APIError) -> FlotillaClusterStatus {
+        try await retryingDuringFailover { () async throws(APIError) in try await clusterStatusOnce() }
+    }
+    func listMachinesDetailed() async throws(APIError) -> [FlotillaMachine] {
+        try await retryingDuringFailover { () async throws(APIError) in try await listMachinesDetailedOnce() }
+    }
+    func listUnitFiles() async throws(APIError) -> [FlotillaUnitFile] {
+        try await retryingDuringFailover { () async throws(APIError) in try await listUnitFilesOnce() }
+    }
+    func setDrained(machineID: String, isDrained: Bool) async throws(APIError) {
+        try await retryingDuringFailover { () async throws(APIError) in try await setDrainedOnce(machineID: machineID, isDrained: isDrained) }
+    }
+
+    // MARK: fleet v1
+
+    private func listUnitsOnce() async throws(APIError) -> [FleetUnit] {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listUnits() }
         }
@@ -50,7 +99,7 @@ struct DaemonBackend: APIBackend {
         return units.sorted { $0.name < $1.name }
     }
 
-    func unit(named name: UnitName) async throws(APIError) -> FleetUnit? {
+    private func unitOnce(named name: UnitName) async throws(APIError) -> FleetUnit? {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.unit(named: name.rawValue) }
         }
@@ -58,7 +107,7 @@ struct DaemonBackend: APIBackend {
         return state.templates[name].map(node.fleetUnit(template:))
     }
 
-    func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
+    private func putUnitOnce(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
         guard let (voter, state) = try await leaderRegistry() else {
             let body = FleetUnitPutRequest(name: request.name.rawValue, desiredState: request.desiredState,
                                            options: request.unitFile?.fleetOptions)
@@ -91,7 +140,7 @@ struct DaemonBackend: APIBackend {
         throw .conflict("unit \(request.name) does not exist and the request carries no options to create it")
     }
 
-    func destroyUnit(named name: UnitName) async throws(APIError) {
+    private func destroyUnitOnce(named name: UnitName) async throws(APIError) {
         guard let (voter, state) = try await leaderRegistry() else {
             let existed = try await node.forward { client throws(ClientError) in try await client.destroyUnit(named: name.rawValue) }
             if !existed { throw .notFound("unit \(name) does not exist") }
@@ -101,14 +150,14 @@ struct DaemonBackend: APIBackend {
         _ = try await propose(voter, .destroyUnits([name]))
     }
 
-    func unitStates(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
+    private func unitStatesOnce(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
         guard try await leaderRegistry() != nil else {
             return try await node.forward { client throws(ClientError) in try await client.unitStates(machineID: machineID, unitName: unitName) }
         }
         return node.stateTable.states(machineID: machineID, unitName: unitName)
     }
 
-    func listMachines() async throws(APIError) -> [FleetMachine] {
+    private func listMachinesOnce() async throws(APIError) -> [FleetMachine] {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listMachines() }
         }
@@ -117,7 +166,7 @@ struct DaemonBackend: APIBackend {
         }
     }
 
-    func changeMachineMetadata(_ changes: [MachineMetadataChange]) async throws(APIError) {
+    private func changeMachineMetadataOnce(_ changes: [MachineMetadataChange]) async throws(APIError) {
         guard let (voter, state) = try await leaderRegistry() else {
             let operations = changes.map { change -> FleetMachinePatchOperation in
                 switch change.operation {
@@ -152,7 +201,7 @@ struct DaemonBackend: APIBackend {
 
     // MARK: Flotilla
 
-    func clusterStatus() async throws(APIError) -> FlotillaClusterStatus {
+    private func clusterStatusOnce() async throws(APIError) -> FlotillaClusterStatus {
         let leadership = await node.leadership()
         guard node.voter != nil, let status = leadership.status else {
             return try await node.forward { client throws(ClientError) in try await client.clusterStatus() }
@@ -163,14 +212,14 @@ struct DaemonBackend: APIBackend {
                                      voters: node.configuration.effectiveVoters, answeredBy: node.machineID)
     }
 
-    func listMachinesDetailed() async throws(APIError) -> [FlotillaMachine] {
+    private func listMachinesDetailedOnce() async throws(APIError) -> [FlotillaMachine] {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listMachinesDetailed() }
         }
         return node.machines.map { node.flotillaMachine($0, registry: state) }
     }
 
-    func listUnitFiles() async throws(APIError) -> [FlotillaUnitFile] {
+    private func listUnitFilesOnce() async throws(APIError) -> [FlotillaUnitFile] {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listUnitFiles() }
         }
@@ -186,7 +235,7 @@ struct DaemonBackend: APIBackend {
         return files.sorted { $0.name < $1.name }
     }
 
-    func setDrained(machineID: String, isDrained: Bool) async throws(APIError) {
+    private func setDrainedOnce(machineID: String, isDrained: Bool) async throws(APIError) {
         guard let (voter, _) = try await leaderRegistry() else {
             try await node.forward { client throws(ClientError) in try await client.setDrained(machineID: machineID, isDrained: isDrained) }
             return
