@@ -2,10 +2,14 @@ import NIOCore
 import Raft
 import Synchronization
 
-/// One client proposal on its way to the loop.
+/// One proposal on its way to the loop: a client's command, or a membership change.
 struct ProposalRequest: Sendable {
-    var data: [UInt8]
-    var stamp: ClientStamp?
+    enum Kind: Sendable {
+        case command(data: [UInt8], stamp: ClientStamp?)
+        case membershipChange(MembershipChange)
+    }
+
+    var kind: Kind
     var completion: @Sendable (Result<AppliedProposal, ProposalError>) -> Void
 }
 
@@ -100,4 +104,7 @@ final class Inbox: Sendable {
     }
 
     var messagesDropped: Int { contents.withLock { $0.messagesDropped } }
+    /// True once the replica stopped: its event loop may be shut down, so nothing may be
+    /// scheduled on it any more (NIO drops such tasks, and a caller waiting on one would hang).
+    var isClosed: Bool { contents.withLock { $0.isClosed } }
 }

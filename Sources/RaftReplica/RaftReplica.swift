@@ -26,8 +26,16 @@ import Transport
 /// that entry has the proposal's term, `superseded` otherwise (§8: a leader that lost leadership
 /// may see its entry replaced). Proposals on a follower fail at once with the leader's id.
 ///
-/// Not yet: snapshots of the state machine and log compaction, ReadIndex reads, membership
-/// changes through this API (the core supports all three).
+/// Snapshots: every `ReplicaConfiguration.snapshotEveryEntries` applied entries the state
+/// machine's `snapshot` is taken, written atomically and the log compacted behind it, in memory
+/// and on disk (§7); a lagging or new peer receives it through the core's chunked InstallSnapshot,
+/// and a restart restores the snapshot, then replays the log after it.
+///
+/// Membership: `addLearner`, `promote`, `removeVoter` and `transferLeadership` drive the core's
+/// single-server changes (thesis §4.1), learners (§4.2.1) and leadership transfer (§3.10); peer
+/// addresses are not replicated, see `addLearner`.
+///
+/// Not yet: ReadIndex reads through this API (the core supports them, thesis §6.4).
 public final class RaftReplica: Sendable {
     public let configuration: ReplicaConfiguration
     public let eventLoop: any EventLoop
@@ -47,6 +55,9 @@ public final class RaftReplica: Sendable {
     ) async throws(ReplicaError) -> RaftReplica {
         guard transportConfiguration.localID == configuration.id else {
             throw .invalidConfiguration("transport localID \(transportConfiguration.localID) is not replica \(configuration.id)")
+        }
+        guard configuration.snapshotEveryEntries == nil || stateMachine.snapshot != nil else {
+            throw .invalidConfiguration("snapshotEveryEntries is set but the state machine cannot snapshot")
         }
         let inbox = Inbox(messagesMax: configuration.inboxMessagesMax, proposalsMax: configuration.pendingProposalsMax)
         let machine = NIOLoopBoundBox.makeBoxSendingValue(stateMachine, as: StateMachine.self, eventLoop: eventLoop)
@@ -92,11 +103,15 @@ public final class RaftReplica: Sendable {
         _ data: [UInt8], stamp: ClientStamp? = nil,
         completion: @escaping @Sendable (Result<AppliedProposal, ProposalError>) -> Void
     ) {
-        switch inbox.offer(ProposalRequest(data: data, stamp: stamp, completion: completion)) {
+        offer(ProposalRequest(kind: .command(data: data, stamp: stamp), completion: completion))
+    }
+
+    func offer(_ proposal: ProposalRequest) {
+        switch inbox.offer(proposal) {
         case .scheduleTurn: eventLoop.execute { self.loop.value.turn() }
         case .queued: break
-        case .refusedFull: completion(.failure(.overloaded(pendingProposalsMax: configuration.pendingProposalsMax)))
-        case .refusedClosed: completion(.failure(.stopped))
+        case .refusedFull: proposal.completion(.failure(.overloaded(pendingProposalsMax: configuration.pendingProposalsMax)))
+        case .refusedClosed: proposal.completion(.failure(.stopped))
         }
     }
 
@@ -106,6 +121,66 @@ public final class RaftReplica: Sendable {
             propose(data, stamp: stamp) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    // MARK: Membership (thesis §4)
+
+    /// Adds `id` as a learner, which receives the log (or a snapshot) but does not vote, and
+    /// returns once the change is committed and applied here. Call it on the leader; others
+    /// refuse with `notLeader`. `address` becomes this replica's route to the new server.
+    ///
+    /// The core does not replicate addresses: every other member, and every future leader, must
+    /// be told the learner's address with `setPeerAddress` (the daemon knows it from its gossip
+    /// membership), or it cannot reach the learner once it leads. The new server itself starts
+    /// with `ReplicaConfiguration.foundingVoters` empty and the members' addresses.
+    public func addLearner(_ id: NodeID, address: PeerAddress) async throws(ProposalError) {
+        setPeerAddress(id, address)
+        try await changeMembership(.addLearner(id))
+    }
+
+    /// Makes the learner `id` a voter, once committed and applied here. The core refuses with
+    /// `dropped(.invalidMembershipChange(.learnerNotCaughtUp))` while the learner's log lags by more
+    /// than `RaftConfiguration.learnerPromotionLagEntriesMax` (thesis §4.2.1: a voter that must
+    /// first copy the log would stall commitment); retry once it has caught up.
+    public func promote(_ id: NodeID) async throws(ProposalError) {
+        try await changeMembership(.promoteLearner(id))
+    }
+
+    /// Removes the voter (or learner) `id`, once committed and applied here. The leader may
+    /// remove itself: it keeps leading until the change commits, without counting itself, then
+    /// steps down and hands over to an up-to-date voter (thesis §4.2.2). The removed server's
+    /// address stays known to the transport; stop the removed server, then forget its address
+    /// with `setPeerAddress(id, nil)` if it will not come back.
+    public func removeVoter(_ id: NodeID) async throws(ProposalError) {
+        try await changeMembership(.removeNode(id))
+    }
+
+    /// One single-server change at a time (thesis §4.1): a second one proposed before the first
+    /// commits fails with `dropped(.membershipChangeInProgress)`, and a new leader accepts none
+    /// before it has committed an entry of its own term (`dropped(.leaderHasNotCommittedInTerm)`).
+    func changeMembership(_ change: MembershipChange) async throws(ProposalError) {
+        let result = await withCheckedContinuation { continuation in
+            offer(ProposalRequest(kind: .membershipChange(change)) { continuation.resume(returning: $0) })
+        }
+        _ = try result.get()
+    }
+
+    /// Hands leadership to the voter `target` (thesis §3.10) and returns once this replica
+    /// follows it. The leader stops accepting proposals meanwhile (`dropped(.leadershipTransferInProgress)`).
+    public func transferLeadership(to target: NodeID) async throws(LeadershipTransferError) {
+        guard !inbox.isClosed else { throw .stopped }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, LeadershipTransferError>, Never>) in
+            eventLoop.submit {
+                self.loop.value.transferLeadership(to: target) { continuation.resume(returning: $0) }
+            }.whenFailure { _ in continuation.resume(returning: .failure(.stopped)) }
+        }
+        try result.get()
+    }
+
+    /// Sets (or, with nil, forgets) where the peer `id` listens. Members added after this replica
+    /// started must be set here; the transport connects to them at once.
+    public func setPeerAddress(_ id: NodeID, _ address: PeerAddress?) {
+        transport.setPeer(id, address: address)
     }
 
     public func status() async -> ReplicaStatus? {

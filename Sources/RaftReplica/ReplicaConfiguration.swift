@@ -8,6 +8,9 @@ public struct ReplicaConfiguration: Sendable {
     public let id: NodeID
     /// The founding voters, used only when `dataDirectory` holds no log yet
     /// (`PersistentState.bootstrap(voters:)`); a restarted replica recovers its membership from disk.
+    /// Empty for a replica that joins an existing cluster (`PersistentState.joining()`): it starts
+    /// with no log and no members, and waits for a leader to add it (`RaftReplica.addLearner`)
+    /// and send it everything, a snapshot or the log from entry 1.
     public let foundingVoters: [NodeID]
     public let dataDirectory: String
     public let raft: RaftConfiguration
@@ -25,6 +28,12 @@ public struct ReplicaConfiguration: Sendable {
     public let readyBatchesPerTurnMax: Int
     /// Seeds the core's randomised election timeouts.
     public let randomSeed: UInt64
+    /// Once this many entries were applied after the last snapshot, the replica asks the state
+    /// machine for a snapshot (`StateMachine.snapshot`), makes it durable and compacts the log
+    /// behind it, memory and disk (Raft §7). That bounds the log a replica keeps and replays, at
+    /// the price of one snapshot (a full copy of the state, taken on the Raft loop) per this many
+    /// entries. nil: never, and the log grows without bound; give it a value in production.
+    public let snapshotEveryEntries: Int?
 
     public init(
         id: NodeID,
@@ -36,9 +45,10 @@ public struct ReplicaConfiguration: Sendable {
         inboxMessagesMax: Int = 16 * 1024,
         pendingProposalsMax: Int = 16 * 1024,
         readyBatchesPerTurnMax: Int = 4,
-        randomSeed: UInt64
+        randomSeed: UInt64,
+        snapshotEveryEntries: Int? = nil
     ) throws(ReplicaError) {
-        guard foundingVoters.contains(id) else {
+        guard foundingVoters.isEmpty || foundingVoters.contains(id) else {
             throw .invalidConfiguration("founding voters \(foundingVoters) do not include this replica \(id)")
         }
         guard Set(foundingVoters).count == foundingVoters.count else {
@@ -55,6 +65,24 @@ public struct ReplicaConfiguration: Sendable {
             throw .invalidConfiguration(
                 "writeAheadLog.recordBytesMax \(writeAheadLog.recordBytesMax) must exceed raft.entryBytesMax \(raft.entryBytesMax) plus overhead")
         }
+        if let snapshotEveryEntries, snapshotEveryEntries <= 0 {
+            throw .invalidConfiguration("snapshotEveryEntries must be positive, is \(snapshotEveryEntries)")
+        }
+        // A snapshot the core accepts from a leader must fit the log's snapshot file, or
+        // installing it would fail the log and stop the replica.
+        guard writeAheadLog.snapshotBytesMax >= raft.snapshotBytesMax else {
+            throw .invalidConfiguration(
+                "writeAheadLog.snapshotBytesMax \(writeAheadLog.snapshotBytesMax) is below raft.snapshotBytesMax \(raft.snapshotBytesMax)")
+        }
+        // One Ready is one WAL batch, never split across segments. Its entries are bounded by the
+        // leader's uncommitted bytes plus one in-flight window from a leader, and their encoding
+        // is at most twice their `Entry.sizeBytes`; a batch larger than a segment would fail the
+        // log (`StorageError.batchTooLarge`).
+        let readyEntriesBytesMax = 2 * (raft.uncommittedEntriesBytesMax + raft.inflightBytesMax) + writeAheadLog.recordBytesMax
+        guard writeAheadLog.segmentBytesMax >= readyEntriesBytesMax else {
+            throw .invalidConfiguration(
+                "writeAheadLog.segmentBytesMax \(writeAheadLog.segmentBytesMax) must be at least \(readyEntriesBytesMax): twice raft.uncommittedEntriesBytesMax plus raft.inflightBytesMax, plus one record")
+        }
         self.id = id
         self.foundingVoters = foundingVoters
         self.dataDirectory = dataDirectory
@@ -65,6 +93,7 @@ public struct ReplicaConfiguration: Sendable {
         self.pendingProposalsMax = pendingProposalsMax
         self.readyBatchesPerTurnMax = readyBatchesPerTurnMax
         self.randomSeed = randomSeed
+        self.snapshotEveryEntries = snapshotEveryEntries
     }
 }
 
@@ -74,6 +103,24 @@ public enum ReplicaError: Error, Equatable, Sendable {
     /// The recovered state does not satisfy the core (a bug or a foreign directory).
     case unusableState(String)
     case transport(TransportError)
+    case stopped
+}
+
+/// Why a leadership transfer did not complete (thesis §3.10).
+public enum LeadershipTransferError: Error, Equatable, Sendable {
+    /// This replica is not the leader; `leaderID` is the one it knows of, if any.
+    case notLeader(leaderID: NodeID?)
+    /// Refused by the core: the target is not a voter (learners cannot lead).
+    case dropped(DropReason)
+    /// The leader gave up after one election timeout (the target did not catch up or did not
+    /// win), and resumed leading.
+    case aborted
+    /// Another server than the target became leader.
+    case anotherLeaderElected(NodeID)
+    /// No leader was known for `transferWaitTicksMax` ticks after the transfer began.
+    case noLeaderElected
+    /// Another transfer started on this replica is still under way.
+    case transferInProgress(target: NodeID)
     case stopped
 }
 
@@ -121,9 +168,17 @@ public struct ReplicaStatus: Equatable, Sendable {
     public var storageSyncs: Int
     /// Set once the write-ahead log failed: the replica has stopped taking part.
     public var storageFailure: StorageError?
+    /// The membership in force (the latest in the log, committed or not: thesis §4.1).
+    public var membership: Membership
+    /// The index through which the log is compacted (0 before the first snapshot).
+    public var snapshotIndex: UInt64
+    /// Snapshots this replica took of its own state machine since it started.
+    public var snapshotsTaken: Int
+    /// Snapshots received from a leader (InstallSnapshot) and restored since it started.
+    public var snapshotsInstalled: Int
 }
 
-/// The application's side of the replica. Both closures run on the replica's loop, one at a
+/// The application's side of the replica. The closures run on the replica's loop, one at a
 /// time, in log order; they must not block for long (the loop also ticks and persists).
 public struct StateMachine {
     /// Applies one committed entry (commands, and also the core's no-op and membership entries,
@@ -131,9 +186,15 @@ public struct StateMachine {
     public var apply: (Entry) -> [UInt8]
     /// Replaces the whole state with a snapshot's (received from a leader, or recovered at start).
     public var restore: (Snapshot) -> Void
+    /// Encodes the whole state as of the last entry `apply` was given, such that `restore` of
+    /// those bytes rebuilds it (Raft §7). nil for a state machine that cannot: the replica then
+    /// never compacts its log, and `ReplicaConfiguration.snapshotEveryEntries` must be nil.
+    public var snapshot: (() -> [UInt8])?
 
-    public init(apply: @escaping (Entry) -> [UInt8], restore: @escaping (Snapshot) -> Void) {
+    public init(apply: @escaping (Entry) -> [UInt8], restore: @escaping (Snapshot) -> Void,
+                snapshot: (() -> [UInt8])? = nil) {
         self.apply = apply
         self.restore = restore
+        self.snapshot = snapshot
     }
 }

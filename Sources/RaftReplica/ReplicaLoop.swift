@@ -26,6 +26,18 @@ final class ReplicaLoop {
     /// The hard state last made durable, for `Ready.messagesMaySendBeforePersisting`.
     var durableHardState: HardState
     var isClosed = false
+    /// The applied index at which the last snapshot was taken or refused (see `snapshotIfDue`).
+    var lastSnapshotAttemptIndex: UInt64 = 0
+    var snapshotsTaken = 0
+    var snapshotsInstalled = 0
+    /// The leadership transfer this replica started and waits on; at most one at a time.
+    var pendingTransfer: PendingTransfer?
+
+    struct PendingTransfer {
+        var target: NodeID
+        var ticksWaited = 0
+        var completion: @Sendable (Result<Void, LeadershipTransferError>) -> Void
+    }
 
     init(configuration: ReplicaConfiguration, inbox: Inbox, logger: Logger, eventLoop: any EventLoop,
          node: RaftNode, log: WriteAheadLog, durableHardState: HardState, stateMachine: StateMachine) {
@@ -45,10 +57,12 @@ final class ReplicaLoop {
     ) -> Result<NIOLoopBoundBox<ReplicaLoop>, ReplicaError> {
         let log: WriteAheadLog
         let recovered: PersistentState
+        let initialState: PersistentState = configuration.foundingVoters.isEmpty
+            ? .joining() : .bootstrap(voters: configuration.foundingVoters)
         do {
             (log, recovered) = try WriteAheadLog.open(
                 directory: configuration.dataDirectory, configuration: configuration.writeAheadLog,
-                initialState: .bootstrap(voters: configuration.foundingVoters))
+                initialState: initialState)
         } catch {
             return .failure(.storage(error))
         }
@@ -70,6 +84,7 @@ final class ReplicaLoop {
         let loop = ReplicaLoop(configuration: configuration, inbox: inbox, logger: logger, eventLoop: eventLoop,
                                node: node, log: log, durableHardState: recovered.hardState,
                                stateMachine: stateMachine)
+        loop.lastSnapshotAttemptIndex = recovered.snapshot.metadata.index
         return .success(NIOLoopBoundBox(loop, eventLoop: eventLoop))
     }
 
@@ -90,6 +105,7 @@ final class ReplicaLoop {
     func tick() {
         guard isRunning else { return }
         node.tick()
+        pendingTransfer?.ticksWaited += 1
         handleReadies()
     }
 
@@ -104,7 +120,12 @@ final class ReplicaLoop {
         for message in messages { node.step(message) }
         var answered = 0
         for proposal in proposals {
-            switch node.propose(proposal.data, stamp: proposal.stamp) {
+            let result: ProposeResult
+            switch proposal.kind {
+            case .command(let data, let stamp): result = node.propose(data, stamp: stamp)
+            case .membershipChange(let change): result = node.proposeMembershipChange(change)
+            }
+            switch result {
             case .accepted(let index, let term):
                 // An index can be reused only after the entry there was replaced; the earlier
                 // proposal then lost it.
@@ -128,9 +149,11 @@ final class ReplicaLoop {
 
     /// Handles up to `readyBatchesPerTurnMax` batches, then yields the loop if more are waiting.
     func handleReadies() {
+        defer { settleTransfer() }
         for _ in 0..<configuration.readyBatchesPerTurnMax {
             guard isRunning, let ready = node.ready() else { return }
             handle(ready)
+            snapshotIfDue()
         }
         if isRunning && node.hasReady {
             eventLoop.execute { [box = NIOLoopBoundBox(self, eventLoop: eventLoop)] in box.value.handleReadies() }
@@ -154,7 +177,11 @@ final class ReplicaLoop {
         }
         if let state = ready.hardState { durableHardState = state }
         if !sendsEarly { transport?.send(ready.messages) }
-        if let snapshot = ready.snapshot { stateMachine.restore(snapshot) }
+        if let snapshot = ready.snapshot {
+            stateMachine.restore(snapshot)
+            snapshotsInstalled += 1
+            lastSnapshotAttemptIndex = snapshot.metadata.index
+        }
         var answered = 0
         for entry in ready.committedEntries {
             let result = stateMachine.apply(entry)
@@ -170,6 +197,101 @@ final class ReplicaLoop {
         node.advance(ready)
     }
 
+    // MARK: Snapshots (§7)
+
+    /// Takes a snapshot once `snapshotEveryEntries` entries were applied since the last one: the
+    /// state machine encodes its state, the core compacts its in-memory log behind it, and the WAL
+    /// writes the snapshot file atomically, makes its marker durable and removes the segments and
+    /// the older snapshot it covers (`WriteAheadLog.compact(through:)`).
+    ///
+    /// Run between two Readies, after `advance`: the state machine has applied exactly through
+    /// `node.appliedIndex`, and every applied entry is already in the WAL (entries are written
+    /// before they are applied), as `compact` requires. The core may send the new snapshot to a
+    /// lagging follower before the WAL has made it durable here; that is safe, since it covers
+    /// only committed entries and the follower makes its own copy durable before it acknowledges.
+    func snapshotIfDue() {
+        guard isRunning, let every = configuration.snapshotEveryEntries, let capture = stateMachine.snapshot else { return }
+        let appliedIndex = node.appliedIndex
+        guard appliedIndex >= max(node.snapshotMetadata.index, lastSnapshotAttemptIndex) + UInt64(every) else { return }
+        lastSnapshotAttemptIndex = appliedIndex
+        let data = capture()
+        let bytesMax = min(configuration.raft.snapshotBytesMax, configuration.writeAheadLog.snapshotBytesMax)
+        guard data.count <= bytesMax else {
+            // Refused, not fatal: the log keeps growing until a later snapshot fits, which the
+            // operator must see.
+            logger.error("state machine snapshot too large; log not compacted", metadata: [
+                "id": "\(configuration.id)", "bytes": "\(data.count)", "snapshotBytesMax": "\(bytesMax)",
+                "appliedIndex": "\(appliedIndex)",
+            ])
+            return
+        }
+        let snapshot: Snapshot
+        do {
+            snapshot = try node.createSnapshot(at: appliedIndex, data: data)
+        } catch {
+            preconditionFailure("createSnapshot at applied index \(appliedIndex) refused: \(error)")
+        }
+        do {
+            try log.compact(through: snapshot)
+        } catch {
+            failStorage(error)
+            return
+        }
+        snapshotsTaken += 1
+        if let failure = log.cleanupFailure {
+            logger.warning("old WAL files not removed after snapshot; retried at the next one", metadata: [
+                "id": "\(configuration.id)", "error": "\(failure)",
+            ])
+        }
+    }
+
+    // MARK: Leadership transfer (thesis §3.10)
+
+    /// Leadership transfers wait at most this many ticks for a leader once started: the core's
+    /// own deadline (one election timeout) plus a full randomised election after it.
+    var transferWaitTicksMax: Int { 4 * configuration.raft.electionTimeoutTicks }
+
+    func transferLeadership(to target: NodeID, completion: @escaping @Sendable (Result<Void, LeadershipTransferError>) -> Void) {
+        guard isRunning else { return completion(.failure(.stopped)) }
+        if let pending = pendingTransfer { return completion(.failure(.transferInProgress(target: pending.target))) }
+        switch node.transferLeadership(to: target) {
+        case .alreadyLeader:
+            completion(.success(()))
+        case .notLeader(let leaderID):
+            completion(.failure(.notLeader(leaderID: leaderID)))
+        case .dropped(let reason):
+            completion(.failure(.dropped(reason)))
+        case .started:
+            pendingTransfer = PendingTransfer(target: target, completion: completion)
+            handleReadies()
+        }
+    }
+
+    /// Answers the pending transfer once its outcome is known on this replica.
+    func settleTransfer() {
+        guard let pending = pendingTransfer else { return }
+        let outcome: Result<Void, LeadershipTransferError>
+        if node.role == .leader {
+            // Still leading: either still handing over, or the core gave up (thesis §3.10: "the
+            // prior leader aborts the transfer and resumes accepting client requests").
+            guard node.leadershipTransferTarget != pending.target else { return }
+            outcome = .failure(.aborted)
+        } else if let leaderID = node.leaderID {
+            outcome = leaderID == pending.target ? .success(()) : .failure(.anotherLeaderElected(leaderID))
+        } else {
+            guard pending.ticksWaited >= transferWaitTicksMax else { return }
+            outcome = .failure(.noLeaderElected)
+        }
+        pendingTransfer = nil
+        pending.completion(outcome)
+    }
+
+    func failPendingTransfer() {
+        guard let pending = pendingTransfer else { return }
+        pendingTransfer = nil
+        pending.completion(.failure(.stopped))
+    }
+
     /// After a failed write or sync the log refuses further use (see `StorageError.unusableAfterFailure`),
     /// and so must the replica: it stops taking part rather than vote or acknowledge without a disk.
     func failStorage(_ error: StorageError) {
@@ -179,6 +301,7 @@ final class ReplicaLoop {
         ])
         ticker?.cancel()
         failPending()
+        failPendingTransfer()
     }
 
     func failPending() {
@@ -194,6 +317,7 @@ final class ReplicaLoop {
         ticker?.cancel()
         ticker = nil
         failPending()
+        failPendingTransfer()
         for proposal in inbox.close() { proposal.completion(.failure(.stopped)) }
         log.close()
     }
@@ -204,7 +328,9 @@ final class ReplicaLoop {
         ReplicaStatus(
             id: node.id, role: node.role, term: node.term, leaderID: node.leaderID, commitIndex: node.commitIndex,
             appliedIndex: node.appliedIndex, lastIndex: node.lastIndex, pendingProposals: pending.count,
-            inboxMessagesDropped: inbox.messagesDropped, storageSyncs: log.syncCount, storageFailure: storageFailure)
+            inboxMessagesDropped: inbox.messagesDropped, storageSyncs: log.syncCount, storageFailure: storageFailure,
+            membership: node.membership, snapshotIndex: node.snapshotMetadata.index, snapshotsTaken: snapshotsTaken,
+            snapshotsInstalled: snapshotsInstalled)
     }
 
     func logEntries() -> [Entry] {

@@ -10,11 +10,15 @@ import Transport
 
 @testable import RaftReplica
 
-/// A state machine that records the commands it applies, readable from the test.
+/// A state machine that records the commands it applies, readable from the test. Its snapshot
+/// is the list of commands (each length-prefixed), so a restored replica holds the same list.
 final class AppliedCommands: Sendable {
     let commands = Mutex<[[UInt8]]>([])
+    /// The index of every snapshot `restore` was given, in order.
+    let restoredSnapshotIndexes = Mutex<[UInt64]>([])
 
     var all: [[UInt8]] { commands.withLock { $0 } }
+    var restores: [UInt64] { restoredSnapshotIndexes.withLock { $0 } }
 
     func stateMachine() -> StateMachine {
         StateMachine(
@@ -23,7 +27,33 @@ final class AppliedCommands: Sendable {
                 self.commands.withLock { $0.append(data) }
                 return Array(data.reversed())
             },
-            restore: { _ in self.commands.withLock { $0 = [] } })
+            restore: { snapshot in
+                self.commands.withLock { $0 = Self.decode(snapshot.data) }
+                self.restoredSnapshotIndexes.withLock { $0.append(snapshot.metadata.index) }
+            },
+            snapshot: { Self.encode(self.all) })
+    }
+
+    static func encode(_ commands: [[UInt8]]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for command in commands {
+            withUnsafeBytes(of: UInt32(command.count).littleEndian) { bytes += $0 }
+            bytes += command
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [[UInt8]] {
+        var commands: [[UInt8]] = []
+        var offset = 0
+        while offset + 4 <= bytes.count {
+            let count = (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << ($1 * 8) }
+            precondition(offset + 4 + count <= bytes.count, "snapshot data cut inside a command")
+            commands.append(Array(bytes[(offset + 4)..<(offset + 4 + count)]))
+            offset += 4 + count
+        }
+        precondition(offset == bytes.count, "snapshot data with \(bytes.count - offset) stray bytes")
+        return commands
     }
 }
 
@@ -39,17 +69,31 @@ func eventually(timeout: Duration = .seconds(90), _ what: String, _ condition: (
     throw CancellationError()
 }
 
-/// Three replicas in this process, each with its own Raft loop and its own data directory.
+/// Replicas in this process, each with its own Raft loop and its own data directory; three
+/// founding voters unless told otherwise, and any number that join later.
 final class LoopbackCluster {
-    let ids = [NodeID(1), NodeID(2), NodeID(3)]
+    let ids: [NodeID]
     let root: String
+    let snapshotEveryEntries: Int?
+    let writeAheadLog: WriteAheadLogConfiguration
+    let raft: RaftConfiguration
     let transportGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var raftGroups: [NodeID: MultiThreadedEventLoopGroup] = [:]
     var replicas: [NodeID: RaftReplica] = [:]
     var applied: [NodeID: AppliedCommands] = [:]
     var ports: [NodeID: Int] = [:]
+    /// Replicas started with no founding voters (they join through `addLearner`).
+    var joiners: Set<NodeID> = []
 
-    init() {
+    init(ids: [NodeID] = [NodeID(1), NodeID(2), NodeID(3)], snapshotEveryEntries: Int? = nil,
+         writeAheadLog: WriteAheadLogConfiguration = WriteAheadLogConfiguration(),
+         // 300-600 ms election timeouts: long enough that a starved test host does not depose
+         // leaders at random, short enough to keep the test quick.
+         raft: RaftConfiguration = try! RaftConfiguration(electionTimeoutTicks: 30, heartbeatIntervalTicks: 1)) {
+        self.ids = ids
+        self.snapshotEveryEntries = snapshotEveryEntries
+        self.writeAheadLog = writeAheadLog
+        self.raft = raft
         root = FileManager.default.temporaryDirectory.appendingPathComponent("raft-replica-\(UUID().uuidString)").path
     }
 
@@ -58,18 +102,27 @@ final class LoopbackCluster {
         for id in ids { try await start(id, port: try freePortBelowEphemeralRange(), peers: [:]) }
         for id in ids {
             for other in ids where other != id {
-                replicas[id]!.transport.setPeer(other, address: PeerAddress(host: "127.0.0.1", port: ports[other]!))
+                replicas[id]!.transport.setPeer(other, address: address(of: other))
             }
         }
     }
 
+    func address(of id: NodeID) -> PeerAddress { PeerAddress(host: "127.0.0.1", port: ports[id]!) }
+
+    func directory(of id: NodeID) -> String { "\(root)/\(id)" }
+
+    /// Starts `id` with no log, knowing the running replicas' addresses, to be added by the leader.
+    func startJoining(_ id: NodeID) async throws {
+        joiners.insert(id)
+        let peers = Dictionary(uniqueKeysWithValues: replicas.keys.map { ($0, address(of: $0)) })
+        try await start(id, port: try freePortBelowEphemeralRange(), peers: peers)
+    }
+
     func start(_ id: NodeID, port: Int, peers: [NodeID: PeerAddress]) async throws {
-        // 300-600 ms election timeouts: long enough that a starved test host does not depose
-        // leaders at random, short enough to keep the test quick.
-        let raft = try RaftConfiguration(electionTimeoutTicks: 30, heartbeatIntervalTicks: 1)
         let configuration = try ReplicaConfiguration(
-            id: id, foundingVoters: ids, dataDirectory: "\(root)/\(id)", raft: raft,
-            tickInterval: .milliseconds(10), randomSeed: id.rawValue &* 7919)
+            id: id, foundingVoters: joiners.contains(id) ? [] : ids, dataDirectory: directory(of: id), raft: raft,
+            writeAheadLog: writeAheadLog, tickInterval: .milliseconds(10), randomSeed: id.rawValue &* 7919,
+            snapshotEveryEntries: snapshotEveryEntries)
         let transportConfiguration = try TransportConfiguration(
             localID: id, listenAddress: PeerAddress(host: "127.0.0.1", port: port), peers: peers,
             reconnectDelayMin: .milliseconds(5), reconnectDelayMax: .milliseconds(200), jitterSeed: id.rawValue)
@@ -85,10 +138,10 @@ final class LoopbackCluster {
         ports[id] = replica.transport.listenPort
     }
 
+    /// Restarts `id` on its old port and directory; it knows the address of every replica that
+    /// ever ran in this cluster.
     func restart(_ id: NodeID) async throws {
-        let peers = Dictionary(uniqueKeysWithValues: ids.filter { $0 != id }.map {
-            ($0, PeerAddress(host: "127.0.0.1", port: ports[$0]!))
-        })
+        let peers = Dictionary(uniqueKeysWithValues: ports.keys.filter { $0 != id }.map { ($0, address(of: $0)) })
         try await start(id, port: ports[id]!, peers: peers)
     }
 
