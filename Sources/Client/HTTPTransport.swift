@@ -148,7 +148,7 @@ final class HTTPTransport: Sendable {
             case .unix(let path):
                 return try await configured.connect(unixDomainSocketPath: path).get()
             case .tcp(let host, let port):
-                return try await configured.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                return try await configured.channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(host: host, port: port).get()
             }
         } catch {
