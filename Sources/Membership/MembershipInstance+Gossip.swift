@@ -43,21 +43,27 @@ extension MembershipInstance {
     /// only partitioned away, the exchange tells each side the other is alive and the refutations
     /// spread from there.
     ///
-    /// Deviation from Serf (whose reconnect is only periodic): while no other member is alive or
-    /// suspect here, we are the cut-off side of a partition (or the last survivor), nothing else
-    /// can bring the others back (we probe no one, and they neither probe nor, after
-    /// `gossipToTheDeadMilliseconds`, gossip to us), so the attempt is made every probe interval
-    /// instead. Bounded: one push-pull per probe interval, and only while alone; a last survivor
-    /// pays one failed connection per probe interval until its dead are forgotten.
+    /// Deviation from Serf (whose reconnect is only periodic): while no other member is alive
+    /// here (all suspect or dead), we are most likely the cut-off side of a partition (or the last
+    /// survivor). Nothing else brings the others back soon: they hold us dead and neither probe us
+    /// nor, after `gossipToTheDeadMilliseconds`, gossip to us, and our own probes, slowed by our
+    /// local health multiplier, reach only the members still suspect here. So the attempt is made
+    /// every probe interval, toward a random suspect or dead member; its answer carries our death
+    /// certificate, which we refute. Bounded: one push-pull per probe interval, only in that
+    /// state; a last survivor pays one failed connection per probe interval until its dead are
+    /// forgotten.
     mutating func reconnectIfDue(now: MonotonicInstant, into effects: inout [Effect]) {
         guard !isLeaving, now >= reconnectDueAt else { return }
+        let cutOff = isCutOff
         lastReconnectAt = now
         if now >= nextReconnectAt { nextReconnectAt = now + configuration.reconnectIntervalMilliseconds }
-        let retained = deadIDs.count - deadIDsStart
-        guard retained > 0 else { return }
+        var candidates = deadIDs[deadIDsStart...]
+        if cutOff && candidates.isEmpty { candidates = suspectIDs[...] }
+        guard !candidates.isEmpty else { return }
         for _ in 0..<8 {
-            let id = deadIDs[deadIDsStart + random.below(retained)]
-            if let index = position(of: id), records[index].member.status == .dead {
+            let id = candidates[candidates.startIndex + random.below(candidates.count)]
+            if let index = position(of: id), records[index].member.status == .dead
+                || (cutOff && records[index].member.status == .suspect) {
                 effects.append(.send(MembershipMessage(.pushPull(PushPull(kind: .request, members: fullState()))),
                                      to: records[index].member.address))
                 return
@@ -65,9 +71,15 @@ extension MembershipInstance {
         }
     }
 
-    /// The periodic reconnect, or while alone a probe interval after the last attempt.
+    /// No other member is alive here, and at least one is suspect or retained dead.
+    var isCutOff: Bool {
+        assert(suspicions.count <= activeOtherCount, "\(suspicions.count) suspicions, \(activeOtherCount) active")
+        return activeOtherCount == suspicions.count && (!suspicions.isEmpty || deadIDs.count > deadIDsStart)
+    }
+
+    /// The periodic reconnect, or while cut off a probe interval after the last attempt.
     var reconnectDueAt: MonotonicInstant {
-        guard activeOtherCount == 0 else { return nextReconnectAt }
+        guard isCutOff else { return nextReconnectAt }
         return min(nextReconnectAt, lastReconnectAt + configuration.probeIntervalMilliseconds)
     }
 

@@ -108,22 +108,36 @@ extension MembershipInstance {
         effects.append(.send(datagram(.ack(Ack(sequenceNumber: ping.sequenceNumber)), first: notice), to: address))
     }
 
-    /// Lifeguard's buddy system turned around: a ping whose suspect notice about us comes from a
-    /// member we hold dead means that member is back (a healed partition: it still suspects us,
-    /// we declared it dead). Our ack tells it of its death, so it refutes at once instead of
-    /// waiting for the next push-pull or reconnect (up to 30 s each with LAN defaults; the slow
-    /// rejoins in RESULTS.md "where a slow rejoin comes from"). Not in SWIM or memberlist, whose
-    /// pings then get a plain ack. Only the sender's own notice counts: gossip relayed from
-    /// others may be older than the death.
-    func deathNotice(for message: MembershipMessage) -> Gossip? {
+    /// Lifeguard's buddy system turned around: a ping from a member we hold dead means it is back
+    /// (a healed partition: we declared it dead, it never heard). Our ack tells it of its death,
+    /// so it refutes at once instead of waiting for the next push-pull or reconnect (up to 30 s
+    /// each with LAN defaults; the slow rejoins in RESULTS.md "where a slow rejoin comes from").
+    /// Not in SWIM or memberlist, whose pings then get a plain ack. The sender is known by the
+    /// suspect notice it attaches about us (the buddy system), or else by its address among the
+    /// `deadAddressesScannedMax` most recently dead; gossip relayed from others does not count, as
+    /// it may be older than the death.
+    func deathNotice(for message: MembershipMessage, from address: MemberAddress) -> Gossip? {
         guard case .ping(let ping) = message.body, ping.targetID == localMember.id else { return nil }
         for entry in message.gossip {
             guard case .suspect(let id, _, let from) = entry, id == localMember.id,
                   let index = position(of: from), records[index].member.status == .dead else { continue }
             return .dead(from, incarnation: records[index].member.incarnation, from: localMember.id)
         }
+        var scanned = 0
+        var cursor = deadIDs.count
+        while cursor > deadIDsStart && scanned < Self.deadAddressesScannedMax {
+            cursor -= 1
+            scanned += 1
+            guard let index = position(of: deadIDs[cursor]), records[index].member.status == .dead,
+                  records[index].member.address == address else { continue }
+            return .dead(records[index].member.id, incarnation: records[index].member.incarnation, from: localMember.id)
+        }
         return nil
     }
+
+    /// Bounds the per-ping cost of recognising a dead member by its address (a mass death leaves
+    /// many retained; the ones that come back soonest are the most recently dead).
+    static let deadAddressesScannedMax = 64
 
     mutating func handlePingRequest(_ request: PingRequest, from address: MemberAddress, now: MonotonicInstant,
                                     into effects: inout [Effect]) {

@@ -57,8 +57,8 @@ public struct MembershipInstance: Sendable {
     var nextPushPullAt: MonotonicInstant
     /// The periodic reconnect (every `reconnectIntervalMilliseconds`, first one at a random phase).
     var nextReconnectAt: MonotonicInstant
-    /// The last reconnect attempt, periodic or alone: while no other member is alive or suspect,
-    /// the next one is due a probe interval after it (see `reconnectDueAt`).
+    /// The last reconnect attempt, periodic or cut off: while no other member is alive here, the
+    /// next one is due a probe interval after it (see `reconnectDueAt`).
     var lastReconnectAt: MonotonicInstant
     var joinSeeds: [MemberAddress] = []
     var joinRetryAt: MonotonicInstant?
@@ -172,7 +172,7 @@ public struct MembershipInstance: Sendable {
         // Gossip first: a ping may carry the suspicion we must refute before answering (buddy system).
         for entry in message.gossip { apply(entry, now: now, into: &effects) }
         switch message.body {
-        case .ping(let ping): handlePing(ping, from: address, notice: deathNotice(for: message), into: &effects)
+        case .ping(let ping): handlePing(ping, from: address, notice: deathNotice(for: message, from: address), into: &effects)
         case .pingRequest(let request): handlePingRequest(request, from: address, now: now, into: &effects)
         case .ack(let ack): handleAck(ack, now: now, into: &effects)
         case .nack(let nack): handleNack(nack)
@@ -260,7 +260,7 @@ public struct MembershipInstance: Sendable {
         if !broadcasts.isEmpty { earliest = min(earliest, nextGossipAt) }
         if !isLeaving {
             earliest = min(earliest, nextPushPullAt)
-            if deadIDs.count > deadIDsStart { earliest = min(earliest, reconnectDueAt) }
+            if deadIDs.count > deadIDsStart || isCutOff { earliest = min(earliest, reconnectDueAt) }
         }
         if let joinRetryAt { earliest = min(earliest, joinRetryAt) }
         for relay in relays { earliest = min(earliest, relay.nextDeadline) }

@@ -13,11 +13,11 @@ struct BoundsTests {
         let configuration = MembershipShellConfiguration(
             bindHost: loopback, bindPort: 0, memberID: MemberID("bounded"), membership: fastMembership,
             // The deadline must outlast the gap between the first connection's acceptance and the
-            // second's arrival. In a full run that gap includes however long CPU-bound suites
-            // (the membership simulations) hold the two-thread cooperative pool before this task
-            // resumes: 300 ms and 3 s both lost the race, so the second connection was accepted
-            // rather than refused. 60 s makes the test slow but not wrong.
-            randomSeed: 41, streamTimeout: .seconds(60), inboundStreamsMax: 1)
+            // second's arrival, which includes how long this task waits for a thread of the
+            // cooperative pool. 300 ms and 3 s lost that race in full runs while the membership
+            // simulations held the two-thread pool (then 60 s was used); they now run on threads
+            // of their own (MembershipSimulationTests.onOwnThread), so a few seconds suffice.
+            randomSeed: 41, streamTimeout: .seconds(5), inboundStreamsMax: 1)
         let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
         let port = Int(shell.localAddress.port)
         let silent = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()

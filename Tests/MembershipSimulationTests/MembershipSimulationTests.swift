@@ -132,11 +132,9 @@ import Testing
                                                                reconnectIntervalMilliseconds: 3_600_000)
 
     /// The test bed's isolate-then-rejoin: healed as soon as the others hold the member dead, while
-    /// it still suspects them and keeps probing them. The suspect notice on its pings reaches a
-    /// member that holds it dead, whose ack tells it of its death, and it refutes: the others see
-    /// it alive again. (Whether its own view of them is whole is push-pull's to repair: a
-    /// suspicion of it that ran out after the heal can leave it holding one of them dead, and with
-    /// push-pull off here nothing corrects that; seed 20261125 does exactly that.)
+    /// it still holds some of them alive or suspect and keeps probing those. A member that holds it
+    /// dead answers its ping with the death notice (knowing the sender by its suspect notice or
+    /// its address), and it refutes: the others see it alive again.
     @Test func isolatedMemberThatStillSuspectsOthersLearnsOfItsDeathFromAnAck() async {
         let seed = Self.seed
         let result = await onOwnThread {

@@ -252,8 +252,19 @@ import Testing
         return mesh
     }
 
-    // The cut-off side of a partition knows no live member: it probes no one and nobody gossips
-    // to it any more, so it looks for the others itself, every probe interval, until one answers.
+    // The cut-off side of a partition knows no live member: nobody probes or gossips to it any
+    // more, so it looks for the others itself, every probe interval, until one answers; first
+    // among the members it still suspects, then among those it holds dead.
+    @Test func memberThatSuspectsAllOthersReconnectsEveryProbeInterval() {
+        var suspecting = Self.meshKnowing([1, 2, 3], running: [1], dead: [], seed: 1)
+        for n in [2, 3] { _ = suspecting.nodes[1]!.receive(.suspect(memberID(n), incarnation: 0, from: memberID(9))) }
+        // The suspicions (4 s at this size) have not run out by then.
+        suspecting.advance(to: ms(3_500))
+        #expect(suspecting.nodes[1]!.members.filter { $0.status == .suspect }.count == 2)
+        let attempts = Self.reconnects(in: suspecting, from: 1, to: 2) + Self.reconnects(in: suspecting, from: 1, to: 3)
+        #expect(attempts.count >= 3, "\(attempts)")
+    }
+
     @Test func memberThatKnowsNoLiveMemberReconnectsEveryProbeInterval() {
         var alone = Self.meshKnowing([1, 2, 3], running: [1], dead: [2, 3], seed: 1)
         alone.advance(to: ms(5_000))

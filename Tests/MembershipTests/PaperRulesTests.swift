@@ -164,9 +164,9 @@ import Testing
         #expect(ping.0.gossip.first == .suspect(memberID(2), incarnation: 0, from: memberID(1)))
     }
 
-    // The buddy system turned around (not in the papers): a member we hold dead pings us with its
-    // suspicion of us, so it is back from a partition; our ack carries its death notice first,
-    // and on receiving it the member refutes.
+    // The buddy system turned around (not in the papers): a member we hold dead pings us, so it is
+    // back from a partition; our ack carries its death notice first, and on receiving it the
+    // member refutes. The sender is known by its suspicion of us, or by its address.
     @Test func ackTellsAPingingMemberWeHoldDeadOfItsDeath() {
         var a = makeInstanceKnowing(3)
         _ = a.receive(.dead(memberID(3), incarnation: 2, from: memberID(2)))
@@ -184,11 +184,15 @@ import Testing
         _ = returning.onMessage(answer[0].0, from: address(1), now: ms(20))
         #expect(returning.localMember.incarnation == 3, "the returning member refutes its death")
 
-        // A ping without the sender's own suspicion, or from a member we hold alive, gets a plain ack.
+        // Without a suspicion of us, the dead member is known by its address.
         let plain = a.onMessage(MembershipMessage(.ping(Ping(sequenceNumber: 6, targetID: memberID(1)))),
                                 from: address(3), now: ms(30)).sent
         let ourNotice = Gossip.dead(memberID(3), incarnation: 2, from: memberID(1))
-        #expect(!plain[0].0.gossip.contains(ourNotice))
+        #expect(plain[0].0.gossip.first == ourNotice)
+        // A ping from a member we hold alive gets a plain ack, even with another's suspicion of us.
+        let fromOther = a.onMessage(MembershipMessage(.ping(Ping(sequenceNumber: 8, targetID: memberID(1)))),
+                                    from: address(2), now: ms(35)).sent
+        #expect(!fromOther[0].0.gossip.contains(ourNotice))
         let fromAlive = a.onMessage(MembershipMessage(.ping(Ping(sequenceNumber: 7, targetID: memberID(1))),
                                                       gossip: [.suspect(memberID(1), incarnation: 1, from: memberID(2))]),
                                     from: address(2), now: ms(40)).sent
