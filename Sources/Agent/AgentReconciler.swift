@@ -8,9 +8,11 @@ import UnitFile
 /// - not desired but on disk: stop it if up, remove its file;
 /// - desired with another file on disk (a changed hash): stop it if up, write the new file,
 ///   reload, start it again if launched, so a unit never runs an old file after a replace;
-/// - desired, file missing: write it, reload, start if launched;
-/// - desired, file matches: reload if systemd has not read it yet (an agent that died between
-///   write and reload), start if launched and inactive, stop if loaded and up; a unit systemd
+/// - desired, file missing: write it, start if launched (reload only when the unit must end
+///   up loaded but not started: systemd reads a new unit's file on its first start);
+/// - desired, file matches: reload if it should be loaded and systemd has not read it yet (an
+///   agent that died between write and reload), start if launched and inactive, stop if loaded
+///   and up; a unit systemd
 ///   refused (`error`) or that is masked is neither reloaded nor started again.
 ///
 /// Re-adoption: after an agent restart nothing is remembered, and a unit whose file matches and
@@ -54,7 +56,12 @@ public struct AgentReconciler: Sendable {
             if have?.fileHash != want.hash {
                 if isUp { stops.append(name) }
                 writes.append(.writeFile(name, want.file))
-                needsReload = true
+                // systemd must re-read a unit it has loaded; one it has never found it reads on
+                // the start that follows (it retries not-found units when its unit directories
+                // change), so a new unit costs no daemon-reload, which takes 100 ms or more and
+                // grows with the number of units (measured: Contrib/bench/RESULTS.md, Cluster).
+                if let loadState = have?.loadState, loadState != .notFound { needsReload = true }
+                if want.state == .loaded { needsReload = true }
                 if want.state == .launched { starts.append(name) }
                 continue
             }
@@ -62,7 +69,7 @@ public struct AgentReconciler: Sendable {
             // that an operator masked does not: reloading or starting it on every tick would
             // only repeat the failure, which the state report already shows.
             let loadState = have?.loadState ?? .notFound
-            if loadState == .notFound { needsReload = true }
+            if loadState == .notFound && want.state == .loaded { needsReload = true }
             let canStart = loadState == .loaded || loadState == .notFound
             switch want.state {
             case .launched where canStart && (have?.activeState ?? .inactive) == .inactive:

@@ -24,8 +24,8 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
 
     /// Target state × observed state, for one unit whose desired file is A.
     static let cases: [Case] = [
-        Case(label: "launched, nothing on disk: write, reload, start", desired: .launched, observed: nil,
-             expected: [.writeFile(web, fileA), .reloadDaemon, .start(web)]),
+        Case(label: "launched, nothing on disk: write, start (systemd reads a new unit on its start)", desired: .launched,
+             observed: nil, expected: [.writeFile(web, fileA), .start(web)]),
         Case(label: "loaded, nothing on disk: write and reload only", desired: .loaded, observed: nil,
              expected: [.writeFile(web, fileA), .reloadDaemon]),
         Case(label: "launched, running with the same file: re-adopted, no action", desired: .launched,
@@ -34,8 +34,8 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
              observed: observed(.loaded, .inactive, hash: hashA), expected: [.start(web)]),
         Case(label: "launched, failed: left to systemd's Restart=", desired: .launched,
              observed: observed(.loaded, .failed, hash: hashA), expected: []),
-        Case(label: "launched, file written but never loaded: reload, start", desired: .launched,
-             observed: observed(.notFound, .inactive, hash: hashA), expected: [.reloadDaemon, .start(web)]),
+        Case(label: "launched, file written but never loaded: start, which loads it", desired: .launched,
+             observed: observed(.notFound, .inactive, hash: hashA), expected: [.start(web)]),
         Case(label: "launched, refused by systemd (error): no reload or start loop", desired: .launched,
              observed: observed(.error, .inactive, hash: hashA), expected: []),
         Case(label: "launched, masked by an operator: left alone", desired: .launched,

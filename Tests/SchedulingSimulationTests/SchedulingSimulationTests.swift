@@ -62,7 +62,10 @@ struct SimulatedSystemd {
                 files[name] = bytes
                 hashes[name] = UnitHash(digestOf: bytes)
             case .reloadDaemon: loaded = Set(files.keys)
-            case .start(let name): if loaded.contains(name) { active.insert(name) }
+            case .start(let name):
+                // As systemd: a start loads a unit it has not loaded yet from its file, if any.
+                if files[name] != nil { loaded.insert(name) }
+                if loaded.contains(name) { active.insert(name) }
             }
         }
     }
