@@ -1,7 +1,10 @@
 // flotilla-gossip: runs one membership shell and prints every member change as a line.
 //
 //   flotilla-gossip --bind IP:PORT [--join IP:PORT,...] [--machine-id ID] [--metadata k=v ...]
-//                   [--seed N]
+//                   [--seed N] [--profile lan|fast-lan]
+//
+// --profile picks the membership timers: memberlist's LAN defaults (the default) or
+// MembershipConfiguration.fastLAN (probe 500 ms, timeout 250 ms, suspicion multiplier 3).
 //
 // Output (stdout, flushed per line), one event per line, with the wall clock in milliseconds so
 // that lines from several machines can be compared:
@@ -25,6 +28,7 @@ struct Arguments {
     var machineID: MemberID?
     var metadata: [String: String] = [:]
     var seed: UInt64?
+    var membership: MembershipConfiguration = .lan
 }
 
 func fail(_ message: String) -> Never {
@@ -88,8 +92,14 @@ func parseArguments(_ arguments: [String]) -> Arguments {
             let text = value(flag)
             guard let seed = UInt64(text) else { fail("--seed: expected an unsigned integer, got \(text)") }
             parsed.seed = seed
+        case "--profile":
+            switch value(flag) {
+            case "lan": parsed.membership = .lan
+            case "fast-lan": parsed.membership = .fastLAN
+            case let other: fail("--profile: expected lan or fast-lan, got \(other)")
+            }
         case "--help", "-h":
-            print("usage: flotilla-gossip --bind IP:PORT [--join IP:PORT,...] [--machine-id ID] [--metadata k=v,...] [--seed N]")
+            print("usage: flotilla-gossip --bind IP:PORT [--join IP:PORT,...] [--machine-id ID] [--metadata k=v,...] [--seed N] [--profile lan|fast-lan]")
             exit(0)
         default:
             fail("unknown argument \(flag)")
@@ -150,7 +160,7 @@ do {
 }
 let configuration = MembershipShellConfiguration(
     bindHost: bind.host, bindPort: Int(bind.port), memberID: memberID,
-    metadata: MemberMetadata(arguments.metadata), randomSeed: arguments.seed)
+    metadata: MemberMetadata(arguments.metadata), membership: arguments.membership, randomSeed: arguments.seed)
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let shell: MembershipShell

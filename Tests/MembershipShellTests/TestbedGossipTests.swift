@@ -56,8 +56,8 @@ struct GossipFigures: Sendable {
     var killToDeadPerMachineMilliseconds: [Int64]
     var isolateToAllDeadMilliseconds: Int64
     var rejoinToAllAliveMilliseconds: Int64
-    /// When the last observer saw the rejoin, counted from the first `started` line: the core's
-    /// reconnect timer first fires 30 s after start, which bounds a slow rejoin.
+    /// When the last observer saw the rejoin, counted from the first `started` line (before the
+    /// core's rejoin rules, a slow rejoin landed at the first reconnect, 30 s after start).
     var rejoinSinceStartMilliseconds: Int64
     var incarnationWhenDead: UInt64
     var incarnationAfterRejoin: UInt64
