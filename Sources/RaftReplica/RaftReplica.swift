@@ -12,11 +12,13 @@ import Transport
 /// - a tick every `tickInterval` calls `RaftNode.tick()`;
 /// - messages from peers and client proposals arrive through a bounded `Inbox` and are fed to
 ///   the core in one turn;
-/// - after each input, every `Ready` is handled: (1) `WriteAheadLog.append`, one fdatasync;
-///   (2) only then its messages go to the transport; (3) a received snapshot is restored and the
-///   committed entries are applied to the `StateMachine`, answering the proposals they belong to;
-///   (4) `advance`. One Ready carries every proposal that arrived since the previous one, so
-///   concurrent clients share each fsync (group commit).
+/// - after each input, every `Ready` is handled: (1) `WriteAheadLog.append`, one fdatasync (none
+///   for a batch that only raises the commit index, which Raft may lose); (2) only then its
+///   messages go to the transport (a leader's replication before (1), thesis §10.2.1); (3) a
+///   received snapshot is restored and the committed entries are applied to the `StateMachine`,
+///   answering the proposals they belong to; (4) `advance`; (5) when due, a snapshot of the state
+///   machine and the compaction of the log behind it. One Ready carries every proposal that
+///   arrived since the previous one, so concurrent clients share each fsync (group commit).
 ///
 /// The fsync blocks this loop, deliberately: nothing may be sent before it returns, and while it
 /// runs the transport's separate loop keeps reading from peers into the inbox, to be handled in

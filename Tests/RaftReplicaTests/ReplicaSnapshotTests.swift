@@ -1,7 +1,10 @@
 import Foundation
+import Logging
+import NIOPosix
 import Raft
 import Storage
 import Testing
+import Transport
 
 @testable import RaftReplica
 
@@ -126,6 +129,22 @@ struct ReplicaSnapshotTests {
             try? await cluster.shutdown()
             throw error
         }
+    }
+
+    @Test func aSnapshotPolicyNeedsAStateMachineThatCanSnapshot() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = try ReplicaConfiguration(
+            id: NodeID(1), foundingVoters: [NodeID(1)], dataDirectory: "/nonexistent", raft: try RaftConfiguration(),
+            randomSeed: 1, snapshotEveryEntries: 100)
+        await #expect(throws: ReplicaError.invalidConfiguration("snapshotEveryEntries is set but the state machine cannot snapshot")) {
+            _ = try await RaftReplica.start(
+                configuration: configuration,
+                transportConfiguration: try TransportConfiguration(
+                    localID: NodeID(1), listenAddress: PeerAddress(host: "127.0.0.1", port: 0), peers: [:]),
+                eventLoop: group.next(), transportEventLoop: group.next(), logger: Logger(label: "no-snapshot"),
+                stateMachine: StateMachine(apply: { _ in [] }, restore: { _ in }))
+        }
+        try await group.shutdownGracefully()
     }
 
     @Test func snapshotPolicyIsValidated() throws {
