@@ -123,10 +123,13 @@ public final class Transport: Sendable {
         }
     }
 
-    /// Sets (or, with nil, removes) the address of a peer. A changed address drops the old
-    /// connection; the queued messages wait for the new one.
+    /// Sets (or, with nil, removes) the address of a peer, which may be new: membership changes
+    /// add servers at runtime. A changed address drops the old connection and its queued
+    /// messages; the same address again changes nothing, so that a caller may repeat what it
+    /// learns (a daemon re-applying its gossip view) without cutting a working connection.
     public func setPeer(_ id: NodeID, address: PeerAddress?) {
         eventLoop.execute {
+            if let address, self.state.value.links[id]?.address == address { return }
             self.removeLink(id)
             if let address, id != self.configuration.localID { self.addLink(id, address: address) }
         }

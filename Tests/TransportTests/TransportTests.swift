@@ -149,6 +149,45 @@ struct TransportTests {
         try await group.shutdownGracefully()
     }
 
+    /// Membership changes add servers after start; a daemon may also repeat addresses it
+    /// already gave (its gossip view), which must not cut the connection.
+    @Test func peersAreAddedKeptMovedAndRemovedAtRuntime() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let atOldAddress = ReceivedMessages()
+        let atNewAddress = ReceivedMessages()
+        let old = try await startTransport(id: 2, group: group, received: atOldAddress)
+        let moved = try await startTransport(id: 2, group: group, received: atNewAddress)
+        let a = try await startTransport(id: 1, group: group, received: ReceivedMessages())
+
+        a.send([heartbeat(from: 1, to: 2, term: 1)])
+        #expect(await a.counters().messagesDroppedUnknownPeer == 1)
+
+        // setPeer and send run in order on the transport's loop.
+        a.setPeer(NodeID(2), address: PeerAddress(host: loopback, port: old.listenPort))
+        a.send([heartbeat(from: 1, to: 2, term: 2)])
+        try await eventually("the added peer receives") { atOldAddress.all.count == 1 }
+
+        a.setPeer(NodeID(2), address: PeerAddress(host: loopback, port: old.listenPort))
+        a.send([heartbeat(from: 1, to: 2, term: 3)])
+        try await eventually("the peer receives over the same connection") { atOldAddress.all.count == 2 }
+        #expect(await a.counters().connectAttempts == 1, "the same address again reconnected")
+
+        a.setPeer(NodeID(2), address: PeerAddress(host: loopback, port: moved.listenPort))
+        a.send([heartbeat(from: 1, to: 2, term: 4)])
+        try await eventually("the peer receives at its new address") { atNewAddress.all.count == 1 }
+        #expect(atNewAddress.all.map(\.term) == [4])
+        #expect(await a.counters().connectAttempts == 2)
+
+        a.setPeer(NodeID(2), address: nil)
+        a.send([heartbeat(from: 1, to: 2, term: 5)])
+        #expect(await a.counters().messagesDroppedUnknownPeer == 2)
+        #expect(atOldAddress.all.map(\.term) == [2, 3])
+        await a.shutdown()
+        await old.shutdown()
+        await moved.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func aFullSendQueueDropsTheNewestAndCountsIt() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // A port that nobody listens on: bind one, note it, close it.
