@@ -41,7 +41,7 @@ public final class HTTPAPIServer: Sendable {
         let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
         let connection = HTTPConnection(handler: APIRequestHandler(backend: backend, configuration: configuration, logger: logger),
                                         configuration: configuration, logger: logger)
-        var bound: [NIOAsyncChannel<HTTPServerAsyncChannel, Never>] = []
+        var bound: [NIOAsyncChannel<AcceptedConnection, Never>] = []
         for listener in listeners {
             do {
                 bound.append(try await bind(listener, group: eventLoopGroup, configuration: configuration, connections: connections))
@@ -73,13 +73,16 @@ public final class HTTPAPIServer: Sendable {
         logger.info("API stopped")
     }
 
-    private static func acceptLoop(_ serverChannel: NIOAsyncChannel<HTTPServerAsyncChannel, Never>, connection: HTTPConnection,
+    private static func acceptLoop(_ serverChannel: NIOAsyncChannel<AcceptedConnection, Never>, connection: HTTPConnection,
                                    logger: Logger) async {
         do {
             try await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
-                    for try await client in inbound {
-                        group.addTask { await connection.run(client) }
+                    for try await accepted in inbound {
+                        switch accepted {
+                        case .serve(let client): group.addTask { await connection.run(client) }
+                        case .refused: continue
+                        }
                     }
                 }
             }
@@ -89,11 +92,11 @@ public final class HTTPAPIServer: Sendable {
     }
 
     private static func bind(_ listener: APIListener, group: any EventLoopGroup, configuration: HTTPAPIConfiguration,
-                             connections: ConnectionRegistry) async throws -> NIOAsyncChannel<HTTPServerAsyncChannel, Never> {
+                             connections: ConnectionRegistry) async throws -> NIOAsyncChannel<AcceptedConnection, Never> {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<HTTPServerAsyncChannel> = { channel in
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<AcceptedConnection> = { channel in
             initializeConnection(channel, configuration: configuration, connections: connections)
         }
         switch listener {
@@ -117,12 +120,13 @@ public final class HTTPAPIServer: Sendable {
         }
     }
 
-    /// The pipeline of one accepted connection. A connection over `connectionsMax` fails its
-    /// initializer, which makes NIO close it before a byte is read.
+    /// The pipeline of one accepted connection. A connection over `connectionsMax` is closed
+    /// here, before a byte is read. (Failing the initializer instead would fail the listener's
+    /// whole accept sequence, not just this connection.)
     private static func initializeConnection(_ channel: any Channel, configuration: HTTPAPIConfiguration,
-                                             connections: ConnectionRegistry) -> EventLoopFuture<HTTPServerAsyncChannel> {
+                                             connections: ConnectionRegistry) -> EventLoopFuture<AcceptedConnection> {
         guard connections.admit(channel) else {
-            return channel.eventLoop.makeFailedFuture(ConnectionRegistry.Refused())
+            return channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
         }
         channel.closeFuture.whenComplete { _ in connections.remove(channel) }
         var limits = NIOHTTPDecoderLimitConfiguration()
@@ -136,18 +140,23 @@ public final class HTTPAPIServer: Sendable {
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout), position: .first)
             try sync.addHandler(IdleConnectionCloser())
-            return try HTTPServerAsyncChannel(wrappingChannelSynchronously: channel)
+            return .serve(try HTTPServerAsyncChannel(wrappingChannelSynchronously: channel))
+        }.flatMapError { _ in
+            channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
         }
     }
+}
+
+/// What a listener's initializer hands its accept loop.
+enum AcceptedConnection: Sendable {
+    case serve(HTTPServerAsyncChannel)
+    /// Over `connectionsMax`: already closed.
+    case refused
 }
 
 /// The open connections of a server, across its listeners: the bound on their number, and the
 /// list `shutdown` closes.
 final class ConnectionRegistry: @unchecked Sendable {
-    struct Refused: Error, CustomStringConvertible {
-        var description: String { "too many API connections" }
-    }
-
     private let connectionsMax: Int
     // Guards `channels` and `isClosed`; held only for dictionary updates, never across IO.
     private let lock = NSLock()

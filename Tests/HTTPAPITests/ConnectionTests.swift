@@ -1,0 +1,156 @@
+import FleetAPI
+import Foundation
+import HTTPAPI
+import NIOCore
+import Testing
+
+@Suite struct ConnectionTests {
+    @Test func unixSocketFileHasMode0660() async throws {
+        try await ServerFixture.run { fixture in
+            var info = stat()
+            #expect(stat(fixture.socketPath, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o660)
+            #expect(info.st_mode & S_IFMT == S_IFSOCK)
+            let connection = try await fixture.connectUnix()
+            #expect(try await connection.request("GET", "/flotilla/v1/cluster").status == 200)
+            await connection.close()
+        }
+    }
+
+    @Test func aStaleSocketFileIsReplacedAndRemovedOnShutdown() async throws {
+        try await ServerFixture.run { fixture in
+            // A second server on the same path (the first one's socket left behind) takes it over.
+            let second = try await HTTPAPIServer.start(listeners: [.unix(path: fixture.socketPath, mode: 0o600)],
+                                                       backend: fixture.backend, eventLoopGroup: ServerFixture.group,
+                                                       logger: .init(label: "second"))
+            var info = stat()
+            #expect(stat(fixture.socketPath, &info) == 0 && info.st_mode & 0o777 == 0o600)
+            await second.shutdown()
+            #expect(stat(fixture.socketPath, &info) != 0)
+        }
+    }
+
+    @Test func aRegularFileAtTheSocketPathIsNotDeleted() async throws {
+        try await ServerFixture.run { fixture in
+            let path = fixture.directory + "/not-a-socket"
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("keep".utf8)))
+            await #expect(throws: HTTPAPIServerError.self) {
+                _ = try await HTTPAPIServer.start(listeners: [.unix(path: path, mode: 0o660)], backend: fixture.backend,
+                                                  eventLoopGroup: ServerFixture.group, logger: .init(label: "x"))
+            }
+            #expect(FileManager.default.contents(atPath: path) == Data("keep".utf8))
+        }
+    }
+
+    @Test func twoRequestsShareOneKeptAliveConnection() async throws {
+        try await ServerFixture.run { fixture in
+            let connection = try await fixture.connectUnix()
+            let first = try await connection.request("GET", "/flotilla/v1/cluster")
+            let second = try await connection.request("GET", "/fleet/v1/units/missing.service")
+            #expect(first.status == 200 && second.status == 404)
+            // Pipelined: both requests written at once, answered in order.
+            try await connection.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /fleet/v1/units HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await connection.readResponse().status == 200)
+            #expect(try await connection.readResponse().text == #"{"units":[]}"#)
+            #expect(!connection.isClosedByServer)
+            // Connection: close is honoured.
+            let last = try await connection.request("GET", "/metrics", headers: ["Connection: close"])
+            #expect(last.header("Connection") == "close")
+            #expect(await connection.waitForClose())
+        }
+    }
+
+    @Test func aBodyOverTheLimitIs413() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(requestBodyBytesMax: 1024)) { fixture in
+            let big = #"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":""# +
+                String(repeating: "x", count: 2000) + #""}]}"#
+            let connection = try await fixture.connectTCP()
+            let response = try await connection.request("PUT", "/fleet/v1/units/a.service", body: big)
+            #expect(response.status == 413)
+            #expect(try errorBody(response).error.code == 413)
+            #expect(await connection.waitForClose())
+            // Chunked, without a length announced: cut when the limit is passed.
+            let chunked = try await fixture.connectTCP()
+            let chunk = String(repeating: "y", count: 1500)
+            try await chunked.send("PUT /fleet/v1/units/a.service HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   + String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n0\r\n\r\n")
+            #expect(try await chunked.readResponse().status == 413)
+            #expect(await fixture.backend.lastPut == nil)
+            await chunked.close()
+        }
+    }
+
+    @Test func aGarbageRequestIs400AndClosesTheConnection() async throws {
+        try await ServerFixture.run { fixture in
+            let connection = try await fixture.connectTCP()
+            try await connection.send("THIS IS NOT HTTP\r\n\u{01}\u{02}\r\n\r\n")
+            let response = try await connection.readResponse()
+            #expect(response.status == 400)
+            #expect(await connection.waitForClose())
+            // The server still serves others.
+            #expect(try await fixture.request("GET", "/flotilla/v1/cluster").status == 200)
+        }
+    }
+
+    @Test func aHeadOverTheLimitIsRefused() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(requestHeadBytesMax: 2048)) { fixture in
+            let connection = try await fixture.connectTCP()
+            let response = try await connection.request("GET", "/metrics", headers: ["X-Padding: " + String(repeating: "p", count: 4096)])
+            #expect(response.status == 400)
+            #expect(await connection.waitForClose())
+        }
+    }
+
+    @Test func followingAJournalStreamsLinesUntilTheClientLeavesThenCancelsTheStream() async throws {
+        try await ServerFixture.run { fixture in
+            let connection = try await fixture.connectUnix()
+            try await connection.send("GET /flotilla/v1/units/web%401.service/journal?lines=2&follow=true HTTP/1.1\r\nHost: t\r\n\r\n")
+            let head = try await connection.readHead()
+            #expect(head.status == 200)
+            #expect(head.header("Content-Type") == "text/plain; charset=utf-8")
+            #expect(head.header("Transfer-Encoding") == "chunked")
+            await fixture.backend.waitForFollower()
+            await fixture.backend.emit("first line")
+            #expect(try await connection.readChunk() == Array("first line\n".utf8))
+            await fixture.backend.emit("second line")
+            #expect(try await connection.readChunk() == Array("second line\n".utf8))
+            await connection.close()
+            await fixture.backend.waitForFollowTermination()
+            #expect(await fixture.backend.followTerminations == ["web@1.service cancelled"])
+        }
+    }
+
+    @Test func aFollowedJournalThatEndsEndsTheResponse() async throws {
+        try await ServerFixture.run { fixture in
+            let connection = try await fixture.connectTCP()
+            try await connection.send("GET /flotilla/v1/units/a.service/journal?follow=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            _ = try await connection.readHead()
+            await fixture.backend.waitForFollower()
+            await fixture.backend.emit("only")
+            await fixture.backend.followContinuation?.finish()
+            #expect(try await connection.readChunk() == Array("only\n".utf8))
+            #expect(try await connection.readChunk() == nil)
+            #expect(await connection.waitForClose())
+        }
+    }
+
+    @Test func connectionsOverTheLimitAreClosedAtOnce() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(connectionsMax: 1)) { fixture in
+            let first = try await fixture.connectTCP()
+            #expect(try await first.request("GET", "/metrics").status == 200)
+            let second = try await fixture.connectTCP()
+            try? await second.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(await second.waitForClose())
+            #expect(try await first.request("GET", "/metrics").status == 200)
+            await first.close()
+        }
+    }
+
+    @Test func anIdleKeptAliveConnectionIsClosed() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(idleTimeout: .milliseconds(200))) { fixture in
+            let connection = try await fixture.connectTCP()
+            #expect(try await connection.request("GET", "/metrics").status == 200)
+            #expect(await connection.waitForClose())
+        }
+    }
+}

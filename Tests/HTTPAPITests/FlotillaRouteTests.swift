@@ -1,0 +1,101 @@
+import FleetAPI
+import Foundation
+import HTTPAPI
+import Testing
+
+@Suite struct FlotillaRouteTests {
+    @Test func clusterMachinesAndUnitFilesAnswerTheBackendsValues() async throws {
+        try await ServerFixture.run { fixture in
+            let cluster = try await fixture.request("GET", "/flotilla/v1/cluster")
+            #expect(try decode(FlotillaClusterStatus.self, cluster).leaderMachineID == "m1")
+            let machines = try await fixture.request("GET", "/flotilla/v1/machines")
+            #expect(machines.text.hasPrefix(#"{"machines":[{"id":"m1","isDrained":false,"#))
+            let files = try await fixture.request("GET", "/flotilla/v1/unit-files")
+            #expect(files.text.hasPrefix(#"{"units":[{"desiredState":"launched","hash":"abc","isGlobal":false,"name":"web@1.service","#))
+        }
+    }
+
+    @Test func drainAndUndrainAre204AndAnUnknownMachineIsTheBackends404() async throws {
+        try await ServerFixture.run { fixture in
+            #expect(try await fixture.request("POST", "/flotilla/v1/machines/m1/drain").status == 204)
+            #expect(await fixture.backend.drained["m1"] == true)
+            #expect(try await fixture.request("POST", "/flotilla/v1/machines/m1/undrain").status == 204)
+            #expect(await fixture.backend.drained["m1"] == false)
+            let unknown = try await fixture.request("POST", "/flotilla/v1/machines/m9/drain")
+            #expect(unknown.status == 404)
+            #expect(try errorBody(unknown).error.message == "machine m9 not found")
+            #expect(try await fixture.request("GET", "/flotilla/v1/machines/m1/drain").header("Allow") == "POST")
+        }
+    }
+
+    @Test func watchPassesIndexAndCapsTheWait() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(longPollWaitMillisecondsMax: 60_000)) { fixture in
+            let page = try await fixture.request("GET", "/flotilla/v1/watch?afterIndex=41&waitMilliseconds=120000")
+            #expect(page.status == 200)
+            #expect(try decode(FlotillaEventPage.self, page).lastIndex == 42)
+            #expect(await fixture.backend.lastWaitMilliseconds == 60_000)
+            _ = try await fixture.request("GET", "/flotilla/v1/watch?afterIndex=0&waitMilliseconds=250")
+            #expect(await fixture.backend.lastWaitMilliseconds == 250)
+        }
+    }
+
+    @Test(arguments: [
+        "/flotilla/v1/watch?afterIndex=abc", "/flotilla/v1/watch?afterIndex=-1", "/flotilla/v1/watch?waitMilliseconds=1.5",
+        "/flotilla/v1/watch?afterIndex=99999999999999999999999", "/flotilla/v1/units/a.service/journal?lines=x",
+        "/flotilla/v1/units/a.service/journal?lines=10001", "/flotilla/v1/units/a.service/journal?follow=maybe",
+        "/flotilla/v1/peer/schedule/m1?afterVersion=", "/flotilla/v1/units/bad/status", "/flotilla/v1/watch?afterIndex=%zz",
+    ])
+    func invalidQueryParametersAndNamesAre400(target: String) async throws {
+        try await ServerFixture.run { fixture in
+            let response = try await fixture.request("GET", target)
+            #expect(response.status == 400, "\(target): \(response.text)")
+            #expect(try errorBody(response).error.code == 400)
+        }
+    }
+
+    @Test func journalStatusAndScheduleAnswer() async throws {
+        try await ServerFixture.run { fixture in
+            let journal = try await fixture.request("GET", "/flotilla/v1/units/web%401.service/journal?lines=1")
+            #expect(try decode(FlotillaJournal.self, journal) == FlotillaJournal(unit: "web@1.service", machineID: "m1", lines: ["line two"]))
+            let status = try await fixture.request("GET", "/flotilla/v1/units/web@1.service/status")
+            #expect(try decode(FlotillaUnitStatus.self, status).text.contains("Active: active"))
+            let schedule = try await fixture.request("GET", "/flotilla/v1/peer/schedule/m2?afterVersion=7&waitMilliseconds=10")
+            let decoded = try decode(MachineSchedule.self, schedule)
+            #expect(decoded.machineID == "m2" && decoded.version == 8)
+        }
+    }
+
+    @Test func aBackendFailureIsItsStatusInFleetsErrorShape() async throws {
+        try await ServerFixture.run { fixture in
+            let response = try await fixture.request("GET", "/flotilla/v1/units/failing.service/journal")
+            #expect(response.status == 500)
+            #expect(response.text == #"{"error":{"code":500,"message":"agent on m9 did not answer"}}"#)
+            // The server is still there.
+            #expect(try await fixture.request("GET", "/flotilla/v1/cluster").status == 200)
+        }
+    }
+
+    @Test func stateReportsMustNameTheMachineOfTheURL() async throws {
+        try await ServerFixture.run { fixture in
+            let report = StateReport(machineID: "m2", isResync: true, states: [
+                FleetUnitState(name: "a.service", hash: "h", machineID: "m2", systemdLoadState: "loaded",
+                               systemdActiveState: "active", systemdSubState: "running"),
+            ], gone: ["b.service"])
+            let body = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+            #expect(try await fixture.request("PUT", "/flotilla/v1/peer/states/m2", body: body).status == 204)
+            #expect(await fixture.backend.reports == [report])
+            let mismatch = try await fixture.request("PUT", "/flotilla/v1/peer/states/m3", body: body)
+            #expect(mismatch.status == 400)
+            #expect(await fixture.backend.reports.count == 1)
+        }
+    }
+
+    @Test func metricsAreServedAsPrometheusText() async throws {
+        try await ServerFixture.run { fixture in
+            let response = try await fixture.request("GET", "/metrics")
+            #expect(response.status == 200)
+            #expect(response.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
+            #expect(response.text == "# TYPE flotilla_raft_term gauge\nflotilla_raft_term 3\n")
+        }
+    }
+}
