@@ -58,6 +58,8 @@ struct SimulatedDisk {
     /// Step 1 of the `Ready` contract, written once its sync completed (the caller models the
     /// sync delay); a commit-only batch is written without a sync, as the WAL does.
     mutating func persist(_ ready: Ready) {
+        // Nothing to write: the WAL neither writes nor syncs (`WriteBatch.isEmpty`).
+        guard ready.snapshot != nil || !ready.entries.isEmpty || ready.hardState != nil else { return }
         if let received = ready.snapshot {
             snapshot = received
             entries = []
