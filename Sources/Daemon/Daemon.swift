@@ -9,6 +9,7 @@ import Registry
 import ServiceLifecycle
 import Synchronization
 import SystemdBus
+import UnitFile
 
 /// Runs one `flotillad` until SIGTERM or SIGINT.
 ///
@@ -107,12 +108,25 @@ struct DaemonService: Service {
 
         logger.notice("flotillad stopping")
         _ = try? SystemdNotifier.notify([.stopping])
+        // Leave the gossip pool only when the whole machine is going down (a start job for
+        // shutdown.target is queued): then the leader moves its units at once. A daemon that is
+        // only restarting stays silent, so nothing moves (see the type's comment).
+        if await Self.machineIsShuttingDown(manager) {
+            logger.notice("the machine is shutting down: leaving the cluster so its units move now")
+            try? await membership.leave()
+        }
         await userServer.shutdown()
         await peerServer.shutdown()
         await voter?.stop()
         await membership.stop()
         await manager.close()
         try? await ioGroup.shutdownGracefully()
+    }
+
+    static func machineIsShuttingDown(_ manager: SystemdManager) async -> Bool {
+        guard let target = try? UnitName("shutdown.target"),
+              let status = try? await manager.listUnitsByNames([target]).first else { return false }
+        return status.jobType == "start" || status.state.active.rawValue == "active" || status.state.active.rawValue == "activating"
     }
 
     static func userListeners(_ configuration: DaemonConfiguration) -> [APIListener] {

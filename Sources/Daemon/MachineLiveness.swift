@@ -22,9 +22,11 @@ enum MemberKeys {
 /// Decides which machines the scheduler may use (pure; the leader calls it with membership's
 /// current view and the time).
 ///
-/// A machine is live while membership sees it alive or suspect; once it is dead (or left) it
-/// stays live for `agentTTLMilliseconds` more, measured from when this tracker first saw it
-/// dead, and only then do its units move. The grace is measured by the leader, so a new leader
+/// A machine is live while membership sees it alive or suspect; once it is dead it stays live
+/// for `agentTTLMilliseconds` more, measured from when this tracker first saw it dead, and only
+/// then do its units move. A machine that left (its flotillad said goodbye because the machine
+/// is shutting down) is not live at all: its units are being stopped by its own systemd, and
+/// waiting would only leave them down longer. The grace is measured by the leader, so a new leader
 /// starts the clock afresh: a leader change can delay a move by at most one TTL, never cause one.
 struct MachineLiveness: Sendable {
     let agentTTLMilliseconds: Int64
@@ -44,6 +46,7 @@ struct MachineLiveness: Sendable {
                 live.append(machine.id)
                 continue
             }
+            if machine.status == .left { continue }
             let since = downSinceMilliseconds[machine.id] ?? nowMilliseconds
             stillDown[machine.id] = since
             if nowMilliseconds - since < agentTTLMilliseconds { live.append(machine.id) }

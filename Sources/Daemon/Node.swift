@@ -235,6 +235,9 @@ final class Node: Sendable {
         let liveIDs = Set(liveness.withLock { $0.liveIDs(machines: views, nowMilliseconds: Self.nowMilliseconds()) })
         let state = registry.current
         let live = views.filter { liveIDs.contains($0.id) }.map { $0.liveMachine(in: state) }
+        // A machine past its grace (or gone) reports nothing any more: its last states would
+        // show units as running where they no longer are.
+        for view in views where !liveIDs.contains(view.id) { stateTable.forget(machineID: view.id.rawValue) }
         let plan = Scheduler.plan(registry: state, liveMachines: live)
         unscheduledReasons.withLock { reasons in
             reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
@@ -288,7 +291,7 @@ final class Node: Sendable {
 
     func currentState(of record: UnitRecord) -> FleetUnitTargetState? {
         guard let machine = record.machine else { return record.options.isGlobal ? nil : .inactive }
-        guard let state = stateTable.states(machineID: machine.rawValue, unitName: record.name.rawValue).first else {
+        guard let state = stateTable.state(machineID: machine.rawValue, unitName: record.name.rawValue) else {
             return .inactive
         }
         switch state.systemdActiveState {

@@ -54,6 +54,11 @@ final class UnitStateTable: Sendable {
         }
     }
 
+    /// One unit's state on one machine (the hot path of listing units: no scan, no sort).
+    func state(machineID: String, unitName: String) -> FleetUnitState? {
+        table.withLock { $0[machineID]?[unitName] }
+    }
+
     func forget(machineID: String) { table.withLock { _ = $0.removeValue(forKey: machineID) } }
     func clear() { table.withLock { $0.removeAll() } }
 }
