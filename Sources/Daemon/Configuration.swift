@@ -53,6 +53,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Raft tick and election timeout (in ticks).
     public var raftTickMilliseconds: Int64 = 10
     public var raftElectionTicks = 30
+    /// The registry is snapshotted and the Raft log compacted behind it every this many
+    /// entries: the log on disk, and a restart's replay, stay bounded.
+    public var raftSnapshotEntries = 10_000
 
     public init() {}
 
@@ -189,6 +192,7 @@ extension DaemonConfiguration {
             logLevel = value
         case "raft_tick": raftTickMilliseconds = try duration()
         case "raft_election_ticks": raftElectionTicks = Int(try integer(2...10_000))
+        case "raft_snapshot_entries": raftSnapshotEntries = Int(try integer(16...10_000_000))
         default:
             throw ConfigurationError("\(source): unknown setting \(key.debugDescription)")
         }

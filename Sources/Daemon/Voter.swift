@@ -45,7 +45,8 @@ final class Voter: Sendable {
             id: localID, foundingVoters: addresses.keys.sorted(), dataDirectory: configuration.dataDirectory + "/raft",
             raft: raft, writeAheadLog: WriteAheadLogConfiguration(recordBytesMax: 2 << 20),
             tickInterval: .milliseconds(configuration.raftTickMilliseconds),
-            randomSeed: localID.rawValue &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(UInt32(truncatingIfNeeded: getpid())))
+            randomSeed: localID.rawValue &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(UInt32(truncatingIfNeeded: getpid())),
+            snapshotEveryEntries: configuration.raftSnapshotEntries)
         var peers: [NodeID: PeerAddress] = [:]
         for (id, ip) in addresses where id != localID { peers[id] = PeerAddress(host: ip, port: configuration.raftPort) }
         let transportConfiguration = try TransportConfiguration(
@@ -58,7 +59,8 @@ final class Voter: Sendable {
             replica = try await RaftReplica.start(
                 configuration: replicaConfiguration, transportConfiguration: transportConfiguration,
                 eventLoop: raftGroup.next(), transportEventLoop: ioGroup.next(), logger: logger,
-                stateMachine: StateMachine(apply: { registry.apply($0) }, restore: { registry.restore($0.data) }))
+                stateMachine: StateMachine(apply: { registry.apply($0) }, restore: { registry.restore($0.data) },
+                                           snapshot: { registry.snapshot() }))
         } catch {
             try? await raftGroup.shutdownGracefully()
             throw error

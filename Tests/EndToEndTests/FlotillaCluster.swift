@@ -38,12 +38,13 @@ struct FlotillaCluster {
     var voters: String { addresses.prefix(3).joined(separator: ",") }
 
     /// flotillad as a unit of the machine's systemd (Type=notify, restarted on failure), as
-    /// Units/flotillad.service runs it.
+    /// Units/flotillad.service runs it. Snapshots every 32 entries, so that the scenarios also
+    /// run through log compaction and, on restarts, recovery from a snapshot.
     func startDaemon(_ machine: Int) throws {
         _ = try bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
         try bed.exec(machine, "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
                      "-p", "Restart=always", "-p", "RestartSec=200ms", daemon, "--public-ip=\(addresses[machine - 1])",
-                     "--voters=\(voters)")
+                     "--voters=\(voters)", "--raft-snapshot-entries=32")
     }
 
     @discardableResult
