@@ -115,6 +115,17 @@ struct DaemonService: Service {
             logger.notice("the machine is shutting down: leaving the cluster so its units move now")
             try? await membership.leave()
         }
+        // A leader hands over first (thesis §3.10), so the cluster does not wait out an election
+        // timeout with nobody accepting writes.
+        if let voter, let status = await voter.replica.status(), status.role == .leader,
+           let successor = status.membership.voters.filter({ $0 != voter.nodeID }).sorted().first {
+            do {
+                try await voter.replica.transferLeadership(to: successor)
+                logger.notice("leadership handed over", metadata: ["to": "\(successor)"])
+            } catch {
+                logger.notice("leadership hand-over failed; the others will elect", metadata: ["error": "\(error)"])
+            }
+        }
         await userServer.shutdown()
         await peerServer.shutdown()
         await voter?.stop()
