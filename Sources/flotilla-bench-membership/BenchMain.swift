@@ -6,7 +6,7 @@ import Darwin
 import Membership
 
 /// `flotilla-bench-membership [sizes...] [--seed n] [--profile lan|fast-lan] [--crashes n]
-/// [--only crash,loss,join,delay,partition,isolate]`: runs the membership simulation and prints
+/// [--loss fraction] [--delay ms] [--only crash,loss,join,delay,partition,isolate]`: runs the membership simulation and prints
 /// Markdown tables. Contrib/bench/membership builds it in release and runs it.
 ///
 /// Every figure is named for exactly what it measures (see `Scenarios.CrashDetection`): "first
@@ -39,9 +39,9 @@ struct BenchMain {
             }
             var lossText = "not run"
             if options.runs("loss") {
-                progress("\(size) members: 5 % loss, 120 s")
+                progress("\(size) members: \(options.lossPercent) % loss, 120 s")
                 let lossy = Scenarios.falsePositives(memberCount: size, seed: options.seed, durationMilliseconds: 120_000,
-                                                     lossProbability: 0.05, configuration: configuration)
+                                                     lossProbability: options.loss, configuration: configuration)
                 lossText = "\(lossy.declarations) / \(lossy.membersAffected) / \(format2(lossy.declarationsPerMemberHour))"
             }
             let peak = peakResidentMegabytes()
@@ -61,7 +61,7 @@ struct BenchMain {
         print("")
         print("Cost and false positives:")
         print("")
-        print("| members | datagrams per member per s | datagram bytes per member per s | largest datagram, B | push-pull streams per member per min | mass join through one seed until all know all, s | 5 % datagram loss, 120 s: false declarations / healthy members affected / declarations per member-hour | peak RSS of the run, MB |")
+        print("| members | datagrams per member per s | datagram bytes per member per s | largest datagram, B | push-pull streams per member per min | mass join through one seed until all know all, s | \(options.lossPercent) % datagram loss, 120 s: false declarations / healthy members affected / declarations per member-hour | peak RSS of the run, MB |")
         print("|---|---|---|---|---|---|---|---|")
         for row in costRows { print(row) }
         print("")
@@ -69,9 +69,9 @@ struct BenchMain {
         if options.runs("delay") {
             progress("delayed member, \(largest) members")
             let slow = Scenarios.falsePositives(memberCount: largest, seed: options.seed, durationMilliseconds: 120_000,
-                                                lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: 1_500,
+                                                lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: options.delayMilliseconds,
                                                 configuration: configuration)
-            print("- Delayed member (\(largest) members, every message to or from one member delayed by up to 1.5 s each way, 120 s): \(slow.declarations) false declarations about healthy members, \(slow.slowMemberDeclarations) about the slow member.")
+            print("- Delayed member (\(largest) members, every message to or from one member delayed by up to \(seconds(options.delayMilliseconds)) s each way, 120 s): \(slow.declarations) false declarations about healthy members, \(slow.slowMemberDeclarations) about the slow member.")
         }
         if options.runs("partition") {
             progress("partition, \(largest) members")
@@ -115,6 +115,11 @@ struct BenchMain {
         var profile = "lan"
         var crashes: Int?
         var only: Set<String>?
+        /// Datagram loss in the false-positive run, and the delayed member's extra delay each way.
+        var loss = 0.05
+        var delayMilliseconds: Int64 = 1_500
+
+        var lossPercent: String { format2(loss * 100) }
 
         init(arguments: [String]) {
             var remaining = arguments[...]
@@ -123,6 +128,8 @@ struct BenchMain {
                 case "--seed": seed = remaining.popFirst().flatMap { UInt64($0) } ?? 1
                 case "--profile": profile = remaining.popFirst() ?? "lan"
                 case "--crashes": crashes = remaining.popFirst().flatMap { Int($0) }
+                case "--loss": loss = remaining.popFirst().flatMap { Double($0) } ?? 0.05
+                case "--delay": delayMilliseconds = remaining.popFirst().flatMap { Int64($0) } ?? 1_500
                 case "--only": only = Set((remaining.popFirst() ?? "").split(separator: ",").map(String.init))
                 default: if let size = Int(argument) { sizes.append(size) }
                 }
