@@ -47,21 +47,17 @@ struct DaemonService: Service {
         _ = try? SystemdNotifier.notify([.status("starting: connected to systemd")])
 
         let nodeBox = Mutex<Node?>(nil)
-        var voter: Voter?
-        var registry: RegistryStore?
-        if configuration.isFoundingVoter {
-            let store = RegistryStore(logger: logger) { command, state in
-                nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
-            }
-            registry = store
-            voter = try await Voter.start(configuration: configuration, registry: store, ioGroup: ioGroup, logger: logger)
+        let registry = RegistryStore(logger: logger) { command, state in
+            nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
         }
+        let voter = try await Voter.start(configuration: configuration, registry: registry, ioGroup: ioGroup, logger: logger)
 
         var memberMetadata = configuration.metadata
         memberMetadata[MemberKeys.peerPort] = String(configuration.peerPort)
+        memberMetadata[MemberKeys.raftPort] = String(configuration.raftPort)
         let membershipConfiguration = MembershipShellConfiguration(
             bindHost: configuration.publicIP, bindPort: configuration.gossipPort, memberID: machineID,
-            metadata: MemberMetadata(memberMetadata), role: voter == nil ? .agent : .voter, version: FlotillaVersion.current,
+            metadata: MemberMetadata(memberMetadata), role: configuration.isFoundingVoter ? .voter : .agent, version: FlotillaVersion.current,
             membership: configuration.gossipProfile == "lan" ? .lan : .fastLAN)
         let membership = try await MembershipShell.start(configuration: membershipConfiguration, eventLoop: ioGroup.next())
         let seeds = (configuration.seeds.isEmpty ? configuration.effectiveVoters : configuration.seeds).compactMap { seed -> MemberAddress? in
@@ -89,15 +85,16 @@ struct DaemonService: Service {
             listeners: Self.userListeners(configuration), backend: backend, configuration: apiConfiguration,
             eventLoopGroup: ioGroup, logger: logger)
 
-        _ = try? SystemdNotifier.notify([.ready, .status("running: \(voter == nil ? "agent" : "voter") \(machineID.rawValue)")])
+        _ = try? SystemdNotifier.notify([.ready, .status("running: \(machineID.rawValue)")])
         logger.notice("flotillad running", metadata: [
-            "machine": "\(machineID.rawValue)", "role": "\(voter == nil ? "agent" : "voter")",
+            "machine": "\(machineID.rawValue)", "founding_voter": "\(configuration.isFoundingVoter)",
             "public_ip": "\(configuration.publicIP)", "voters": "\(configuration.effectiveVoters)",
         ])
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await node.followMembership() }
             group.addTask { await node.scheduleLoop() }
+            group.addTask { await node.autopilotLoop() }
             group.addTask { await agent.run() }
             group.addTask { await Self.watchdog() }
             group.addTask { try? await gracefulShutdown() }
@@ -117,7 +114,7 @@ struct DaemonService: Service {
         }
         // A leader hands over first (thesis §3.10), so the cluster does not wait out an election
         // timeout with nobody accepting writes.
-        if let voter, let status = await voter.replica.status(), status.role == .leader,
+        if let status = await voter.replica.status(), status.role == .leader,
            let successor = status.membership.voters.filter({ $0 != voter.nodeID }).sorted().first {
             do {
                 try await voter.replica.transferLeadership(to: successor)
@@ -128,7 +125,7 @@ struct DaemonService: Service {
         }
         await userServer.shutdown()
         await peerServer.shutdown()
-        await voter?.stop()
+        await voter.stop()
         await membership.stop()
         await manager.close()
         try? await ioGroup.shutdownGracefully()

@@ -203,20 +203,21 @@ struct DaemonBackend: APIBackend {
 
     private func clusterStatusOnce() async throws(APIError) -> FlotillaClusterStatus {
         let leadership = await node.leadership()
-        guard node.voter != nil, let status = leadership.status else {
+        guard leadership.isMember, let status = leadership.status else {
             return try await node.forward { client throws(ClientError) in try await client.clusterStatus() }
         }
         let leaderMachine = leadership.leaderIP.flatMap { ip in node.machines.first { $0.publicIP == ip }?.id.rawValue }
         return FlotillaClusterStatus(leaderMachineID: leaderMachine, term: status.term, commitIndex: status.commitIndex,
                                      appliedIndex: status.appliedIndex, registryVersion: node.registry?.version ?? 0,
-                                     voters: node.configuration.effectiveVoters, answeredBy: node.machineID)
+                                     voters: status.membership.voters.compactMap(node.ip(of:)).sorted(), answeredBy: node.machineID)
     }
 
     private func listMachinesDetailedOnce() async throws(APIError) -> [FlotillaMachine] {
         guard let (_, state) = try await leaderRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listMachinesDetailed() }
         }
-        return node.machines.map { node.flotillaMachine($0, registry: state) }
+        let membership = await node.leadership().status?.membership
+        return node.machines.map { node.flotillaMachine($0, registry: state, raftMembership: membership) }
     }
 
     private func listUnitFilesOnce() async throws(APIError) -> [FlotillaUnitFile] {

@@ -7,6 +7,8 @@ struct MachineView: Hashable, Sendable {
     var id: MachineID
     var publicIP: String
     var peerPort: Int
+    /// 0 when the machine does not advertise one (then it cannot become a voter).
+    var raftPort: Int = 0
     var role: MemberRole
     var status: MemberStatus
     /// fleet metadata from the machine's own configuration (reserved `flotilla.` keys removed).
@@ -16,6 +18,7 @@ struct MachineView: Hashable, Sendable {
 /// Reserved member-metadata keys: how a machine tells peers where its peer API listens.
 enum MemberKeys {
     static let peerPort = "flotilla.peer_port"
+    static let raftPort = "flotilla.raft_port"
     static let prefix = "flotilla."
 }
 
@@ -75,12 +78,14 @@ extension MachineView {
         guard let id = try? MachineID(member.id.rawValue) else { return nil }
         var metadata: [String: String] = [:]
         var peerPort = 0
+        var raftPort = 0
         for entry in member.metadata.entries {
             if entry.key == MemberKeys.peerPort { peerPort = Int(entry.value) ?? 0 }
+            if entry.key == MemberKeys.raftPort { raftPort = Int(entry.value) ?? 0 }
             if !entry.key.hasPrefix(MemberKeys.prefix) { metadata[entry.key] = entry.value }
         }
         guard peerPort > 0 else { return nil }
-        self.init(id: id, publicIP: member.address.host, peerPort: peerPort, role: member.role, status: member.status,
-                  metadata: metadata)
+        self.init(id: id, publicIP: member.address.host, peerPort: peerPort, raftPort: raftPort, role: member.role,
+                  status: member.status, metadata: metadata)
     }
 }

@@ -12,6 +12,7 @@ import RaftReplica
 import Registry
 import Scheduling
 import Synchronization
+import Transport
 import SystemdBus
 import UnitFile
 
@@ -41,6 +42,12 @@ final class Node: Sendable {
     private let unscheduledReasons = Mutex<[String: String]>([:])
     private let clients = Mutex<[String: FlotillaClient]>([:])
     private let preferredVoter = Mutex<Int>(0)
+    /// Raft node id -> public IP, from the founding voters and then from membership.
+    private let raftAddressBook: Mutex<[NodeID: String]>
+    /// The current voters' public IPs as the last schedule told them (agents' fallback upstream).
+    private let knownVoterIPs: Mutex<[String]>
+    /// Autopilot: when the leader first saw each voter down.
+    private let voterDownSince = Mutex<[NodeID: ContinuousClock.Instant]>([:])
     private let optionsCache = Mutex<[UnitHash: [FleetUnitOption]]>([:])
     let metrics = Mutex(NodeMetrics())
     private let agentBox = Mutex<MachineAgent?>(nil)
@@ -71,6 +78,8 @@ final class Node: Sendable {
         self.manager = manager
         self.ioGroup = ioGroup
         self.liveness = Mutex(MachineLiveness(agentTTLMilliseconds: configuration.agentTTLMilliseconds))
+        self.raftAddressBook = Mutex(voter?.voterAddresses ?? [:])
+        self.knownVoterIPs = Mutex(configuration.effectiveVoters)
     }
 
     func triggerScheduling() {
@@ -84,17 +93,26 @@ final class Node: Sendable {
         var isLeader: Bool
         var term: UInt64
         var leaderIP: String?
+        /// This peer is a voter or learner in the Raft configuration (not merely running a replica).
+        var isMember: Bool
         var status: ReplicaStatus?
     }
 
     func leadership() async -> Leadership {
         guard let voter, let status = await voter.replica.status() else {
-            return Leadership(isLeader: false, term: 0, leaderIP: nil, status: nil)
+            return Leadership(isLeader: false, term: 0, leaderIP: nil, isMember: false, status: nil)
         }
-        let leaderIP = status.leaderID.flatMap { voter.voterAddresses[$0] }
+        let leaderIP = status.leaderID.flatMap { id in raftAddressBook.withLock { $0[id] } }
+        let isMember = status.membership.voters.contains(voter.nodeID) || status.membership.learners.contains(voter.nodeID)
         return Leadership(isLeader: status.role == .leader && status.storageFailure == nil, term: status.term,
-                          leaderIP: leaderIP, status: status)
+                          leaderIP: leaderIP, isMember: isMember, status: status)
     }
+
+    func ip(of node: NodeID) -> String? { raftAddressBook.withLock { $0[node] } }
+
+    func voterDownSinceReset() { voterDownSince.withLock { $0.removeAll() } }
+    func voterDownSinceForget(_ node: NodeID) { voterDownSince.withLock { _ = $0.removeValue(forKey: node) } }
+    func voterDownSinceUpdate(_ body: (inout [NodeID: ContinuousClock.Instant]) -> Void) { voterDownSince.withLock { body(&$0) } }
 
     func client(ip: String, port: Int, timeout: TimeAmount = .seconds(10)) -> FlotillaClient {
         let key = "\(ip):\(port)"
@@ -111,16 +129,16 @@ final class Node: Sendable {
     }
 
     /// The peer to forward a request to, or nil when this peer is the leader and answers itself.
+    /// A member of the Raft group forwards to the leader it knows; any other peer (an agent, or
+    /// a member that knows no leader right now) asks the voters in turn, which forward again.
     func upstream() async throws(APIError) -> FlotillaClient? {
-        if voter != nil {
-            let leadership = await leadership()
-            if leadership.isLeader { return nil }
-            guard let ip = leadership.leaderIP, ip != configuration.publicIP else {
-                throw .unavailable("no leader is elected at the moment; retry shortly")
-            }
+        let leadership = await leadership()
+        if leadership.isLeader { return nil }
+        if leadership.isMember, let ip = leadership.leaderIP, ip != configuration.publicIP {
             return client(ip: ip, port: peerPort(of: ip))
         }
-        let voters = configuration.effectiveVoters
+        let voters = knownVoterIPs.withLock { $0 }.filter { $0 != configuration.publicIP }
+        guard !voters.isEmpty else { throw .unavailable("no leader is elected at the moment; retry shortly") }
         let index = preferredVoter.withLock { $0 } % voters.count
         return client(ip: voters[index], port: peerPort(of: voters[index]))
     }
@@ -140,7 +158,7 @@ final class Node: Sendable {
                     return try await body(upstream)
                 } catch {
                     metrics.withLock { $0.forwardFailures += 1 }
-                    if voter == nil { preferredVoter.withLock { $0 += 1 } }
+                    preferredVoter.withLock { $0 += 1 }
                     throw Self.apiError(error)
                 }
             } catch let error as APIError {
@@ -182,6 +200,7 @@ final class Node: Sendable {
                 if previous != views {
                     triggerScheduling()
                     recordMachineEvents(previous: previous, current: views)
+                    await updateRaftAddresses(views)
                 }
             }
             if voter != nil {
@@ -199,6 +218,27 @@ final class Node: Sendable {
                 }
             }
             try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Membership's addresses become Raft's: every peer's node id is derived from its Raft
+    /// address, and the transport is told where the members of the configuration (and, on a
+    /// peer outside it, the voters) listen. Idempotent: an unchanged address changes nothing.
+    private func updateRaftAddresses(_ views: [MachineView]) async {
+        var book: [NodeID: (ip: String, port: Int)] = [:]
+        for view in views where view.raftPort > 0 {
+            book[NodeIdentity.nodeID(ip: view.publicIP, raftPort: view.raftPort)] = (view.publicIP, view.raftPort)
+        }
+        raftAddressBook.withLock { addresses in
+            for (id, entry) in book { addresses[id] = entry.ip }
+        }
+        guard let voter, let status = await voter.replica.status() else { return }
+        var wanted = Set(status.membership.voters).union(status.membership.learners)
+        for ip in knownVoterIPs.withLock({ $0 }) { wanted.insert(NodeIdentity.nodeID(ip: ip, raftPort: configuration.raftPort)) }
+        wanted.remove(voter.nodeID)
+        for id in wanted.sorted() {
+            guard let entry = book[id] else { continue }
+            voter.replica.setPeerAddress(id, PeerAddress(host: entry.ip, port: entry.port))
         }
     }
 
@@ -315,10 +355,15 @@ final class Node: Sendable {
         return view.liveMachine(in: registry).metadata
     }
 
-    func flotillaMachine(_ view: MachineView, registry: RegistryState?) -> FlotillaMachine {
+    func flotillaMachine(_ view: MachineView, registry: RegistryState?, raftMembership: Membership? = nil) -> FlotillaMachine {
         let count = registry?.units.values.filter { $0.machine == view.id }.count ?? 0
+        var role = view.role == .voter ? "voter" : "agent"
+        if let raftMembership, view.raftPort > 0 {
+            let id = NodeIdentity.nodeID(ip: view.publicIP, raftPort: view.raftPort)
+            role = raftMembership.voters.contains(id) ? "voter" : raftMembership.learners.contains(id) ? "learner" : "agent"
+        }
         return FlotillaMachine(id: view.id.rawValue, primaryIP: view.publicIP, metadata: effectiveMetadata(view, registry: registry),
-                               role: view.role == .voter ? "voter" : "agent", state: view.status.description,
+                               role: role, state: view.status.description,
                                isDrained: registry?.machines[view.id]?.isDrained ?? false, unitCount: count)
     }
 
@@ -336,7 +381,9 @@ final class Node: Sendable {
             ScheduledUnit(name: record.name.rawValue, desiredState: FleetUnitTargetState(record.targetState), hash: record.hash.hex,
                           file: String(decoding: record.file, as: UTF8.self))
         }
-        return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units)
+        let voters = (leadership.status?.membership.voters ?? []).compactMap(ip(of:)).sorted()
+        return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units,
+                               voters: voters.isEmpty ? nil : voters)
     }
 
     /// The agent's link to the leader: local calls on the leader itself, the peer API elsewhere.
@@ -346,9 +393,11 @@ final class Node: Sendable {
                 if self.voter != nil, await self.leadership().isLeader {
                     return try await self.localSchedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
                 }
-                return try await self.forward { client throws(ClientError) in
+                let schedule = try await self.forward { client throws(ClientError) in
                     try await client.schedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
                 }
+                if let voters = schedule.voters, !voters.isEmpty { self.knownVoterIPs.withLock { $0 = voters } }
+                return schedule
             },
             sendStates: { report in
                 if self.voter != nil, await self.leadership().isLeader {

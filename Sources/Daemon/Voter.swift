@@ -7,11 +7,16 @@ import Registry
 import Storage
 import Transport
 
-/// A voter's share of the cluster: its Raft replica and the registry it applies to.
+/// A peer's Raft replica and the registry it applies to.
 ///
-/// Raft node ids are derived from the voters' Raft addresses (`NodeIdentity.nodeID`), so every
+/// Every peer runs one. The founding voters bootstrap the cluster from the configuration; any
+/// other peer starts as a replica outside the configuration, which does nothing until the
+/// leader adds it as a learner (to replace a dead voter) and later promotes it. A restarted peer
+/// recovers its place (voter, learner or none) from its own log.
+///
+/// Raft node ids are derived from the peers' Raft addresses (`NodeIdentity.nodeID`), so every
 /// founding voter can name all the others from the configuration alone, before any of them
-/// answers.
+/// answers, and any peer can name any other from membership's addresses.
 final class Voter: Sendable {
     let replica: RaftReplica
     let registry: RegistryStore
@@ -42,7 +47,8 @@ final class Voter: Sendable {
                                          uncommittedEntriesBytesMax: 16 << 20, entryBytesMax: 1 << 20,
                                          committedEntriesBatchBytesMax: 4 << 20)
         let replicaConfiguration = try ReplicaConfiguration(
-            id: localID, foundingVoters: addresses.keys.sorted(), dataDirectory: configuration.dataDirectory + "/raft",
+            id: localID, foundingVoters: configuration.isFoundingVoter ? addresses.keys.sorted() : [],
+            dataDirectory: configuration.dataDirectory + "/raft",
             raft: raft, writeAheadLog: WriteAheadLogConfiguration(recordBytesMax: 2 << 20),
             tickInterval: .milliseconds(configuration.raftTickMilliseconds),
             randomSeed: localID.rawValue &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(UInt32(truncatingIfNeeded: getpid())),

@@ -174,12 +174,16 @@ public struct MachineSchedule: Codable, Hashable, Sendable {
     /// The Raft term of the leader that answered; an agent that sees it change resyncs its states.
     public var leaderTerm: UInt64
     public var units: [ScheduledUnit]
+    /// The public IPs of the current Raft voters: where the agent turns when its leader goes
+    /// away (voters change when a dead one is replaced).
+    public var voters: [String]?
 
-    public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit]) {
+    public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit], voters: [String]? = nil) {
         self.machineID = machineID
         self.version = version
         self.leaderTerm = leaderTerm
         self.units = units
+        self.voters = voters
     }
 }
 

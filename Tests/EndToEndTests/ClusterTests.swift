@@ -140,6 +140,38 @@ struct ClusterTests {
     }
 }
 
+extension ClusterTests {
+    /// Autopilot: a dead voter is replaced by an alive agent (learner, promoted, dead one
+    /// removed), so the cluster survives losing a second of its founding voters.
+    @Test func aDeadVoterIsReplacedByAnAgent() throws {
+        try FlotillaCluster.with(machines: 4, tag: "autopilot") { cluster in
+            let leader = try cluster.leaderMachine()
+            let founding = [1, 2, 3].filter { $0 != leader }
+            try cluster.bed.run(["kill", String(founding[0])])
+            let agentAddress = cluster.addresses[3]
+            let promoted = try Testbed.eventually(timeoutSeconds: 90, intervalSeconds: 0.5) {
+                let listing = try cluster.ctlAllowingFailure(4, "list-machines", "--no-legend", "--full", "--fields=ip,role")
+                return listing.standardOutput.split(separator: "\n").contains { line in
+                    line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) == [agentAddress, "voter"]
+                }
+            }
+            if !promoted { Issue.record("m4 never became a voter: \(try cluster.diagnostics())") }
+            // Wait until the dead voter is out of the configuration, then lose another founder.
+            let removed = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.5) {
+                let status = try cluster.bed.execAllowingFailure(4, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                                 "http://localhost/flotilla/v1/cluster")
+                return !status.standardOutput.contains("\"\(cluster.addresses[founding[0] - 1])\"")
+                    && status.standardOutput.contains("\"\(agentAddress)\"")
+            }
+            #expect(removed, "the dead voter left the configuration")
+            try cluster.bed.run(["kill", String(founding[1])])
+            try cluster.ctl(4, "start", "\(Self.examples)/cache.service")
+            #expect(try cluster.machinesRunning("cache.service").count == 1,
+                    "with 2 of 3 voters alive (one of them the promoted agent) the cluster still schedules")
+        }
+    }
+}
+
 extension FlotillaCluster {
     /// The machine whose flotillad leads (from the API's cluster status).
     func leaderMachine() throws -> Int {
