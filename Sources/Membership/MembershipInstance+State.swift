@@ -53,7 +53,11 @@ extension MembershipInstance {
         if id == localMember.id {
             // SWIM §4.2: "Mj ... when it receives a suspect message about itself, increments its
             // incarnation number and disseminates an alive message". We said goodbye: stay quiet.
-            if !isLeaving && incarnation >= localMember.incarnation { refute(accusedIncarnation: incarnation) }
+            if !isLeaving && incarnation >= localMember.incarnation {
+                refute(accusedIncarnation: incarnation)
+            } else if !isLeaving {
+                reannounceOverStaleAccusation()
+            }
             return
         }
         guard let index = position(of: id) else { return }
@@ -84,6 +88,8 @@ extension MembershipInstance {
             // Our own goodbye coming back is fine; anyone else's verdict is refuted while we live.
             if from != localMember.id && !isLeaving && incarnation >= localMember.incarnation {
                 refute(accusedIncarnation: incarnation)
+            } else if from != localMember.id && !isLeaving {
+                reannounceOverStaleAccusation()
             }
             return
         }
@@ -105,6 +111,19 @@ extension MembershipInstance {
         localMember.status = .alive
         broadcasts.enqueue(.alive(localMember))
         applyAwareness(delta: 1)
+    }
+
+    /// A suspicion or death of us at an incarnation below ours is stale: we refuted it already,
+    /// but whoever still spreads it (or holds us dead, as a member cut off until our refutation
+    /// had run out of retransmissions does) never heard. SWIM and memberlist ignore it; we put our
+    /// current alive back in the queue (without a new incarnation) unless it is still pending,
+    /// so it reaches the stale holder. Seen in the simulation: after a healed partition the
+    /// cut-off member held one of the others dead at an old incarnation for up to 30 s, until a
+    /// push-pull, while the death notices it sent that member were ignored as stale. Bounded by
+    /// the queue: one entry per member, and only while none is pending.
+    mutating func reannounceOverStaleAccusation() {
+        guard broadcasts.pending(about: localMember.id) == nil else { return }
+        broadcasts.enqueue(.alive(localMember))
     }
 
     /// Lifeguard §4.3 with memberlist's parameters: k = suspicionMultiplier − 2 confirmations

@@ -67,6 +67,25 @@ import Testing
         #expect(a.localMember.incarnation == 1)
     }
 
+    // Not in SWIM: a stale accusation (below our incarnation) is not refuted again, but our
+    // current alive goes back into the queue so whoever still holds the stale view hears it.
+    @Test func staleAccusationPutsOurCurrentAliveBackInTheQueue() {
+        var a = makeInstanceKnowing(3, seed: 2, incarnation: 2)
+        // Drain the queue (the join-time announcements) by sending enough gossip.
+        for step in 0..<40 { _ = a.run(until: ms(Int64(step) * 200)) }
+        #expect(a.pendingBroadcastCount == 0)
+        _ = a.receive(.dead(memberID(1), incarnation: 1, from: memberID(2)), now: ms(9_000))
+        #expect(a.localMember.incarnation == 2, "a stale death is not refuted with a new incarnation")
+        #expect(a.pendingBroadcastCount == 1)
+        let sent = a.run(until: ms(9_400)).sent
+        #expect(sent.contains { $0.0.gossip.contains(.alive(a.localMember)) })
+        // The same for a stale suspicion.
+        var b = makeInstanceKnowing(3, seed: 3, incarnation: 2)
+        for step in 0..<40 { _ = b.run(until: ms(Int64(step) * 200)) }
+        _ = b.receive(.suspect(memberID(1), incarnation: 0, from: memberID(2)), now: ms(9_000))
+        #expect(b.localMember.incarnation == 2 && b.pendingBroadcastCount == 1)
+    }
+
     @Test func refutesDeathDeclaredByOthers() {
         var a = makeInstanceKnowing(3, seed: 2)
         _ = a.receive(.dead(memberID(1), incarnation: 0, from: memberID(2)))

@@ -17,8 +17,9 @@ func makeInstance(_ n: Int = 1, configuration: MembershipConfiguration = .lan, s
 }
 
 /// An instance that already knows members 2...count (learned through gossip at time 0).
-func makeInstanceKnowing(_ count: Int, configuration: MembershipConfiguration = .lan, seed: UInt64 = 1) -> MembershipInstance {
-    var instance = makeInstance(1, configuration: configuration, seed: seed)
+func makeInstanceKnowing(_ count: Int, configuration: MembershipConfiguration = .lan, seed: UInt64 = 1,
+                         incarnation: Incarnation = 0) -> MembershipInstance {
+    var instance = makeInstance(1, configuration: configuration, seed: seed, incarnation: incarnation)
     let gossip = (2...max(2, count)).map { Gossip.alive(makeMember($0)) }
     _ = instance.onMessage(MembershipMessage(.gossip, gossip: gossip), from: address(2), now: .zero)
     return instance
