@@ -108,7 +108,7 @@ struct DaemonService: Service {
         // Leave the gossip pool only when the whole machine is going down (a start job for
         // shutdown.target is queued): then the leader moves its units at once. A daemon that is
         // only restarting stays silent, so nothing moves (see the type's comment).
-        if await Self.machineIsShuttingDown(manager) {
+        if await Self.machineIsShuttingDown(manager, systemdUser: configuration.systemdUser) {
             logger.notice("the machine is shutting down: leaving the cluster so its units move now")
             try? await membership.leave()
         }
@@ -131,10 +131,29 @@ struct DaemonService: Service {
         try? await ioGroup.shutdownGracefully()
     }
 
-    static func machineIsShuttingDown(_ manager: SystemdManager) async -> Bool {
-        guard let target = try? UnitName("shutdown.target"),
-              let status = try? await manager.listUnitsByNames([target]).first else { return false }
-        return status.jobType == "start" || status.state.active.rawValue == "active" || status.state.active.rawValue == "activating"
+    /// Whether systemd has a start job for shutdown.target queued (or reached it). Asked over
+    /// systemd's private socket first: during a shutdown dbus-daemon is stopped in parallel with
+    /// flotillad, and the system bus is often gone by the time SIGTERM arrives here.
+    static func machineIsShuttingDown(_ manager: SystemdManager, systemdUser: Bool) async -> Bool {
+        guard let target = try? UnitName("shutdown.target") else { return false }
+        func check(_ manager: SystemdManager) async -> Bool? {
+            guard let status = try? await manager.listUnitsByNames([target]).first else { return nil }
+            return status.jobType == "start" || status.state.active.rawValue == "active"
+                || status.state.active.rawValue == "activating"
+        }
+        if !systemdUser {
+            var configuration = SystemdBusConfiguration()
+            configuration.bus = .address("unix:path=/run/systemd/private")
+            configuration.connectTimeout = .milliseconds(500)
+            configuration.callTimeout = .milliseconds(500)
+            let privateManager = SystemdManager(configuration: configuration)
+            if (try? await privateManager.connect()) != nil {
+                let answer = await check(privateManager)
+                await privateManager.close()
+                if let answer { return answer }
+            }
+        }
+        return await check(manager) ?? false
     }
 
     static func userListeners(_ configuration: DaemonConfiguration) -> [APIListener] {
