@@ -41,8 +41,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The agent's periodic reconcile when nothing changed (systemd events and schedule changes
     /// trigger it at once).
     public var agentReconcileIntervalMilliseconds: Int64 = 5_000
-    /// fleet's `token_limit`: units per API page.
-    public var tokenLimit = 100
+    /// fleet's `token_limit`: entries per API page. fleet's default was 100; Flotilla's is
+    /// 1,000, because every page is a round trip (forwarded to the leader by a non-leader) and
+    /// listing 1,000 units took 10 of them. Clients follow `nextPageToken` whatever the size.
+    public var tokenLimit = 1_000
     /// fleet's `units_directory`.
     public var unitsDirectory = "/run/flotilla/units"
     /// fleet's `systemd_user`: drive the user manager (session bus) instead of the system one.
