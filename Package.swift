@@ -187,7 +187,7 @@ let package = Package(
         // Thin executable: the peer daemon on every machine.
         .executableTarget(
             name: "flotillad",
-            dependencies: ["Daemon", "SystemdBus", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Daemon", "SystemdBus", "CSystemd", .product(name: "Logging", package: "swift-log")]
         ),
         // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).
         .target(

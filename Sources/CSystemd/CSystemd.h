@@ -7,3 +7,5 @@
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <poll.h>
+// mallopt(M_ARENA_MAX, ...) for flotillad's start (glibc's malloc.h is not in Swift's Glibc module).
+#include <malloc.h>

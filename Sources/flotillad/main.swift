@@ -1,5 +1,12 @@
 import Daemon
 import Foundation
+#if canImport(Glibc)
+import CSystemd
+// Two malloc arenas, not one per thread: the daemon's threads each hold little, and glibc's
+// default (8 per core) kept about 7 MB of idle arena memory resident (measured: 36.6 -> 29.7 MB
+// RSS idle on a test-bed machine). Set before any thread starts.
+_ = mallopt(M_ARENA_MAX, 2)
+#endif
 import Logging
 import SystemdBus
 
