@@ -114,7 +114,12 @@ final class Node: Sendable {
     func voterDownSinceForget(_ node: NodeID) { voterDownSince.withLock { _ = $0.removeValue(forKey: node) } }
     func voterDownSinceUpdate(_ body: (inout [NodeID: ContinuousClock.Instant]) -> Void) { voterDownSince.withLock { body(&$0) } }
 
-    func client(ip: String, port: Int, timeout: TimeAmount = .seconds(10)) -> FlotillaClient {
+    /// Peers answer in milliseconds or not at all (a dead leader, an election): a short timeout
+    /// lets the caller move on to the next leader instead of waiting out a dead one. Long polls
+    /// add their own wait to it.
+    static let peerRequestTimeout: TimeAmount = .seconds(2)
+
+    func client(ip: String, port: Int, timeout: TimeAmount = Node.peerRequestTimeout) -> FlotillaClient {
         let key = "\(ip):\(port)"
         return clients.withLock { clients in
             if let existing = clients[key] { return existing }
@@ -129,12 +134,16 @@ final class Node: Sendable {
     }
 
     /// The peer to forward a request to, or nil when this peer is the leader and answers itself.
-    /// A member of the Raft group forwards to the leader it knows; any other peer (an agent, or
-    /// a member that knows no leader right now) asks the voters in turn, which forward again.
+    /// A member of the Raft group forwards to the leader it knows, and answers 503 while it knows
+    /// none (the caller retries); any other peer (an agent) asks the voters in turn, which
+    /// forward to the leader. So a request crosses at most two hops and never loops.
     func upstream() async throws(APIError) -> FlotillaClient? {
         let leadership = await leadership()
         if leadership.isLeader { return nil }
-        if leadership.isMember, let ip = leadership.leaderIP, ip != configuration.publicIP {
+        if leadership.isMember {
+            guard let ip = leadership.leaderIP, ip != configuration.publicIP else {
+                throw .unavailable("no leader is elected at the moment; retry shortly")
+            }
             return client(ip: ip, port: peerPort(of: ip))
         }
         let voters = knownVoterIPs.withLock { $0 }.filter { $0 != configuration.publicIP }
@@ -152,7 +161,9 @@ final class Node: Sendable {
         while true {
             let failure: APIError
             do {
-                guard let upstream = try await upstream() else { throw APIError.internalError("forward called on the leader") }
+                // Leadership moved here since the caller looked: a 503 makes the caller (or its
+                // retry loop) run the operation again, locally this time.
+                guard let upstream = try await upstream() else { throw APIError.unavailable("this peer has just become the leader; retry") }
                 metrics.withLock { $0.forwardedRequests += 1 }
                 do {
                     return try await body(upstream)
