@@ -161,9 +161,11 @@ final class Node: Sendable {
         while true {
             let failure: APIError
             do {
-                // Leadership moved here since the caller looked: a 503 makes the caller (or its
-                // retry loop) run the operation again, locally this time.
-                guard let upstream = try await upstream() else { throw APIError.unavailable("this peer has just become the leader; retry") }
+                // Leadership moved here since the caller looked: return at once with a 503, so
+                // that the caller (or its retry loop) runs the operation again, locally this
+                // time. Retrying here would only ask `upstream()` again and again for nothing:
+                // an agent stuck in that loop past its fence timeout stopped its units.
+                guard let upstream = try await upstream() else { throw ForwardOutcome.becameLeader }
                 metrics.withLock { $0.forwardedRequests += 1 }
                 do {
                     return try await body(upstream)
@@ -174,6 +176,8 @@ final class Node: Sendable {
                 }
             } catch let error as APIError {
                 failure = error
+            } catch ForwardOutcome.becameLeader {
+                throw APIError.unavailable("this peer has just become the leader; retry")
             } catch {
                 failure = .internalError("\(error)")
             }
@@ -183,6 +187,8 @@ final class Node: Sendable {
     }
 
     static let forwardRetryMilliseconds = 5_000
+
+    enum ForwardOutcome: Error { case becameLeader }
 
     static func apiError(_ error: ClientError) -> APIError {
         switch error {
