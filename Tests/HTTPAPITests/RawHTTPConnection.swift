@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import NIOCore
 import NIOPosix
@@ -138,10 +139,21 @@ final class RawHTTPConnection {
         return size == 0 ? nil : chunk
     }
 
-    /// True once the server has closed the connection (reads until then).
-    func waitForClose() async -> Bool {
+    /// True once the server has closed the connection (reads until then); false if it has
+    /// not within `timeout` (the connection is then closed here, so a server that never closes
+    /// fails the test instead of hanging the suite).
+    func waitForClose(timeout: Duration = .seconds(30)) async -> Bool {
+        let channel = self.channel
+        let timedOut = Mutex(false)
+        let watchdog = Task {
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled else { return }
+            timedOut.withLock { $0 = true }
+            channel.close(promise: nil)
+        }
         while await receive() {}
-        return true
+        watchdog.cancel()
+        return !timedOut.withLock { $0 }
     }
 
     private func readUntil(_ terminator: [UInt8]) async throws -> [UInt8] {
