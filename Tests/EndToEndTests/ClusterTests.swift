@@ -184,3 +184,27 @@ extension FlotillaCluster {
         throw ClusterFailure(description: "no leader in \(json)")
     }
 }
+
+extension ClusterTests {
+    /// Units/flotilla.socket's way of running the API: systemd holds the socket, the first
+    /// request starts flotillad, which serves on the inherited descriptor (LISTEN_FDS).
+    @Test func socketActivationServesTheAPI() throws {
+        try Testbed.with(machines: 1, tag: "socket") { bed in
+            let daemon = try #require(Testbed.binaryInMachine(named: "flotillad"))
+            let address = try bed.address(1)
+            try bed.exec(1, ["systemd-run", "--unit=flotillad", "--socket-property=ListenStream=/run/flotilla-activated.sock",
+                             "--socket-property=SocketMode=0660", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                             daemon, "--public-ip=\(address)"])
+            let before = try bed.execAllowingFailure(1, "systemctl", "is-active", "flotillad.service").trimmedOutput
+            #expect(before == "inactive", "nothing runs before the first request")
+            let answer = try bed.exec(1, ["curl", "-sf", "--retry", "10", "--retry-connrefused", "--unix-socket",
+                                          "/run/flotilla-activated.sock", "http://localhost/flotilla/v1/cluster"])
+            #expect(answer.contains("\"voters\":[\"\(address)\"]"), "the activated daemon answers: \(answer)")
+            #expect(try bed.exec(1, "systemctl", "is-active", "flotillad.service") == "active")
+            let mode = try bed.exec(1, "stat", "-c", "%a", "/run/flotilla-activated.sock")
+            #expect(mode == "660")
+            let ownSocket = try bed.execAllowingFailure(1, "test", "-e", "/var/run/flotilla.sock")
+            #expect(!ownSocket.succeeded, "with an inherited socket flotillad opens no socket of its own")
+        }
+    }
+}
