@@ -18,6 +18,16 @@ struct DaemonBackend: APIBackend {
         return (voter, registry.current)
     }
 
+    /// The registry to read from: this peer's own replica when the request asked for a local
+    /// read and this peer is in the Raft group (an outsider holds no registry), else the
+    /// leader's (nil: forward to the leader).
+    private func readRegistry() async throws(APIError) -> RegistryState? {
+        if ReadConsistency.current == .local, await node.leadership().isMember, let registry = node.registry {
+            return registry.current
+        }
+        return try await leaderRegistry()?.1
+    }
+
     private func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
         let result: RegistryResult
         do {
@@ -91,7 +101,7 @@ struct DaemonBackend: APIBackend {
     // MARK: fleet v1
 
     private func listUnitsOnce() async throws(APIError) -> [FleetUnit] {
-        guard let (_, state) = try await leaderRegistry() else {
+        guard let state = try await readRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listUnits() }
         }
         var units = state.unitsSortedByName.map(node.fleetUnit)
@@ -100,7 +110,7 @@ struct DaemonBackend: APIBackend {
     }
 
     private func unitOnce(named name: UnitName) async throws(APIError) -> FleetUnit? {
-        guard let (_, state) = try await leaderRegistry() else {
+        guard let state = try await readRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.unit(named: name.rawValue) }
         }
         if let record = state.units[name] { return node.fleetUnit(record) }
@@ -158,7 +168,7 @@ struct DaemonBackend: APIBackend {
     }
 
     private func listMachinesOnce() async throws(APIError) -> [FleetMachine] {
-        guard let (_, state) = try await leaderRegistry() else {
+        guard let state = try await readRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listMachines() }
         }
         return node.machines.filter { $0.status.isActive }.map {
@@ -213,7 +223,7 @@ struct DaemonBackend: APIBackend {
     }
 
     private func listMachinesDetailedOnce() async throws(APIError) -> [FlotillaMachine] {
-        guard let (_, state) = try await leaderRegistry() else {
+        guard let state = try await readRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listMachinesDetailed() }
         }
         let membership = await node.leadership().status?.membership
@@ -221,7 +231,7 @@ struct DaemonBackend: APIBackend {
     }
 
     private func listUnitFilesOnce() async throws(APIError) -> [FlotillaUnitFile] {
-        guard let (_, state) = try await leaderRegistry() else {
+        guard let state = try await readRegistry() else {
             return try await node.forward { client throws(ClientError) in try await client.listUnitFiles() }
         }
         var files = state.unitsSortedByName.map { record in

@@ -42,6 +42,8 @@ final class Node: Sendable {
     private let unscheduledReasons = Mutex<[String: String]>([:])
     private let clients = Mutex<[String: FlotillaClient]>([:])
     private let preferredVoter = Mutex<Int>(0)
+    /// Whether this peer led at the last look (kept by `followMembership`, every 100 ms).
+    let isLeaderNow = Mutex(false)
     /// Raft node id -> public IP, from the founding voters and then from membership.
     private let raftAddressBook: Mutex<[NodeID: String]>
     /// The current voters' public IPs as the last schedule told them (agents' fallback upstream).
@@ -231,6 +233,7 @@ final class Node: Sendable {
                     }
                     lastTerm = leadership.term
                     lastLeader = leadership.isLeader
+                    isLeaderNow.withLock { $0 = leadership.isLeader }
                     triggerScheduling()
                 }
             }
@@ -346,7 +349,10 @@ final class Node: Sendable {
         return options
     }
 
+    /// What the unit's machine reports, from the leader's state table. A peer that does not
+    /// lead (answering a local read) has no table and says nothing rather than "inactive".
     func currentState(of record: UnitRecord) -> FleetUnitTargetState? {
+        guard isLeaderNow.withLock({ $0 }) else { return nil }
         guard let machine = record.machine else { return record.options.isGlobal ? nil : .inactive }
         guard let state = stateTable.state(machineID: machine.rawValue, unitName: record.name.rawValue) else {
             return .inactive

@@ -1,6 +1,20 @@
 import FleetAPI
 import UnitFile
 
+/// How fresh a read must be, from `?consistency=` on any request (absent: `leader`).
+/// - `leader`: answered by the leader, which holds every committed change and the unit states
+///   reported by the agents (fleet's behaviour: one source of truth).
+/// - `local`: answered from this peer's own replica of the registry, which may be a few
+///   milliseconds behind the leader but answers without a round trip, and still answers while
+///   the cluster has no leader. Units then carry no `currentState` unless this peer leads.
+/// The HTTP layer binds it for the duration of each request; backends read `current`.
+public enum ReadConsistency: String, Sendable, CaseIterable {
+    case leader
+    case local
+
+    @TaskLocal public static var current: ReadConsistency = .leader
+}
+
 /// An error the API turns into fleet's error entity with this HTTP status.
 public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
     public var status: Int

@@ -81,7 +81,27 @@ struct APIRequestHandler: Sendable {
         }
     }
 
+    /// Binds the request's read consistency (`?consistency=leader|local`) for the backend.
     private func respond(to route: Route, request: APIRequest) async throws(APIError) -> APIResponse {
+        var consistency = ReadConsistency.leader
+        if case .success(let query) = QueryParameters.parse(request.query), let raw = try query.single("consistency") {
+            guard let parsed = ReadConsistency(rawValue: raw) else {
+                throw .badRequest("consistency must be one of \(ReadConsistency.allCases.map(\.rawValue).joined(separator: ", ")), got \(raw.debugDescription)")
+            }
+            consistency = parsed
+        }
+        do {
+            return try await ReadConsistency.$current.withValue(consistency) {
+                try await respondRouted(to: route, request: request)
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw .internalError("\(error)")
+        }
+    }
+
+    private func respondRouted(to route: Route, request: APIRequest) async throws(APIError) -> APIResponse {
         let query: QueryParameters
         switch QueryParameters.parse(request.query) {
         case .success(let parsed): query = parsed

@@ -38,6 +38,16 @@ struct ClusterTests {
                 }
             }
 
+            // Any peer answers a local read from its own replica of the registry; a bad value is a 400.
+            for machine in 1...3 {
+                let local = try cluster.bed.exec(machine, ["curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                           "http://localhost/fleet/v1/units?consistency=local"])
+                #expect(local.contains("\"web@1.service\"") && local.contains("\"web@2.service\""), "m\(machine): \(local)")
+            }
+            let refused = try cluster.bed.execAllowingFailure(3, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                                                              "/var/run/flotilla.sock", "http://localhost/fleet/v1/units?consistency=eventual")
+            #expect(refused.trimmedOutput == "400")
+
             // A global unit runs everywhere; a MachineOf pair shares a machine; a Conflicts pair does not.
             try cluster.ctl(3, "start", "\(Self.examples)/node-monitor.service", "\(Self.examples)/cache.service",
                             "\(Self.examples)/cache-sidekick.service", "\(Self.examples)/db-primary.service",
