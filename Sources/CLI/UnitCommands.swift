@@ -176,13 +176,13 @@ struct Journal: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "Number of recent log lines to return.") var lines = 10
     @Flag(name: [.customShort("f"), .long], help: "Continuously print new entries as they are appended to the journal.") var follow = false
-    @Option(help: "Output mode. Only \"short\" (journalctl's default) is served by flotillad.") var output = "short"
+    @Option(help: "Output mode, as journalctl's: \(JournalOutput.allCases.map(\.rawValue).joined(separator: ", ")).") var output = "short"
     @Argument var unit: String
 
     func validate() throws {
         guard lines >= 0 else { throw ValidationError("--lines must not be negative") }
-        guard output == "short" else {
-            throw ValidationError("--output \(output) is not supported: flotillad's journal API serves journalctl's \"short\" format only")
+        guard JournalOutput(rawValue: output) != nil else {
+            throw ValidationError("--output \(output) is not supported; use one of \(JournalOutput.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 
@@ -191,14 +191,14 @@ struct Journal: AsyncParsableCommand {
         let client = try global.makeClient()
         if follow {
             do {
-                for try await line in client.followJournal(unit: name, lines: lines) { out(line) }
+                for try await line in client.followJournal(unit: name, lines: lines, output: JournalOutput(rawValue: output) ?? .short) { out(line) }
             } catch {
                 throw fail("Error following the journal of unit \(name)", error)
             }
             return
         }
         do {
-            for line in try await client.journal(unit: name, lines: lines).lines { out(line) }
+            for line in try await client.journal(unit: name, lines: lines, output: JournalOutput(rawValue: output) ?? .short).lines { out(line) }
         } catch {
             throw fail("Error retrieving the journal of unit \(name)", error)
         }

@@ -158,8 +158,9 @@ public final class FlotillaClient: Sendable {
     }
 
     /// The unit's last `lines` journal lines, read on its machine.
-    public func journal(unit: String, lines: Int) async throws(ClientError) -> FlotillaJournal {
-        let path = "/flotilla/v1/units/\(PercentEncoding.encodePathSegment(unit))/journal" + Self.query([("lines", String(max(0, lines)))])
+    public func journal(unit: String, lines: Int, output: JournalOutput = .short) async throws(ClientError) -> FlotillaJournal {
+        let path = "/flotilla/v1/units/\(PercentEncoding.encodePathSegment(unit))/journal"
+            + Self.query([("lines", String(max(0, lines))), ("output", output.rawValue)])
         return try decodeSuccess(FlotillaJournal.self, from: try await request("GET", path))
     }
 
@@ -173,9 +174,9 @@ public final class FlotillaClient: Sendable {
     /// line (without its newline). The stream ends when flotillad ends it and throws a
     /// `ClientError` if it breaks; stopping iteration (or cancelling) closes the connection.
     /// Lines are read from the connection only as fast as they are consumed.
-    public func followJournal(unit: String, lines: Int) -> AsyncThrowingStream<String, any Error> {
+    public func followJournal(unit: String, lines: Int, output: JournalOutput = .short) -> AsyncThrowingStream<String, any Error> {
         let path = "/flotilla/v1/units/\(PercentEncoding.encodePathSegment(unit))/journal"
-            + Self.query([("lines", String(max(0, lines))), ("follow", "true")])
+            + Self.query([("lines", String(max(0, lines))), ("follow", "true"), ("output", output.rawValue)])
         let reader = JournalStreamReader(transport: transport, pathAndQuery: path, timeout: requestTimeout,
                                          lineLengthMax: Self.journalLineLengthMax)
         return AsyncThrowingStream(unfolding: { try await reader.nextLine() })

@@ -285,26 +285,28 @@ struct DaemonBackend: APIBackend {
         return node.client(ip: view.publicIP, port: view.peerPort)
     }
 
-    func journal(unit: UnitName, lines: Int) async throws(APIError) -> FlotillaJournal {
+    func journal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> FlotillaJournal {
         if holdsLocally(unit) {
             do {
                 let entries = try await UnitJournal.lastEntries(unit: unit, count: min(max(lines, 0), 10_000))
-                return FlotillaJournal(unit: unit.rawValue, machineID: node.machineID, lines: entries.map(Self.line))
+                return FlotillaJournal(unit: unit.rawValue, machineID: node.machineID, lines: entries.flatMap { JournalFormat.lines($0, output) })
             } catch {
                 throw .internalError("reading the journal of \(unit) failed: \(error)")
             }
         }
         let peer = try await holder(of: unit)
-        do { return try await peer.journal(unit: unit.rawValue, lines: lines) } catch { throw Node.apiError(error) }
+        do { return try await peer.journal(unit: unit.rawValue, lines: lines, output: output) } catch { throw Node.apiError(error) }
     }
 
-    func followJournal(unit: UnitName, lines: Int) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
+    func followJournal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
         if holdsLocally(unit) {
             let entries = UnitJournal.follow(unit: unit, backlog: min(max(lines, 0), 10_000))
             return AsyncThrowingStream { continuation in
                 let task = Task {
                     do {
-                        for try await entry in entries { continuation.yield(Self.line(entry)) }
+                        for try await entry in entries {
+                            for line in JournalFormat.lines(entry, output) { continuation.yield(line) }
+                        }
                         continuation.finish()
                     } catch {
                         continuation.finish(throwing: error)
@@ -314,20 +316,7 @@ struct DaemonBackend: APIBackend {
             }
         }
         let peer = try await holder(of: unit)
-        return peer.followJournal(unit: unit.rawValue, lines: lines)
-    }
-
-    static func line(_ entry: JournalEntry) -> String {
-        let seconds = Double(entry.realtimeMicroseconds) / 1_000_000
-        let date = Date(timeIntervalSince1970: seconds)
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "MMM dd HH:mm:ss"
-        let identifier = entry.fields["SYSLOG_IDENTIFIER"] ?? entry.fields["_COMM"] ?? "?"
-        let pid = entry.fields["_PID"].map { "[\($0)]" } ?? ""
-        let host = entry.fields["_HOSTNAME"] ?? ""
-        return "\(formatter.string(from: date)) \(host) \(identifier)\(pid): \(entry.message)"
+        return peer.followJournal(unit: unit.rawValue, lines: lines, output: output)
     }
 
     func status(unit: UnitName) async throws(APIError) -> FlotillaUnitStatus {
@@ -341,7 +330,7 @@ struct DaemonBackend: APIBackend {
                 if let pid = properties.mainPID, pid > 0 { text += " Main PID: \(pid)\n" }
                 if let restarts = properties.nRestarts { text += " Restarts: \(restarts)\n" }
                 text += "  Machine: \(node.machineID)\n"
-                if !journal.isEmpty { text += "\n" + journal.map(Self.line).joined(separator: "\n") + "\n" }
+                if !journal.isEmpty { text += "\n" + journal.flatMap { JournalFormat.lines($0, .short) }.joined(separator: "\n") + "\n" }
                 return FlotillaUnitStatus(unit: unit.rawValue, machineID: node.machineID, text: text)
             } catch {
                 throw .internalError("reading the status of \(unit) failed: \(error)")

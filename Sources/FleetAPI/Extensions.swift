@@ -134,6 +134,21 @@ public struct FlotillaJournal: Codable, Hashable, Sendable {
     }
 }
 
+/// journalctl's output modes that `GET /flotilla/v1/units/<name>/journal?output=` serves
+/// (fleetctl passed `--output` to journalctl over SSH).
+public enum JournalOutput: String, Codable, Hashable, Sendable, CaseIterable {
+    /// `Nov 25 16:34:25 m1 sh[389]: message`
+    case short
+    /// The same with an ISO 8601 timestamp.
+    case shortISO = "short-iso"
+    /// The message alone.
+    case cat
+    /// One JSON object per entry, every field.
+    case json
+    /// Every field, `KEY=value`, one per line, entries separated by a timestamp line.
+    case verbose
+}
+
 /// `GET /flotilla/v1/units/<name>/status`: `systemctl status`-like text from the unit's machine.
 public struct FlotillaUnitStatus: Codable, Hashable, Sendable {
     public var unit: String

@@ -99,10 +99,10 @@ public protocol APIBackend: Sendable {
     func setDrained(machineID: String, isDrained: Bool) async throws(APIError)
     /// Waits up to `waitMilliseconds` for an event after `afterIndex`.
     func events(afterIndex: UInt64, waitMilliseconds: Int) async throws(APIError) -> FlotillaEventPage
-    func journal(unit: UnitName, lines: Int) async throws(APIError) -> FlotillaJournal
+    func journal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> FlotillaJournal
     /// Journal lines as they are written, until the client goes away (the stream ends) or the
     /// unit's machine stops answering (the stream throws).
-    func followJournal(unit: UnitName, lines: Int) async throws(APIError) -> AsyncThrowingStream<String, any Error>
+    func followJournal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> AsyncThrowingStream<String, any Error>
     func status(unit: UnitName) async throws(APIError) -> FlotillaUnitStatus
 
     // Peer endpoints (/flotilla/v1/peer)

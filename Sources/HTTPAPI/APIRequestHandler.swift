@@ -158,10 +158,17 @@ struct APIRequestHandler: Sendable {
         case .journal(let name):
             let unit = try unitName(name)
             let lines = try query.integer("lines", default: 10, maximum: configuration.journalLinesMax)
-            if try query.boolean("follow") {
-                return .lineStream(try await backend.followJournal(unit: unit, lines: lines))
+            var output = JournalOutput.short
+            if let raw = try query.single("output") {
+                guard let parsed = JournalOutput(rawValue: raw) else {
+                    throw .badRequest("output must be one of \(JournalOutput.allCases.map(\.rawValue).joined(separator: ", ")), got \(raw.debugDescription)")
+                }
+                output = parsed
             }
-            return .json(try await backend.journal(unit: unit, lines: lines))
+            if try query.boolean("follow") {
+                return .lineStream(try await backend.followJournal(unit: unit, lines: lines, output: output))
+            }
+            return .json(try await backend.journal(unit: unit, lines: lines, output: output))
         case .unitStatus(let name):
             return .json(try await backend.status(unit: try unitName(name)))
         case .schedule(let machineID):

@@ -167,7 +167,7 @@ struct ClientTransportTests {
         var lines: [String] = []
         for try await line in client.followJournal(unit: "web@1.service", lines: 2) { lines.append(line) }
         #expect(lines == ["one", "two", "three"])
-        #expect(server.log.first?.uri == "/flotilla/v1/units/web@1.service/journal?lines=2&follow=true")
+        #expect(server.log.first?.uri == "/flotilla/v1/units/web@1.service/journal?lines=2&follow=true&output=short")
         await server.shutdown()
     }
 

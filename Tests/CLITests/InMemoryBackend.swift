@@ -83,11 +83,11 @@ actor InMemoryBackend: APIBackend {
         return FlotillaEventPage(events: events, lastIndex: 2, isTruncated: false)
     }
 
-    func journal(unit: UnitName, lines: Int) async throws(APIError) -> FlotillaJournal {
+    func journal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> FlotillaJournal {
         FlotillaJournal(unit: unit.rawValue, machineID: Self.machines[0].id, lines: (1...3).suffix(lines).map { "line \($0)" })
     }
 
-    func followJournal(unit: UnitName, lines: Int) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
+    func followJournal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
         AsyncThrowingStream { continuation in
             for number in 1...3 { continuation.yield("line \(number)") }
             continuation.finish()

@@ -63,6 +63,10 @@ struct ClusterTests {
             // Journal and status come from the unit's machine through the API (fleet needed SSH).
             let journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
             #expect(journal.contains("cache up"), "journal: \(journal)")
+            let messages = try cluster.ctl(1, "journal", "--lines=5", "--output=cat", "cache.service")
+            #expect(messages.split(separator: "\n").contains("cache up"), "journal --output=cat: \(messages)")
+            let json = try cluster.ctl(2, "journal", "--lines=5", "--output=json", "cache.service")
+            #expect(json.contains("\"MESSAGE\":\"cache up\""), "journal --output=json: \(json)")
             let status = try cluster.ctl(2, "status", "cache.service")
             #expect(status.contains("active"), "status: \(status)")
 

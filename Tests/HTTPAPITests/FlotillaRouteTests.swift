@@ -43,6 +43,7 @@ import Testing
         "/flotilla/v1/watch?afterIndex=abc", "/flotilla/v1/watch?afterIndex=-1", "/flotilla/v1/watch?waitMilliseconds=1.5",
         "/flotilla/v1/watch?afterIndex=99999999999999999999999", "/flotilla/v1/units/a.service/journal?lines=x",
         "/flotilla/v1/units/a.service/journal?lines=10001", "/flotilla/v1/units/a.service/journal?follow=maybe",
+        "/flotilla/v1/units/a.service/journal?output=pretty", "/fleet/v1/units?consistency=eventual",
         "/flotilla/v1/peer/schedule/m1?afterVersion=", "/flotilla/v1/units/bad/status", "/flotilla/v1/watch?afterIndex=%zz",
     ])
     func invalidQueryParametersAndNamesAre400(target: String) async throws {

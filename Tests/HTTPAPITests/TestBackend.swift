@@ -83,13 +83,13 @@ actor TestBackend: APIBackend {
         return FlotillaEventPage(events: [event], lastIndex: afterIndex + 1, isTruncated: false)
     }
 
-    func journal(unit: UnitName, lines: Int) async throws(APIError) -> FlotillaJournal {
+    func journal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> FlotillaJournal {
         if unit.rawValue == "failing.service" { throw .internalError("agent on m9 did not answer") }
         guard units[unit.rawValue] != nil || unit.form == .instance else { throw .notFound("unit does not exist") }
         return FlotillaJournal(unit: unit.rawValue, machineID: "m1", lines: Array(journalLines.suffix(lines)))
     }
 
-    func followJournal(unit: UnitName, lines: Int) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
+    func followJournal(unit: UnitName, lines: Int, output: JournalOutput) async throws(APIError) -> AsyncThrowingStream<String, any Error> {
         let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
         let name = unit.rawValue
         continuation.onTermination = { termination in
