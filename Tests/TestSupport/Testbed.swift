@@ -28,6 +28,12 @@ public struct Testbed: Sendable {
         public var output: Output?
         public var timedOut: Bool
 
+        public init(arguments: [String], output: Output?, timedOut: Bool) {
+            self.arguments = arguments
+            self.output = output
+            self.timedOut = timedOut
+        }
+
         public var description: String {
             let command = "Contrib/testbed " + arguments.joined(separator: " ")
             if timedOut { return "\(command): no result within its time limit" }
