@@ -67,54 +67,21 @@ struct TestMachine: Sendable {
         return SystemdManager(configuration: configuration)
     }
 
-    /// Runs a command with its output in temporary files, not pipes: the test bed leaves
-    /// daemons (nspawn) behind that inherit the child's descriptors and would keep a pipe open.
-    /// On timeout only the child started here is killed.
+    /// Runs a command through TestSupport's `ChildProcess` (output in files, not pipes: the
+    /// test bed leaves daemons behind that would keep a pipe open); throws unless it exits 0.
     static func run(_ arguments: [String], environment: [String: String] = [:], timeoutSeconds: Double) throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdbus-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let outPath = directory.appendingPathComponent("out").path
-        let errPath = directory.appendingPathComponent("err").path
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        markDescriptorsCloseOnExec()
-        let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        let result: ChildProcess.Result
+        do {
+            result = try ChildProcess.run(arguments, environment: environment, timeoutSeconds: timeoutSeconds)
+        } catch .timedOut {
+            throw CommandFailed(description: "\(arguments.joined(separator: " ")): no result within \(timeoutSeconds) s")
+        } catch {
+            throw CommandFailed(description: "\(arguments[0]): \(error)")
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
-        guard rc == 0 else { throw CommandFailed(description: "\(arguments[0]): posix_spawn: \(rc)") }
-
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        var status: Int32 = 0
-        while true {
-            let waited = waitpid(pid, &status, WNOHANG)
-            if waited == pid { break }
-            if Date() >= deadline {
-                kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                throw CommandFailed(description: "\(arguments.joined(separator: " ")): no result within \(timeoutSeconds) s")
-            }
-            usleep(10_000)
+        guard result.status == 0 else {
+            throw CommandFailed(description: "\(arguments.joined(separator: " ")): status \(result.status)\n\(result.standardOutput)\n\(result.standardError)")
         }
-        let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let exited = (status & 0x7f) == 0
-        let code = (status >> 8) & 0xff
-        if !exited || code != 0 {
-            let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            throw CommandFailed(description: "\(arguments.joined(separator: " ")): status \(status)\n\(stdout)\n\(stderr)")
-        }
-        return stdout
+        return result.standardOutput
     }
 }
 

@@ -151,79 +151,22 @@ public struct Testbed: Sendable {
         return output
     }
 
-    /// Runs the script with `--prefix` added. Output goes to files rather than pipes, so a chatty
-    /// command can never block on a full pipe while we wait for it to exit.
-    ///
-    /// posix_spawn and waitpid rather than Foundation's Process: on this Linux toolchain, inside
-    /// swift-testing, Process was seen never to notice its child's exit (the child stayed a zombie
-    /// and `isRunning` stayed true), which hung the suite.
+    /// Runs the script with `--prefix` added (through `ChildProcess`: output in files, an empty
+    /// signal mask, a time limit).
     public func runAllowingFailure(
         _ arguments: [String],
         timeoutSeconds: Double = Self.commandTimeoutSeconds
     ) throws -> Output {
-        let scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("flotilla-testbed-\(prefix)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        let stdoutPath = scratch.appendingPathComponent("stdout").path
-        let stderrPath = scratch.appendingPathComponent("stderr").path
-
         // `--prefix` goes first: for `exec`, everything after the machine index is the command.
         let argv = [Self.scriptURL.path, "--prefix", prefix] + arguments
-        var fileActions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fileActions)
-        defer { posix_spawn_file_actions_destroy(&fileActions) }
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        markDescriptorsCloseOnExec()
-
-        // The child would inherit this thread's signal mask and ignored signals, and the test
-        // runner's worker threads block signals: busybox nc's `-w` timeout (SIGALRM) then never
-        // fires. Start the script with an empty mask and default handlers.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptySet = sigset_t()
-        var fullSet = sigset_t()
-        sigemptyset(&emptySet)
-        sigfillset(&fullSet)
-        posix_spawnattr_setsigmask(&attributes, &emptySet)
-        posix_spawnattr_setsigdefault(&attributes, &fullSet)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawnError = posix_spawn(&pid, argv[0], &fileActions, &attributes, &cArguments, environ)
-        guard spawnError == 0 else {
+        do {
+            let result = try ChildProcess.run(argv, timeoutSeconds: timeoutSeconds)
+            return Output(status: result.status, standardOutput: result.standardOutput, standardError: result.standardError)
+        } catch .timedOut {
+            throw CommandFailure(arguments: arguments, output: nil, timedOut: true)
+        } catch {
             throw CommandFailure(arguments: arguments, output: nil, timedOut: false)
         }
-
-        var waitStatus: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        while true {
-            let reaped = waitpid(pid, &waitStatus, WNOHANG)
-            if reaped == pid { break }
-            if reaped == -1 && errno != EINTR {
-                throw CommandFailure(arguments: arguments, output: nil, timedOut: false)
-            }
-            if Date() >= deadline {
-                // Our own child, still unreaped, so its PID cannot have been reused.
-                kill(pid, SIGTERM)
-                _ = waitpid(pid, &waitStatus, 0)
-                throw CommandFailure(arguments: arguments, output: nil, timedOut: true)
-            }
-            usleep(10_000)
-        }
-        // WIFEXITED / WEXITSTATUS, spelled out: the C macros are not imported into Swift.
-        let exited = waitStatus & 0x7f == 0
-        let status: Int32 = exited ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f)
-        return Output(
-            status: status,
-            standardOutput: (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "",
-            standardError: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
-        )
     }
 
     /// Where the repository is bound (read-only) inside every machine.
