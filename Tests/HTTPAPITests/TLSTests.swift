@@ -98,6 +98,8 @@ import TestSupport
             (notPEM, certificates.serverKeyPath, "the certificate chain file \(notPEM) is not PEM certificates"),
             (certificates.serverCertificatePath, notPEM, "the private key file \(notPEM) is not"),
             (certificates.directory, certificates.serverKeyPath, "cannot read the certificate chain file \(certificates.directory)"),
+            // A key that is not the certificate's (the other CA's).
+            (certificates.serverCertificatePath, certificates.directory + "/other-ca.key", "check that the key is the certificate's"),
         ]
         for (certificate, key, expected) in cases {
             let listener = APIListener.tls(host: "127.0.0.1", port: 0, certificateChainPath: certificate, privateKeyPath: key)
