@@ -62,7 +62,13 @@ final class HTTPTransport: Sendable {
             let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: body?.count),
                                          body: body.map { ByteBuffer(bytes: $0) },
                                          sink: .collect(promise, bodySizeMax: bodySizeMax), timeout: timeout)
-            channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+            // A write that never reached HTTPExchangeHandler (the connection closed and its
+            // handlers were gone) would leave the promise pending forever; failing it again
+            // when the handler already did is a no-op.
+            channel.writeAndFlush(request).whenFailure { _ in
+                promise.fail(ExchangeFailure.closedBeforeResponse)
+                channel.close(promise: nil)
+            }
             do {
                 let collected = try await withTaskCancellationHandler {
                     try await promise.futureResult.get()
@@ -90,7 +96,10 @@ final class HTTPTransport: Sendable {
         let headPromise = channel.eventLoop.makePromise(of: RawResponse.self)
         let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: nil),
                                      body: nil, sink: .stream(head: headPromise, chunks: continuation), timeout: timeout)
-        channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(request).whenFailure { _ in
+            headPromise.fail(ExchangeFailure.closedBeforeResponse)
+            channel.close(promise: nil)
+        }
         do {
             let head = try await withTaskCancellationHandler {
                 try await headPromise.futureResult.get()
