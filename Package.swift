@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
@@ -150,7 +151,7 @@ let package = Package(
 
         // Pure: fleet's v1 API entities (JSON) and Flotilla's additions; unit files <-> fleet options.
         .target(name: "FleetAPI", dependencies: ["UnitFile"]),
-        // Shell: the HTTP API (fleet v1 + /flotilla/v1) over a unix socket or TCP, SwiftNIO HTTP/1.1.
+        // Shell: the HTTP API (fleet v1 + /flotilla/v1) over a unix socket, TCP or TLS, SwiftNIO HTTP/1.1.
         .target(
             name: "HTTPAPI",
             dependencies: [
@@ -158,6 +159,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -169,6 +171,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // Shell: runs one peer for real: membership, Raft + registry (voters), scheduling (leader),
@@ -180,6 +184,7 @@ let package = Package(
                 "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -199,11 +204,11 @@ let package = Package(
         .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile"]),
         .testTarget(
             name: "HTTPAPITests",
-            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "FleetAPI", "Registry", "UnitFile", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "FleetAPI", "HTTPAPI", "Registry", "UnitFile", "TestSupport"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
         .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
     ],

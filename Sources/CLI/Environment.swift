@@ -14,6 +14,15 @@ public func resolveEndpoint(flag: String?, environment: [String: String]) throws
     return .default
 }
 
+/// The trust for an https endpoint: the CA file from `--ca-file`, else FLOTILLACTL_CA_FILE, else
+/// FLEETCTL_CA_FILE (fleetctl's name); nil (the system's CAs) when none is given.
+public func resolveClientTLS(caFileFlag: String?, environment: [String: String]) -> ClientTLS? {
+    for candidate in [caFileFlag, environment["FLOTILLACTL_CA_FILE"], environment["FLEETCTL_CA_FILE"]] {
+        if let candidate, !candidate.isEmpty { return ClientTLS(caFilePath: candidate) }
+    }
+    return nil
+}
+
 /// Seconds from `--request-timeout`, FLOTILLACTL_REQUEST_TIMEOUT or FLEETCTL_REQUEST_TIMEOUT;
 /// fleetctl's default was 3 s, Flotilla's is 10 s (a forwarded write may wait for a leader).
 public func resolveRequestTimeout(flag: Double?, environment: [String: String]) -> Result<TimeAmount, CLIError> {

@@ -14,9 +14,10 @@ public struct Flotillactl: AsyncParsableCommand {
         commandName: "flotillactl",
         abstract: "Control a Flotilla cluster (fleetctl's commands against flotillad's API).",
         discussion: """
-            Global options (--endpoint, --request-timeout) may come before or after the command. \
-            The endpoint defaults to $FLOTILLACTL_ENDPOINT, then $FLEETCTL_ENDPOINT, then \
-            unix:///var/run/flotilla.sock.
+            Global options (--endpoint, --request-timeout, --ca-file) may come before or after the \
+            command. The endpoint defaults to $FLOTILLACTL_ENDPOINT, then $FLEETCTL_ENDPOINT, then \
+            unix:///var/run/flotilla.sock. For an https:// endpoint the server's certificate is \
+            checked against --ca-file ($FLOTILLACTL_CA_FILE, $FLEETCTL_CA_FILE), else the system's CAs.
             """,
         version: version,
         subcommands: [
@@ -35,11 +36,11 @@ public struct Flotillactl: AsyncParsableCommand {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            if argument == "--endpoint" || argument == "--request-timeout" {
+            if argument == "--endpoint" || argument == "--request-timeout" || argument == "--ca-file" {
                 leading.append(argument)
                 if index + 1 < arguments.count { leading.append(arguments[index + 1]) }
                 index += 2
-            } else if argument.hasPrefix("--endpoint=") || argument.hasPrefix("--request-timeout=") {
+            } else if argument.hasPrefix("--endpoint=") || argument.hasPrefix("--request-timeout=") || argument.hasPrefix("--ca-file=") {
                 leading.append(argument)
                 index += 1
             } else {
@@ -76,8 +77,12 @@ public struct Flotillactl: AsyncParsableCommand {
 
 /// Options every command takes.
 public struct GlobalOptions: ParsableArguments {
-    @Option(help: "flotillad's API: unix:///path/to.sock or http://host:port.")
+    @Option(help: "flotillad's API: unix:///path/to.sock, http://host:port or https://host:port.")
     var endpoint: String?
+
+    @Option(name: .customLong("ca-file"),
+            help: "A PEM file of the CA certificates that sign an https endpoint's certificate (default: the system's CAs).")
+    var caFile: String?
 
     @Option(name: .customLong("request-timeout"), help: "Seconds to allow a single request before it fails (default 10).")
     var requestTimeout: Double?
@@ -95,7 +100,8 @@ public struct GlobalOptions: ParsableArguments {
         }
         switch resolveRequestTimeout(flag: requestTimeout, environment: environment) {
         case .success(let timeout):
-            return FlotillaClient(endpoint: endpoint, requestTimeout: timeout)
+            return FlotillaClient(endpoint: endpoint, requestTimeout: timeout,
+                                  tls: resolveClientTLS(caFileFlag: caFile, environment: environment))
         case .failure(let error):
             err("Unable to initialize client: \(error)")
             throw ExitCode.failure

@@ -1,16 +1,19 @@
-/// Where flotillad's HTTP API listens: a unix socket (the default, /var/run/flotilla.sock) or a
-/// TCP address. fleetctl took the same two forms in `--endpoint`.
+/// Where flotillad's HTTP API listens: a unix socket (the default, /var/run/flotilla.sock), a
+/// TCP address (plain HTTP) or an HTTPS address. fleetctl took the same forms in `--endpoint`.
 public enum APIEndpoint: Sendable, Hashable, CustomStringConvertible {
     case unix(path: String)
     case tcp(host: String, port: Int)
+    /// HTTP over TLS. The server's certificate must name `host` (a DNS name, or an IP address
+    /// SAN when `host` is an address) and chain to a trusted CA (`ClientTLS`).
+    case https(host: String, port: Int)
 
     /// The socket flotillad listens on unless configured otherwise.
     public static let defaultSocketPath = "/var/run/flotilla.sock"
     public static let `default` = APIEndpoint.unix(path: defaultSocketPath)
 
     /// Parses `unix:///var/run/flotilla.sock`, `unix:/path`, `/path` (fleetctl accepted a bare
-    /// socket path), `http://host:port` and `http://host` (port 80). An IPv6 host is written in
-    /// brackets: `http://[::1]:4002`. `https` is refused with a reason rather than sent in clear.
+    /// socket path), `http://host:port`, `http://host` (port 80), `https://host:port` and
+    /// `https://host` (port 443). An IPv6 host is written in brackets: `http://[::1]:4002`.
     public init(parsing text: String) throws(ClientError) {
         let trimmed = text.trimmingWhitespace()
         guard !trimmed.isEmpty else { throw .invalidEndpoint(text, reason: "it is empty") }
@@ -34,12 +37,21 @@ public enum APIEndpoint: Sendable, Hashable, CustomStringConvertible {
             return
         }
         if trimmed.hasPrefix("https://") {
-            throw .invalidEndpoint(text, reason: "https is not supported; use http:// on a trusted network or the unix socket")
+            let (host, port) = try Self.parseAuthority(trimmed.dropFirst("https://".count), defaultPort: 443, text: text)
+            self = .https(host: host, port: port)
+            return
         }
         guard trimmed.hasPrefix("http://") else {
-            throw .invalidEndpoint(text, reason: "expected unix:///path/to.sock, /path/to.sock or http://host:port")
+            throw .invalidEndpoint(text, reason: "expected unix:///path/to.sock, /path/to.sock, http://host:port or https://host:port")
         }
-        var authority = Substring(trimmed.dropFirst("http://".count))
+        let (host, port) = try Self.parseAuthority(trimmed.dropFirst("http://".count), defaultPort: 80, text: text)
+        self = .tcp(host: host, port: port)
+    }
+
+    /// `host[:port][/]` after the scheme; `text` is the whole endpoint, for the error.
+    private static func parseAuthority(_ afterScheme: Substring, defaultPort: Int,
+                                       text: String) throws(ClientError) -> (host: String, port: Int) {
+        var authority = afterScheme
         if let slash = authority.firstIndex(of: "/") {
             guard authority[slash...].allSatisfy({ $0 == "/" }) else {
                 throw .invalidEndpoint(text, reason: "an endpoint has no path")
@@ -65,14 +77,14 @@ public enum APIEndpoint: Sendable, Hashable, CustomStringConvertible {
             host = authority
         }
         guard !host.isEmpty else { throw .invalidEndpoint(text, reason: "the host is missing") }
-        var port = 80
+        var port = defaultPort
         if let portText {
             guard let parsed = Int(portText), (1...65535).contains(parsed) else {
                 throw .invalidEndpoint(text, reason: "the port must be a number from 1 to 65535")
             }
             port = parsed
         }
-        self = .tcp(host: String(host), port: port)
+        return (String(host), port)
     }
 
     /// The endpoint as a user would write it back on the command line.
@@ -81,6 +93,8 @@ public enum APIEndpoint: Sendable, Hashable, CustomStringConvertible {
         case .unix(let path): return "unix://\(path)"
         case .tcp(let host, let port):
             return host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        case .https(let host, let port):
+            return host.contains(":") ? "https://[\(host)]:\(port)" : "https://\(host):\(port)"
         }
     }
 
@@ -88,7 +102,8 @@ public enum APIEndpoint: Sendable, Hashable, CustomStringConvertible {
     var hostHeader: String {
         switch self {
         case .unix: return "localhost"
-        case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .tcp(let host, let port), .https(let host, let port):
+            return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         }
     }
 }

@@ -30,15 +30,21 @@ public final class FlotillaClient: Sendable {
 
     public let endpoint: APIEndpoint
     public let requestTimeout: TimeAmount
+    /// How an `https` endpoint's server is trusted; nil trusts the system's CA roots. Not used for
+    /// the other endpoints.
+    public let tls: ClientTLS?
     private let transport: HTTPTransport
 
+    /// For an `https` endpoint, `tls` is read here (its CA file included); a CA file that cannot
+    /// be used fails every request with a `ClientError.connection` that names the file.
     public init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                requestTimeout: TimeAmount = .seconds(10)) {
+                requestTimeout: TimeAmount = .seconds(10), tls: ClientTLS? = nil) {
         precondition(requestTimeout > .zero, "requestTimeout must be positive, got \(requestTimeout)")
         self.endpoint = endpoint
         self.requestTimeout = requestTimeout
+        self.tls = tls
         self.transport = HTTPTransport(endpoint: endpoint, eventLoopGroup: eventLoopGroup,
-                                       idleConnectionsMax: Self.idleConnectionsMax)
+                                       idleConnectionsMax: Self.idleConnectionsMax, tls: tls)
     }
 
     /// Closes the pooled idle connections (they are also closed when the client is released).

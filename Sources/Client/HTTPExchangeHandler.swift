@@ -62,6 +62,12 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
+        if case .closed = state {
+            // The connection failed or closed before this request reached it.
+            Self.fail(request.sink, with: ExchangeFailure.closedBeforeResponse)
+            promise?.fail(ExchangeFailure.closedBeforeResponse)
+            return
+        }
         guard case .idle = state else {
             Self.fail(request.sink, with: ExchangeFailure.busy)
             promise?.fail(ExchangeFailure.busy)

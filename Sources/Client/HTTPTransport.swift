@@ -8,6 +8,8 @@ import Darwin
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// HTTP/1.1 to one endpoint over NIO, with a small pool of kept-alive connections.
@@ -20,13 +22,20 @@ final class HTTPTransport: Sendable {
     let endpoint: APIEndpoint
     let eventLoopGroup: any EventLoopGroup
     let idleConnectionsMax: Int
+    /// For an `https` endpoint, the TLS context every connection shares (or why there is none);
+    /// nil for the others.
+    private let tlsContext: Result<NIOSSLContext, ClientError>?
     private let idleChannels = Mutex<[any Channel]>([])
 
-    init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup, idleConnectionsMax: Int) {
+    init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup, idleConnectionsMax: Int, tls: ClientTLS?) {
         precondition(idleConnectionsMax >= 0, "idleConnectionsMax must not be negative, got \(idleConnectionsMax)")
         self.endpoint = endpoint
         self.eventLoopGroup = eventLoopGroup
         self.idleConnectionsMax = idleConnectionsMax
+        switch endpoint {
+        case .https: self.tlsContext = (tls ?? ClientTLS()).makeContext(endpoint: endpoint)
+        case .unix, .tcp: self.tlsContext = nil
+        }
     }
 
     deinit {
@@ -53,7 +62,13 @@ final class HTTPTransport: Sendable {
             let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: body?.count),
                                          body: body.map { ByteBuffer(bytes: $0) },
                                          sink: .collect(promise, bodySizeMax: bodySizeMax), timeout: timeout)
-            channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+            // A write that never reached HTTPExchangeHandler (the connection closed and its
+            // handlers were gone) would leave the promise pending forever; failing it again
+            // when the handler already did is a no-op.
+            channel.writeAndFlush(request).whenFailure { _ in
+                promise.fail(ExchangeFailure.closedBeforeResponse)
+                channel.close(promise: nil)
+            }
             do {
                 let collected = try await withTaskCancellationHandler {
                     try await promise.futureResult.get()
@@ -81,7 +96,10 @@ final class HTTPTransport: Sendable {
         let headPromise = channel.eventLoop.makePromise(of: RawResponse.self)
         let request = PendingRequest(head: requestHead(method: method, pathAndQuery: pathAndQuery, bodyCount: nil),
                                      body: nil, sink: .stream(head: headPromise, chunks: continuation), timeout: timeout)
-        channel.writeAndFlush(request).whenFailure { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(request).whenFailure { _ in
+            headPromise.fail(ExchangeFailure.closedBeforeResponse)
+            channel.close(promise: nil)
+        }
         do {
             let head = try await withTaskCancellationHandler {
                 try await headPromise.futureResult.get()
@@ -135,29 +153,69 @@ final class HTTPTransport: Sendable {
         guard let bootstrap = ClientBootstrap(validatingGroup: eventLoopGroup) else {
             throw .connection("the event loop group given to FlotillaClient is not a NIOPosix group")
         }
+        // The TLS handler goes first, so the HTTP handlers after it read and write plain HTTP.
+        var tls: (context: NIOSSLContext, serverHostname: String?)?
+        switch (endpoint, tlsContext) {
+        case (.https(let host, _), .success(let context)?): tls = (context, ClientTLS.serverHostname(host))
+        case (_, .failure(let error)?): throw error
+        case (.https, nil), (.unix, _), (.tcp, _): tls = nil
+        }
+        // Completed by `TLSHandshakeWaiter` (or below, if the connection never opens); completing
+        // an already completed promise does nothing.
+        let handshake = eventLoopGroup.any().makePromise(of: Void.self)
         let configured = bootstrap
             .connectTimeout(timeout)
-            .channelInitializer { channel in
+            .channelInitializer { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname))
+                        try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(handshake: handshake))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(HTTPExchangeHandler())
                 }
             }
+        let channel: any Channel
         do {
             switch endpoint {
             case .unix(let path):
-                return try await configured.connect(unixDomainSocketPath: path).get()
-            case .tcp(let host, let port):
-                return try await configured.channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                channel = try await configured.connect(unixDomainSocketPath: path).get()
+            case .tcp(let host, let port), .https(let host, let port):
+                channel = try await configured.channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(host: host, port: port).get()
             }
         } catch {
+            handshake.fail(error)
             throw .connection("cannot connect to flotillad at \(endpoint): \(Self.describeConnectFailure(error)) (is flotillad running?)")
+        }
+        guard tls != nil else {
+            handshake.succeed(())
+            return channel
+        }
+        // The request is written only after the handshake, so a handshake failure is reported as
+        // what it is, and never races with the request for the connection.
+        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+            handshake.fail(ExchangeFailure.timedOut)
+            channel.close(promise: nil)
+        }
+        do {
+            try await handshake.futureResult.get()
+            deadline.cancel()
+            return channel
+        } catch {
+            deadline.cancel()
+            channel.close(promise: nil)
+            throw mapFailure(error)
         }
     }
 
+    /// Maps what failed a connection or an exchange to the error the caller sees.
     private func mapFailure(_ error: any Error) -> ClientError {
         if let clientError = error as? ClientError { return clientError }
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            return .connection(ClientTLS.describeHandshakeFailure(error, endpoint: endpoint))
+        }
         if let failure = error as? ExchangeFailure {
             switch failure {
             case .closedBeforeResponse:
@@ -171,6 +229,10 @@ final class HTTPTransport: Sendable {
             case .streamReaderFellBehind:
                 return .connection("the stream's reader fell behind and the stream was closed")
             case .protocolError(let reason):
+                if case .tcp = endpoint {
+                    // A TLS server answers plain HTTP with a TLS alert, which is not HTTP.
+                    return .invalidResponse("\(reason); if flotillad at \(endpoint) serves HTTPS, use an https:// endpoint")
+                }
                 return .invalidResponse(reason)
             case .busy:
                 return .connection("internal error: a connection was given two requests at once")
@@ -199,5 +261,37 @@ final class HTTPTransport: Sendable {
             return "timed out connecting"
         }
         return "\(error)"
+    }
+}
+
+/// Completes `handshake` when the TLS handshake of its connection succeeds, or fails it with
+/// whatever ended the connection first. Sits right after `NIOSSLClientHandler`.
+final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let handshake: EventLoopPromise<Void>
+
+    init(handshake: EventLoopPromise<Void>) {
+        self.handshake = handshake
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent {
+            handshake.succeed(())
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        handshake.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake.fail(ExchangeFailure.closedBeforeResponse)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshake.fail(ExchangeFailure.closedBeforeResponse)
     }
 }

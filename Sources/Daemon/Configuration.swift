@@ -16,6 +16,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var apiSocketPath = "/var/run/flotilla.sock"
     /// An extra TCP listener for the API, `host:port`; empty for none (the default, as fleet).
     public var apiListen = ""
+    /// PEM files of the certificate chain (the server's certificate first) and its private key:
+    /// with both set, the `apiListen` listener serves HTTPS instead of HTTP. Both or neither, and
+    /// only with `apiListen` (validated below). They are read when the API starts; the peer port
+    /// stays plain HTTP (peers talk to each other on the cluster's own network).
+    public var apiTLSCertificatePath = ""
+    public var apiTLSKeyPath = ""
     /// Peer-to-peer ports: gossip (UDP + TCP), peer HTTP (agents follow voters, forwarding), Raft.
     public var gossipPort = 7946
     public var peerPort = 7948
@@ -166,6 +172,8 @@ extension DaemonConfiguration {
         case "data_dir", "data_directory": dataDirectory = value
         case "api_socket", "socket": apiSocketPath = value
         case "api_listen": apiListen = value
+        case "api_tls_cert": apiTLSCertificatePath = value
+        case "api_tls_key": apiTLSKeyPath = value
         case "gossip_port": gossipPort = Int(try integer(1...65_535))
         case "peer_port": peerPort = Int(try integer(1...65_535))
         case "raft_port": raftPort = Int(try integer(1...65_535))
@@ -217,6 +225,7 @@ extension DaemonConfiguration {
         guard unitsDirectory.hasPrefix("/") else { throw ConfigurationError("units_directory must be an absolute path, got \(unitsDirectory.debugDescription)") }
         guard dataDirectory.hasPrefix("/") else { throw ConfigurationError("data_dir must be an absolute path, got \(dataDirectory.debugDescription)") }
         if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
+        try validateAPITLS()
         guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
             throw ConfigurationError("raft_tick, engine_reconcile_interval and agent_reconcile_interval must be positive")
         }
@@ -232,6 +241,26 @@ extension DaemonConfiguration {
     /// The founding voters, or this machine alone.
     public var effectiveVoters: [String] { voters.isEmpty ? [publicIP] : voters }
     public var isFoundingVoter: Bool { effectiveVoters.contains(publicIP) }
+
+    /// TLS on the API needs a certificate and its key together, and a TCP listener to serve on.
+    private func validateAPITLS() throws(ConfigurationError) {
+        switch (apiTLSCertificatePath.isEmpty, apiTLSKeyPath.isEmpty) {
+        case (true, true):
+            return
+        case (false, true):
+            throw ConfigurationError("api_tls_cert is set but api_tls_key is not: give both (the PEM certificate chain and its private key) or neither")
+        case (true, false):
+            throw ConfigurationError("api_tls_key is set but api_tls_cert is not: give both (the PEM certificate chain and its private key) or neither")
+        case (false, false):
+            break
+        }
+        guard apiTLSCertificatePath.hasPrefix("/"), apiTLSKeyPath.hasPrefix("/") else {
+            throw ConfigurationError("api_tls_cert and api_tls_key must be absolute paths, got \(apiTLSCertificatePath.debugDescription) and \(apiTLSKeyPath.debugDescription)")
+        }
+        guard !apiListen.isEmpty else {
+            throw ConfigurationError("api_tls_cert and api_tls_key are set but api_listen is not: TLS is served on the api_listen TCP listener (the unix socket needs none), so set api_listen=host:port or remove them")
+        }
+    }
 
     static func parseDurationMilliseconds(_ text: String) -> Int64? {
         let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)]

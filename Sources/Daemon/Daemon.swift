@@ -165,7 +165,13 @@ struct DaemonService: Service {
             listeners.append(.unix(path: configuration.apiSocketPath, mode: 0o660))
         }
         if let (host, port) = DaemonConfiguration.hostAndPort(configuration.apiListen) {
-            listeners.append(.tcp(host: host, port: port))
+            // validate() made sure the two paths come together.
+            if configuration.apiTLSCertificatePath.isEmpty {
+                listeners.append(.tcp(host: host, port: port))
+            } else {
+                listeners.append(.tls(host: host, port: port, certificateChainPath: configuration.apiTLSCertificatePath,
+                                      privateKeyPath: configuration.apiTLSKeyPath))
+            }
         }
         return listeners
     }

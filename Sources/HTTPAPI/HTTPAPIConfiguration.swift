@@ -59,6 +59,11 @@ public enum APIListener: Hashable, Sendable, CustomStringConvertible {
     case unix(path: String, mode: UInt32 = 0o660)
     /// TCP on `host:port`; port 0 asks the kernel for a free port (`boundAddresses` tells which).
     case tcp(host: String, port: Int)
+    /// HTTPS on `host:port`: TCP as `tcp`, with TLS in front of HTTP. `certificateChainPath` is a
+    /// PEM file holding the server's certificate first, then any intermediates; `privateKeyPath`
+    /// is the PEM private key of that certificate (unencrypted). Both are read once, by `start`,
+    /// before any listener is bound, so a bad file fails the start instead of every handshake.
+    case tls(host: String, port: Int, certificateChainPath: String, privateKeyPath: String)
     /// A listening socket inherited from systemd (socket activation: `LISTEN_FDS`, descriptors
     /// from 3). The server owns it from then on and closes it on shutdown.
     case inheritedSocket(descriptor: CInt)
@@ -67,6 +72,7 @@ public enum APIListener: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .unix(let path, let mode): return "unix:\(path) (mode \(String(mode, radix: 8)))"
         case .tcp(let host, let port): return "tcp:\(host):\(port)"
+        case .tls(let host, let port, _, _): return "tls:\(host):\(port)"
         case .inheritedSocket(let descriptor): return "inherited socket \(descriptor)"
         }
     }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The HTTP API: fleet's v1 routes and Flotilla's /flotilla/v1 additions, on any number of
 /// listeners, answered by one `APIBackend`.
@@ -33,18 +34,24 @@ public final class HTTPAPIServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds every listener, then starts serving. If any listener fails, those already bound are
-    /// closed and the error says which one failed.
+    /// Reads the certificates of every `.tls` listener, binds every listener, then starts
+    /// serving. If any listener fails, those already bound are closed and the error says which one
+    /// failed (a bad certificate or key file fails before anything is bound).
     public static func start(listeners: [APIListener], backend: any APIBackend, configuration: HTTPAPIConfiguration = HTTPAPIConfiguration(),
                              eventLoopGroup: any EventLoopGroup, logger: Logger) async throws(HTTPAPIServerError) -> HTTPAPIServer {
         precondition(!listeners.isEmpty, "HTTPAPIServer needs at least one listener")
         let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
         let connection = HTTPConnection(handler: APIRequestHandler(backend: backend, configuration: configuration, logger: logger),
                                         configuration: configuration, logger: logger)
-        var bound: [NIOAsyncChannel<AcceptedConnection, Never>] = []
+        var tlsContexts: [NIOSSLContext?] = []
         for listener in listeners {
+            tlsContexts.append(try ServerTLS.makeContext(for: listener))
+        }
+        var bound: [NIOAsyncChannel<AcceptedConnection, Never>] = []
+        for (listener, tlsContext) in zip(listeners, tlsContexts) {
             do {
-                bound.append(try await bind(listener, group: eventLoopGroup, configuration: configuration, connections: connections))
+                bound.append(try await bind(listener, tlsContext: tlsContext, group: eventLoopGroup,
+                                            configuration: configuration, connections: connections))
             } catch {
                 for channel in bound { try? await channel.channel.close() }
                 throw HTTPAPIServerError(listener: listener, reason: "\(error)")
@@ -91,13 +98,15 @@ public final class HTTPAPIServer: Sendable {
         }
     }
 
-    private static func bind(_ listener: APIListener, group: any EventLoopGroup, configuration: HTTPAPIConfiguration,
+    /// `tlsContext` is given for a `.tls` listener only.
+    private static func bind(_ listener: APIListener, tlsContext: NIOSSLContext?, group: any EventLoopGroup,
+                             configuration: HTTPAPIConfiguration,
                              connections: ConnectionRegistry) async throws -> NIOAsyncChannel<AcceptedConnection, Never> {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<AcceptedConnection> = { channel in
-            initializeConnection(channel, configuration: configuration, connections: connections)
+            initializeConnection(channel, tlsContext: tlsContext, configuration: configuration, connections: connections)
         }
         switch listener {
         case .unix(let path, let mode):
@@ -112,7 +121,7 @@ public final class HTTPAPIServer: Sendable {
                 throw HTTPAPIServerError(listener: listener, reason: "chmod \(String(mode, radix: 8)): \(reason)")
             }
             return serverChannel
-        case .tcp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port, _, _):
             return try await bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port, childChannelInitializer: initializer)
         case .inheritedSocket(let descriptor):
@@ -122,13 +131,22 @@ public final class HTTPAPIServer: Sendable {
 
     /// The pipeline of one accepted connection. A connection over `connectionsMax` is closed
     /// here, before a byte is read. (Failing the initializer instead would fail the listener's
-    /// whole accept sequence, not just this connection.)
-    private static func initializeConnection(_ channel: any Channel, configuration: HTTPAPIConfiguration,
+    /// whole accept sequence, not just this connection.) On a TLS listener the TLS handler comes
+    /// first, so everything after it reads and writes plain HTTP; a client that does not complete
+    /// the handshake gets an error from it and the connection is closed, like any protocol error.
+    private static func initializeConnection(_ channel: any Channel, tlsContext: NIOSSLContext?, configuration: HTTPAPIConfiguration,
                                              connections: ConnectionRegistry) -> EventLoopFuture<AcceptedConnection> {
         guard connections.admit(channel) else {
             return channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
         }
         channel.closeFuture.whenComplete { _ in connections.remove(channel) }
+        if let tlsContext {
+            do {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext), position: .first)
+            } catch {
+                return channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
+            }
+        }
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = configuration.requestHeadBytesMax
         limits.maxHeaderListSize = configuration.requestHeadBytesMax

@@ -24,7 +24,16 @@ struct APIEndpointTests {
         #expect(APIEndpoint.tcp(host: "::1", port: 4002).description == "http://[::1]:4002")
     }
 
-    @Test(arguments: ["", "unix://var/run/f.sock", "tcp://h:1", "http://h:0", "http://h:x", "http://:80", "https://h:1", "http://h:1/v1"])
+    @Test func httpsForms() throws {
+        #expect(try APIEndpoint(parsing: "https://10.0.0.1:4002") == .https(host: "10.0.0.1", port: 4002))
+        #expect(try APIEndpoint(parsing: "https://flotilla.example.com") == .https(host: "flotilla.example.com", port: 443))
+        #expect(try APIEndpoint(parsing: " https://[::1]:4002/ ") == .https(host: "::1", port: 4002))
+        #expect(APIEndpoint.https(host: "::1", port: 4002).description == "https://[::1]:4002")
+        #expect(APIEndpoint.https(host: "h", port: 443).description == "https://h:443")
+    }
+
+    @Test(arguments: ["", "unix://var/run/f.sock", "tcp://h:1", "http://h:0", "http://h:x", "http://:80", "http://h:1/v1",
+                      "https://h:0", "https://", "https://h:1/v1", "https://[::1"])
     func refusedForms(_ text: String) {
         #expect(throws: ClientError.self) { try APIEndpoint(parsing: text) }
     }

@@ -89,6 +89,16 @@ struct FormattingTests {
         #expect(throws: ClientError.self) { try resolveEndpoint(flag: "ftp://x", environment: [:]) }
     }
 
+    @Test func caFileComesFromFlagThenFlotillactlThenFleetctlEnvironment() {
+        #expect(resolveClientTLS(caFileFlag: nil, environment: [:]) == nil)
+        #expect(resolveClientTLS(caFileFlag: nil, environment: ["FLEETCTL_CA_FILE": "/f.pem"]) == ClientTLS(caFilePath: "/f.pem"))
+        #expect(resolveClientTLS(caFileFlag: nil, environment: ["FLEETCTL_CA_FILE": "/f.pem", "FLOTILLACTL_CA_FILE": "/o.pem"])
+            == ClientTLS(caFilePath: "/o.pem"))
+        #expect(resolveClientTLS(caFileFlag: "/c.pem", environment: ["FLOTILLACTL_CA_FILE": "/o.pem"]) == ClientTLS(caFilePath: "/c.pem"))
+        #expect(Flotillactl.movingGlobalOptions(["--ca-file", "/c.pem", "--endpoint=https://h", "list-units"])
+            == ["list-units", "--ca-file", "/c.pem", "--endpoint=https://h"])
+    }
+
     @Test func globalOptionsBeforeTheCommandMoveAfterIt() {
         #expect(Flotillactl.movingGlobalOptions(["--endpoint", "/s", "--request-timeout=2", "list-units", "-l"])
             == ["list-units", "--endpoint", "/s", "--request-timeout=2", "-l"])

@@ -1,4 +1,5 @@
 @testable import Daemon
+import HTTPAPI
 import Testing
 
 @Suite struct ConfigurationTests {
@@ -36,6 +37,14 @@ import Testing
             (nil, ["--public-ip=10.0.0.1", "--agent-ttl=0s", "--agent-fence-timeout=5s"], "agent_fence_timeout"),
             (nil, ["positional"], "unexpected argument"),
             (nil, ["--public-ip"], "needs a value"),
+            (nil, ["--public-ip=10.0.0.1", "--api-listen=0.0.0.0:7950", "--api-tls-cert=/etc/flotilla/api.crt"],
+             "api_tls_cert is set but api_tls_key is not"),
+            ("public_ip=10.0.0.1\napi_listen=0.0.0.0:7950\napi_tls_key=/etc/flotilla/api.key", [],
+             "api_tls_key is set but api_tls_cert is not"),
+            (nil, ["--public-ip=10.0.0.1", "--api-tls-cert=/etc/flotilla/api.crt", "--api-tls-key=/etc/flotilla/api.key"],
+             "api_tls_cert and api_tls_key are set but api_listen is not"),
+            (nil, ["--public-ip=10.0.0.1", "--api-listen=0.0.0.0:7950", "--api-tls-cert=api.crt", "--api-tls-key=/etc/flotilla/api.key"],
+             "must be absolute paths"),
         ]
         for (file, arguments, expected) in cases {
             do {
@@ -45,6 +54,22 @@ import Testing
                 #expect(error.message.contains(expected), "\(error.message) should mention \(expected)")
             }
         }
+    }
+
+    @Test func apiListenServesTLSWhenCertificateAndKeyAreBothSet() throws {
+        let (plain, _) = try DaemonConfiguration.resolve(
+            fileText: "public_ip=10.0.0.1\napi_listen=127.0.0.1:7950\napi_socket=", environment: [:], arguments: [])
+        #expect(DaemonService.userListeners(plain) == [.tcp(host: "127.0.0.1", port: 7950)])
+
+        let (secured, _) = try DaemonConfiguration.resolve(
+            fileText: "public_ip=10.0.0.1\napi_listen=127.0.0.1:7950\napi_tls_cert=/etc/flotilla/api.crt",
+            environment: ["FLOTILLA_API_TLS_KEY": "/etc/flotilla/api.key"], arguments: [])
+        #expect(secured.apiTLSCertificatePath == "/etc/flotilla/api.crt")
+        #expect(secured.apiTLSKeyPath == "/etc/flotilla/api.key")
+        #expect(DaemonService.userListeners(secured) == [
+            .unix(path: "/var/run/flotilla.sock", mode: 0o660),
+            .tls(host: "127.0.0.1", port: 7950, certificateChainPath: "/etc/flotilla/api.crt", privateKeyPath: "/etc/flotilla/api.key"),
+        ])
     }
 
     @Test func durations() {
