@@ -23,11 +23,8 @@ struct Load: AsyncParsableCommand {
     @Argument var units: [String] = []
 
     func run() async throws {
-        let resolved = try UnitOperations.resolve(units)
-        let operations = UnitOperations(client: try global.makeClient())
-        try await operations.ensureExist(resolved, replace: replace)
-        let triggered = try await operations.setTargetState(resolved.map(\.name.rawValue), .loaded, action: "loading")
-        try await operations.wait(for: operations.splitGlobal(triggered, verb: "load"), .loaded, verb: "load", attempts: block.attempts)
+        try await UnitOperations(client: try global.makeClient())
+            .submitAndSet(units, replace: replace, .loaded, action: "loading", verb: "load", attempts: block.attempts)
     }
 }
 
@@ -39,11 +36,8 @@ struct Start: AsyncParsableCommand {
     @Argument var units: [String] = []
 
     func run() async throws {
-        let resolved = try UnitOperations.resolve(units)
-        let operations = UnitOperations(client: try global.makeClient())
-        try await operations.ensureExist(resolved, replace: replace)
-        let triggered = try await operations.setTargetState(resolved.map(\.name.rawValue), .launched, action: "starting")
-        try await operations.wait(for: operations.splitGlobal(triggered, verb: "start"), .launched, verb: "start", attempts: block.attempts)
+        try await UnitOperations(client: try global.makeClient())
+            .submitAndSet(units, replace: replace, .launched, action: "starting", verb: "start", attempts: block.attempts)
     }
 }
 

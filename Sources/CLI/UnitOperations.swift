@@ -26,6 +26,15 @@ struct UnitOperations {
         }
     }
 
+    /// `load` and `start`: submit what is missing, set the target state, wait as asked.
+    func submitAndSet(_ arguments: [String], replace: Bool, _ target: FleetUnitTargetState, action: String, verb: String,
+                      attempts: Int?) async throws {
+        let resolved = try Self.resolve(arguments)
+        try await ensureExist(resolved, replace: replace)
+        let triggered = try await setTargetState(resolved.map(\.name.rawValue), target, action: action)
+        try await wait(for: splitGlobal(triggered, verb: verb), target, verb: verb, attempts: attempts)
+    }
+
     /// Makes sure every unit exists in the registry, in fleetctl's order: the registry's unit;
     /// else a local file at the argument's path; else, for an instance, its template from the
     /// registry, else a local template beside the argument. With `replace`, a registry unit whose

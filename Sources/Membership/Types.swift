@@ -4,8 +4,8 @@
 ///
 /// Time is injected: the core never reads a clock. Milliseconds rather than abstract ticks
 /// because memberlist's defaults are stated in milliseconds (probe timeout 500 ms, gossip interval
-/// 200 ms) and a simulated network wants sub-interval latencies. The shell passes
-/// `ContinuousClock` readings (or a simulated clock) converted to milliseconds.
+/// 200 ms) and a simulated network wants sub-interval latencies. The shell passes its monotonic
+/// clock's readings (the simulation, its own clock) converted to milliseconds.
 public struct MonotonicInstant: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var milliseconds: Int64
 

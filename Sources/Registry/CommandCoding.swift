@@ -196,13 +196,11 @@ extension RegistryCommand {
     }
 
     private static func unitName(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> UnitName {
-        let text = try reader.string(lengthMax: UnitName.lengthMax)
-        do { return try UnitName(text) } catch { throw .invalidRecord(error.description) }
+        try reader.unitName()
     }
 
     private static func machineID(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> MachineID {
-        let text = try reader.string(lengthMax: MachineID.lengthMax)
-        do { return try MachineID(text) } catch { throw .invalidRecord(error.description) }
+        try reader.machineID()
     }
 }
 

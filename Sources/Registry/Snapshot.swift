@@ -105,13 +105,11 @@ extension RegistryState {
     }
 
     private static func unitName(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> UnitName {
-        let text = try reader.string(lengthMax: UnitName.lengthMax)
-        do { return try UnitName(text) } catch { throw .invalidRecord(error.description) }
+        try reader.unitName()
     }
 
     private static func machineID(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> MachineID {
-        let text = try reader.string(lengthMax: MachineID.lengthMax)
-        do { return try MachineID(text) } catch { throw .invalidRecord(error.description) }
+        try reader.machineID()
     }
 
     private mutating func readUnits(_ reader: inout ByteReader) throws(RegistrySnapshotError) {
@@ -234,6 +232,17 @@ struct ByteReader {
         guard length <= lengthMax else { throw .countTooLarge(what: "bytes", count: length, limit: lengthMax) }
         return Array(try take(length))
     }
+    /// A unit name, validated (snapshots and log entries share this encoding).
+    mutating func unitName() throws(RegistrySnapshotError) -> UnitName {
+        let text = try string(lengthMax: UnitName.lengthMax)
+        do { return try UnitName(text) } catch { throw .invalidRecord(error.description) }
+    }
+
+    mutating func machineID() throws(RegistrySnapshotError) -> MachineID {
+        let text = try string(lengthMax: MachineID.lengthMax)
+        do { return try MachineID(text) } catch { throw .invalidRecord(error.description) }
+    }
+
     mutating func string(lengthMax: Int) throws(RegistrySnapshotError) -> String {
         let start = offset
         let raw = try blob(lengthMax: lengthMax)
