@@ -28,8 +28,9 @@ let package = Package(
         .target(name: "Registry", dependencies: ["UnitFile"]),
         // Pure: leader-side placement of units on live machines, decided as registry commands.
         .target(name: "Scheduling", dependencies: ["Registry", "UnitFile"]),
-        // Pure: per-machine reconciler of desired units against systemd's observed states.
-        .target(name: "Agent", dependencies: ["UnitFile"]),
+        // Pure: per-machine reconciler of desired units against systemd's observed states, and the
+        // machine's lease (agent, voter and leader sides; Agent.docc/Lease.md has the argument).
+        .target(name: "Agent", dependencies: ["UnitFile", "Registry"]),
         // Benchmark: scheduling 100,000 units onto 1,000 machines (Contrib/bench/scheduling drives it).
         .executableTarget(name: "flotilla-bench-scheduling", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
@@ -116,7 +117,7 @@ let package = Package(
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile", "Registry", "TestSupport"]),
         // Seeded scheduler + agents simulation across 50 machines (SIM_SEED replays one seed).
         .testTarget(name: "SchedulingSimulationTests", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),

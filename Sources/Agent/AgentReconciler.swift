@@ -19,6 +19,13 @@ import UnitFile
 /// which is running as desired gets no action at all: the agent never stops what already runs
 /// and matches. A `failed` launched unit is not restarted here: systemd's `Restart=` decides
 /// (fleet did the same), which avoids a restart loop driven by every reconcile tick.
+///
+/// The lease (`LeaseGate`): units start only while the machine holds its lease. Before the
+/// first grant after a restart nothing starts and nothing desired is stopped (systemd's lease
+/// unit still guards what runs); after a lapse every launched unit is planned as loaded, so it
+/// stops and keeps its file, and starting it again once the lease is back needs no file write
+/// and no reload. Every desired unit is bound to systemd's lease unit (a drop-in the shell
+/// writes with the file, or alone for a unit whose file is there without it).
 public struct AgentReconciler: Sendable {
     /// The most units (desired or observed) one plan takes, to bound its work and its output.
     public let unitsMax: Int
@@ -30,7 +37,12 @@ public struct AgentReconciler: Sendable {
         self.unitsMax = unitsMax
     }
 
-    public func plan(desired: [DesiredUnit], observed: [ObservedUnit]) throws(AgentError) -> [UnitAction] {
+    public func plan(desired desiredUnits: [DesiredUnit], observed: [ObservedUnit], lease: LeaseGate = .held) throws(AgentError) -> [UnitAction] {
+        var desired = desiredUnits
+        if lease == .lapsed {
+            for index in desired.indices where desired[index].state == .launched { desired[index].state = .loaded }
+        }
+        let mayStart = lease == .held
         let desiredByName = try index(desired, name: \.name)
         let observedByName = try index(observed, name: \.name)
         for unit in desired {
@@ -38,6 +50,7 @@ public struct AgentReconciler: Sendable {
             guard UnitHash(digestOf: unit.file) == unit.hash else { throw .desiredHashMismatch(unit.name.rawValue) }
         }
         var stops: [UnitName] = [], removals: [UnitName] = [], writes: [UnitAction] = [], starts: [UnitName] = []
+        var bindings: [UnitName] = []
         var needsReload = false
         let names = Set(desiredByName.keys).union(observedByName.keys).sorted()
         for name in names {
@@ -62,17 +75,22 @@ public struct AgentReconciler: Sendable {
                 // grows with the number of units (measured: Contrib/bench/RESULTS.md, Cluster).
                 if let loadState = have?.loadState, loadState != .notFound { needsReload = true }
                 if want.state == .loaded { needsReload = true }
-                if want.state == .launched { starts.append(name) }
+                if want.state == .launched && mayStart { starts.append(name) }
                 continue
+            }
+            let loadState = have?.loadState ?? .notFound
+            if have?.isBoundToLease == false {
+                bindings.append(name)
+                // A loaded unit learns its new dependency on the next reload only.
+                if loadState != .notFound { needsReload = true }
             }
             // A file systemd has never read needs a reload; one it read and refused (`error`) or
             // that an operator masked does not: reloading or starting it on every tick would
             // only repeat the failure, which the state report already shows.
-            let loadState = have?.loadState ?? .notFound
             if loadState == .notFound && want.state == .loaded { needsReload = true }
             let canStart = loadState == .loaded || loadState == .notFound
             switch want.state {
-            case .launched where canStart && (have?.activeState ?? .inactive) == .inactive:
+            case .launched where mayStart && canStart && (have?.activeState ?? .inactive) == .inactive:
                 starts.append(name)
             case .loaded where isUp:
                 stops.append(name)
@@ -80,7 +98,7 @@ public struct AgentReconciler: Sendable {
                 break
             }
         }
-        return stops.map(UnitAction.stop) + removals.map(UnitAction.removeFile) + writes
+        return stops.map(UnitAction.stop) + removals.map(UnitAction.removeFile) + writes + bindings.map(UnitAction.bindToLease)
             + (needsReload ? [.reloadDaemon] : []) + starts.map(UnitAction.start)
     }
 

@@ -76,24 +76,43 @@ public struct ObservedUnit: Hashable, Sendable {
     public var subState: String
     /// The hash of the file the agent finds on disk for this unit; nil: no file.
     public var fileHash: UnitHash?
+    /// Whether the drop-in that binds the unit to systemd's lease unit is on disk beside it.
+    public var isBoundToLease: Bool
 
-    public init(name: UnitName, loadState: LoadState, activeState: ActiveState, subState: String, fileHash: UnitHash?) {
+    public init(name: UnitName, loadState: LoadState, activeState: ActiveState, subState: String, fileHash: UnitHash?,
+                isBoundToLease: Bool = true) {
         self.name = name
         self.loadState = loadState
         self.activeState = activeState
         self.subState = subState
         self.fileHash = fileHash
+        self.isBoundToLease = isBoundToLease
     }
 }
 
+/// What the machine's lease allows a plan (`MachineLease.Phase`, seen by the reconciler).
+public enum LeaseGate: Hashable, Sendable {
+    /// Held: units start and stop as desired.
+    case held
+    /// Not known yet in this process (a restart): nothing starts, nothing desired is stopped.
+    case unknown
+    /// Lapsed or revoked: every unit stops, none starts.
+    case lapsed
+}
+
 /// One step for the shell. Ordering contract: run the actions in order, each completing before
-/// the next starts (stops, then file removals, then writes, then one daemon reload, then starts).
+/// the next starts (stops, then file removals, then writes and bindings, then one daemon
+/// reload, then starts).
 /// If one fails, run no more and plan again from a fresh observation: plans are computed from
 /// what is observed, so a repeated plan finishes what a failed one started and redoes nothing.
 public enum UnitAction: Hashable, Sendable {
     case stop(UnitName)
+    /// Removes the unit's file and its lease binding.
     case removeFile(UnitName)
+    /// Writes the unit's file and its lease binding.
     case writeFile(UnitName, [UInt8])
+    /// Writes the lease binding of a unit whose file is already there.
+    case bindToLease(UnitName)
     /// `systemctl daemon-reload`: at most once per plan, after every file change.
     case reloadDaemon
     case start(UnitName)

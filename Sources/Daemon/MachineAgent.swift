@@ -230,6 +230,8 @@ actor MachineAgent {
                 case .writeFile(let name, let bytes):
                     _ = try manager.writeUnitFile(name, contents: String(decoding: bytes, as: UTF8.self))
                     _ = try await manager.linkUnitFiles([name], runtime: true, force: true)
+                case .bindToLease:
+                    break
                 case .reloadDaemon:
                     try await manager.reload()
                 case .start(let name):

@@ -458,6 +458,8 @@ final class Node: Sendable {
         case .setTargetState(let names, _), .destroyUnits(let names), .unassign(let names): subjects = names.map(\.rawValue)
         case .assign(let assignments): subjects = assignments.map(\.unit.rawValue)
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
+        // The units it unplaced show in the events of their next placement.
+        case .revokeLease(let machine, _): machinesChanged = [machine]
         }
         var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
         for subject in subjects {

@@ -84,6 +84,10 @@ extension RegistryCommand {
         case .undrainMachine(let machine):
             writer.u8(9)
             writer.string(machine.rawValue)
+        case .revokeLease(let machine, let epoch):
+            writer.u8(10)
+            writer.string(machine.rawValue)
+            writer.u64(epoch)
         }
     }
 
@@ -148,6 +152,7 @@ extension RegistryCommand {
             return .setMachineMetadata(machine, entries)
         case 8: return .drainMachine(try machineID(&reader))
         case 9: return .undrainMachine(try machineID(&reader))
+        case 10: return .revokeLease(try machineID(&reader), epoch: try reader.u64())
         default: throw .invalidTag(what: "operation", tag: tag)
         }
     }

@@ -22,13 +22,24 @@ public struct TemplateRecord: Hashable, Sendable {
     public internal(set) var hash: UnitHash
 }
 
-/// What the registry knows of a machine: its metadata and whether it is drained. Liveness is not
-/// here: it comes from membership, outside the replicated state.
+/// What the registry knows of a machine: its metadata, whether it is drained, and its lease
+/// epoch. Liveness is not here: the voters' lease ledgers and membership hold it, outside the
+/// replicated state; only the end of a lease (`revokeLease`) is a command.
 public struct MachineRecord: Hashable, Sendable {
     public let id: MachineID
     /// Sorted by key, one value per key.
     public internal(set) var metadata: [MetadataEntry]
     public internal(set) var isDrained: Bool
+    /// The epoch the machine's lease is granted at; each revocation adds one. A machine without
+    /// a record is at epoch 0.
+    public internal(set) var leaseEpoch: UInt64 = 0
+
+    init(id: MachineID, metadata: [MetadataEntry], isDrained: Bool, leaseEpoch: UInt64 = 0) {
+        self.id = id
+        self.metadata = metadata
+        self.isDrained = isDrained
+        self.leaseEpoch = leaseEpoch
+    }
 
     /// The metadata as fleet's `map[string]string`, for `FleetOptions.isSatisfied(byMachineMetadata:)`.
     public var metadataByKey: [String: String] {

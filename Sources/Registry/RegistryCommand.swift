@@ -38,6 +38,12 @@ public enum RegistryOperation: Hashable, Sendable {
     /// A drained machine receives no new units and the scheduler moves its units away.
     case drainMachine(MachineID)
     case undrainMachine(MachineID)
+    /// Ends the machine's lease at `epoch` (the leader saw a majority of the voters withhold it,
+    /// or the machine released it on shutdown): the machine's epoch becomes `epoch + 1` and every
+    /// unit placed on it is unplaced, in one step, so that any replica's schedule of the new epoch
+    /// holds none of them. Rejected unless the machine is at `epoch`: a revocation decided on
+    /// an older epoch never touches a newer lease.
+    case revokeLease(MachineID, epoch: UInt64)
 }
 
 /// The answer to one applied command. A retried stamped command gets the answer it got the
@@ -77,6 +83,7 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
     case invalidMetadata(key: String, value: String)
     case tooManyMetadataEntries(count: Int, limit: Int)
     case tooManyMachines(limit: Int)
+    case staleLeaseEpoch(machine: String, epoch: UInt64, currentEpoch: UInt64)
 
     public var description: String {
         switch self {
@@ -104,6 +111,8 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
         case .invalidMetadata(let key, let value): return "invalid metadata \(key)=\(value)"
         case .tooManyMetadataEntries(let count, let limit): return "\(count) metadata entries, limit \(limit)"
         case .tooManyMachines(let limit): return "the registry holds its limit of \(limit) machines"
+        case .staleLeaseEpoch(let machine, let epoch, let current):
+            return "the lease of \(machine) is at epoch \(current), not \(epoch)"
         }
     }
 }

@@ -167,7 +167,7 @@ extension RegistryState {
         }
         let record = machines[machine] ?? MachineRecord(id: machine, metadata: [], isDrained: false)
         guard record.metadata != sorted || machines[machine] == nil else { return 0 }
-        machines[machine] = MachineRecord(id: machine, metadata: sorted, isDrained: record.isDrained)
+        machines[machine] = MachineRecord(id: machine, metadata: sorted, isDrained: record.isDrained, leaseEpoch: record.leaseEpoch)
         return 1
     }
 
@@ -199,8 +199,31 @@ extension RegistryState {
         }
         let record = machines[machine] ?? MachineRecord(id: machine, metadata: [], isDrained: false)
         guard record.isDrained != isDrained || machines[machine] == nil else { return 0 }
-        machines[machine] = MachineRecord(id: machine, metadata: record.metadata, isDrained: isDrained)
+        machines[machine] = MachineRecord(id: machine, metadata: record.metadata, isDrained: isDrained, leaseEpoch: record.leaseEpoch)
         return 1
+    }
+
+    /// Moves the machine to the next epoch and unplaces its units; changed count: the machine
+    /// plus each unit unplaced.
+    mutating func revokeLease(_ machine: MachineID, epoch: UInt64) throws(RegistryRejection) -> Int {
+        let current = leaseEpoch(of: machine)
+        guard current == epoch else {
+            throw .staleLeaseEpoch(machine: machine.rawValue, epoch: epoch, currentEpoch: current)
+        }
+        // An epoch of UInt64.max can only come from a corrupt or hostile log: refuse it rather
+        // than wrap to 0 and grant an old epoch again.
+        guard epoch < UInt64.max else { throw .staleLeaseEpoch(machine: machine.rawValue, epoch: epoch, currentEpoch: current) }
+        guard machines[machine] != nil || machines.count < limits.machinesMax else {
+            throw .tooManyMachines(limit: limits.machinesMax)
+        }
+        let record = machines[machine] ?? MachineRecord(id: machine, metadata: [], isDrained: false)
+        machines[machine] = MachineRecord(id: machine, metadata: record.metadata, isDrained: record.isDrained, leaseEpoch: epoch + 1)
+        var unplaced = 0
+        for (name, unit) in units where unit.machine == machine {
+            units[name]!.machine = nil
+            unplaced += 1
+        }
+        return 1 + unplaced
     }
 
     func existingHash(of name: UnitName) -> UnitHash? {

@@ -41,6 +41,9 @@ public struct RegistryState: Hashable, Sendable {
 
     /// Units sorted by name (Dictionary order is seeded per process).
     public var unitsSortedByName: [UnitRecord] { units.keys.sorted().map { units[$0]! } }
+    /// The machine's lease epoch (0 for a machine the registry has no record of).
+    public func leaseEpoch(of machine: MachineID) -> UInt64 { machines[machine]?.leaseEpoch ?? 0 }
+
     /// Machines sorted by id.
     public var machinesSortedByID: [MachineRecord] { machines.keys.sorted().map { machines[$0]! } }
 
@@ -66,6 +69,7 @@ public struct RegistryState: Hashable, Sendable {
                 return .applied(changedCount: try setMetadata(machine, entries))
             case .drainMachine(let machine): return .applied(changedCount: try setDrained(machine, true))
             case .undrainMachine(let machine): return .applied(changedCount: try setDrained(machine, false))
+            case .revokeLease(let machine, let epoch): return .applied(changedCount: try revokeLease(machine, epoch: epoch))
             }
         } catch {
             return .rejected(error)

@@ -72,6 +72,7 @@ enum ResultCoding {
         case .invalidMetadata(let key, let value): return (20, [key, value], [])
         case .tooManyMetadataEntries(let count, let limit): return (21, [], [UInt64(count), UInt64(limit)])
         case .tooManyMachines(let limit): return (22, [], [UInt64(limit)])
+        case .staleLeaseEpoch(let machine, let epoch, let current): return (23, [machine], [epoch, current])
         }
     }
 
@@ -103,6 +104,7 @@ enum ResultCoding {
         case (20, 2, 0): return .invalidMetadata(key: s[0], value: s[1])
         case (21, 0, 2): return int(0).flatMap { count in int(1).map { .tooManyMetadataEntries(count: count, limit: $0) } }
         case (22, 0, 1): return int(0).map { .tooManyMachines(limit: $0) }
+        case (23, 1, 2): return .staleLeaseEpoch(machine: s[0], epoch: n[0], currentEpoch: n[1])
         default: return nil
         }
     }

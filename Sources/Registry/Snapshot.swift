@@ -27,21 +27,23 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
     }
 }
 
-/// Snapshot format 1, all integers little-endian:
+/// Snapshot format 2, all integers little-endian:
 ///
-///     "FLRG" u16 format=1 u64 version
+///     "FLRG" u16 format=2 u64 version
 ///     u32 count, units sorted by name:      str name, bytes file, u8 target, u8 hasMachine [str machine]
 ///     u32 count, templates sorted by name:  str name, bytes file
-///     u32 count, machines sorted by id:     str id, u8 drained, u16 count [str key, str value]...
+///     u32 count, machines sorted by id:     str id, u8 drained, u64 lease epoch, u16 count [str key, str value]...
 ///     u32 count, sessions sorted by client: u64 client, u64 sequence, u64 index, result
 ///
 /// Hashes and `[X-Fleet]` options are not stored: restore recomputes them from the files, so a
 /// snapshot cannot carry a hash that disagrees with its file. Requiring sorted, unique keys makes
-/// the encoding canonical: one state, one byte string. Integrity (checksums) belongs to the
+/// the encoding canonical: one state, one byte string. Format 1 (before lease epochs) is still
+/// read: its machines are at epoch 0. Integrity (checksums) belongs to the
 /// snapshot file that carries these bytes (Storage).
 extension RegistryState {
     static let snapshotMagic: [UInt8] = Array("FLRG".utf8)
-    public static let snapshotFormatVersion: UInt16 = 1
+    public static let snapshotFormatVersion: UInt16 = 2
+    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...2
 
     public func snapshot() -> [UInt8] {
         var writer = ByteWriter()
@@ -65,6 +67,7 @@ extension RegistryState {
         for machine in machinesSortedByID {
             writer.string(machine.id.rawValue)
             writer.u8(machine.isDrained ? 1 : 0)
+            writer.u64(machine.leaseEpoch)
             writer.u16(UInt16(machine.metadata.count))
             for entry in machine.metadata {
                 writer.string(entry.key)
@@ -87,12 +90,12 @@ extension RegistryState {
         var reader = ByteReader(bytes)
         guard let magic = try? reader.take(4), magic.elementsEqual(Self.snapshotMagic) else { throw .badMagic }
         let format = try reader.u16()
-        guard format == Self.snapshotFormatVersion else { throw .unsupportedFormatVersion(format) }
+        guard Self.snapshotFormatVersionsRead.contains(format) else { throw .unsupportedFormatVersion(format) }
         var restored = RegistryState(limits: limits)
         restored.version = try reader.u64()
         try restored.readUnits(&reader)
         try restored.readTemplates(&reader)
-        try restored.readMachines(&reader)
+        try restored.readMachines(&reader, hasLeaseEpochs: format >= 2)
         try restored.readSessions(&reader)
         guard reader.remaining == 0 else { throw .trailingBytes(count: reader.remaining) }
         self = restored
@@ -153,7 +156,7 @@ extension RegistryState {
         }
     }
 
-    private mutating func readMachines(_ reader: inout ByteReader) throws(RegistrySnapshotError) {
+    private mutating func readMachines(_ reader: inout ByteReader, hasLeaseEpochs: Bool) throws(RegistrySnapshotError) {
         let machineCount = try count(&reader, "machines", limit: limits.machinesMax)
         var previous: MachineID?
         for _ in 0..<machineCount {
@@ -162,6 +165,7 @@ extension RegistryState {
             previous = id
             let drained = try reader.u8()
             guard drained <= 1 else { throw .invalidTag(what: "drained", tag: drained) }
+            let leaseEpoch = hasLeaseEpochs ? try reader.u64() : 0
             let entryCount = Int(try reader.u16())
             guard entryCount <= limits.metadataEntriesMax else {
                 throw .countTooLarge(what: "metadata entries", count: entryCount, limit: limits.metadataEntriesMax)
@@ -175,7 +179,7 @@ extension RegistryState {
             let validated: [MetadataEntry]
             do { validated = try validatedMetadata(entries) } catch { throw .invalidRecord(error.description) }
             guard validated == entries else { throw .notSorted(what: "metadata of \(id)") }
-            machines[id] = MachineRecord(id: id, metadata: entries, isDrained: drained == 1)
+            machines[id] = MachineRecord(id: id, metadata: entries, isDrained: drained == 1, leaseEpoch: leaseEpoch)
         }
     }
 

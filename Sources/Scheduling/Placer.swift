@@ -70,7 +70,7 @@ struct Placer {
 
     /// Why a machine cannot take a unit; the first failing check, in this order.
     enum Refusal: String, CaseIterable {
-        case drained, full, machineID = "MachineID", metadata = "MachineMetadata", peer = "MachineOf"
+        case drained, notRenewing = "lease not renewed", full, machineID = "MachineID", metadata = "MachineMetadata", peer = "MachineOf"
         case conflict = "Conflicts", replaced = "Replaces"
     }
 
@@ -120,7 +120,7 @@ struct Placer {
     mutating func keepCurrentPlacements() {
         for name in schedulable {
             guard let machine = units[name]!.record.machine, let index = slotIndexByID[machine],
-                  refusal(of: units[name]!, on: index, checkingPeers: false) == nil
+                  refusal(of: units[name]!, on: index, isNewPlacement: false) == nil
             else {
                 pending.append(name)
                 continue
@@ -181,7 +181,7 @@ struct Placer {
         if let peerMachine = peerAttempt(unit) {
             switch peerMachine {
             case .placed(let index):
-                if let refusal = refusal(of: unit, on: index, checkingPeers: true) {
+                if let refusal = refusal(of: unit, on: index, isNewPlacement: true) {
                     return .failed("the machine of its MachineOf peers, \(slots[index].machine.id), refuses it: \(refusal.rawValue)")
                 }
                 return .placed(index)
@@ -193,13 +193,13 @@ struct Placer {
             guard let id = try? MachineID(wanted), let index = slotIndexByID[id] else {
                 return .failed("MachineID=\(wanted) is not a live machine")
             }
-            if let refusal = refusal(of: unit, on: index, checkingPeers: true) {
+            if let refusal = refusal(of: unit, on: index, isNewPlacement: true) {
                 return .failed("MachineID=\(wanted) refuses it: \(refusal.rawValue)")
             }
             return .placed(index)
         }
         for bucket in buckets {
-            for index in bucket where refusal(of: unit, on: index, checkingPeers: true) == nil {
+            for index in bucket where refusal(of: unit, on: index, isNewPlacement: true) == nil {
                 return .placed(index)
             }
         }
@@ -228,12 +228,15 @@ struct Placer {
     }
 
     /// Reads `slots[index]` in place: copying a `Slot` would retain every collection in it.
-    func refusal(of unit: Unit, on index: Int, checkingPeers: Bool) -> Refusal? {
+    func refusal(of unit: Unit, on index: Int, isNewPlacement: Bool) -> Refusal? {
         if slots[index].machine.isDrained { return .drained }
+        // A machine that holds its lease but has not renewed it with this leader lately keeps
+        // what it runs and gets nothing new (it may be about to lose the lease).
+        if isNewPlacement, !slots[index].machine.acceptsNewUnits { return .notRenewing }
         if slots[index].load >= slots[index].machine.unitsMax { return .full }
         if let wanted = unit.options.machineID, wanted != slots[index].machine.id.rawValue { return .machineID }
         if !unit.matcher.isEmpty, !unit.matcher.isSatisfied(by: slots[index].machine.metadata) { return .metadata }
-        if checkingPeers, let refusal = peerRefusal(of: unit, on: index) { return refusal }
+        if isNewPlacement, let refusal = peerRefusal(of: unit, on: index) { return refusal }
         if conflicts(unit, on: index) { return .conflict }
         let name = unit.name.rawValue
         if slots[index].replaceGlobs.contains(where: { $0.glob.matches(name) && $0.owner != unit.name }) {
@@ -278,7 +281,7 @@ struct Placer {
         guard !slots.isEmpty else { return "no live machines" }
         var counts: [Refusal: Int] = [:]
         for index in slots.indices {
-            if let refusal = refusal(of: unit, on: index, checkingPeers: true) { counts[refusal, default: 0] += 1 }
+            if let refusal = refusal(of: unit, on: index, isNewPlacement: true) { counts[refusal, default: 0] += 1 }
         }
         let parts = Refusal.allCases.compactMap { refusal in counts[refusal].map { "\($0) \(refusal.rawValue)" } }
         return "no machine of \(slots.count) fits (" + parts.joined(separator: ", ") + ")"
@@ -329,7 +332,7 @@ struct Placer {
     }
 
     func isCandidate(_ index: Int) -> Bool {
-        !slots[index].machine.isDrained && slots[index].load < slots[index].machine.unitsMax
+        !slots[index].machine.isDrained && slots[index].machine.acceptsNewUnits && slots[index].load < slots[index].machine.unitsMax
     }
 
     mutating func rebuildBuckets() {

@@ -21,9 +21,10 @@ import UnitFile
 /// - template instances are units like any other; templates are never placed.
 ///
 /// Choice: the live machine with the fewest non-global units, ties broken by machine id.
-/// Stability: a placed unit stays while its machine is live, not drained, under its cap, and its
-/// constraints still hold, so a leader change never moves anything: rescheduling happens only
-/// when the caller removes a dead machine from `liveMachines`, after its grace period.
+/// Stability: a placed unit stays while its machine is listed, not drained, under its cap, and its
+/// constraints still hold, so a leader change never moves anything. The caller lists every
+/// machine whose lease has not been revoked (a revocation unplaces the machine's units itself),
+/// and marks the ones that may not receive new units (`acceptsNewUnits`).
 /// Beyond fleet: drained machines (their units move away) and per-machine unit caps.
 public enum Scheduler {
     public static func plan(

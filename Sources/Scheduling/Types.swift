@@ -1,21 +1,27 @@
 import Registry
 import UnitFile
 
-/// A machine the leader may place units on: alive in membership (past its grace period), with
-/// its metadata, drained flag and unit cap.
+/// A machine whose lease has not been revoked, with its metadata, drained flag, unit cap, and
+/// whether it may receive new units. Units leave a machine only when its constraints no longer
+/// hold or the caller leaves it out (its lease was revoked, which unplaced its units anyway).
 public struct LiveMachine: Hashable, Sendable {
     public var id: MachineID
     public var metadata: [String: String]
     /// A drained machine receives no units, and the units it holds are moved away.
     public var isDrained: Bool
+    /// False for a machine that keeps its units but gets no new ones: it has not renewed its
+    /// lease with the leader lately, or membership does not see it alive.
+    public var acceptsNewUnits: Bool
     /// The most non-global units it may hold (global units are not counted: they run on every
     /// matching machine whatever its load).
     public var unitsMax: Int
 
-    public init(id: MachineID, metadata: [String: String] = [:], isDrained: Bool = false, unitsMax: Int = .max) {
+    public init(id: MachineID, metadata: [String: String] = [:], isDrained: Bool = false, unitsMax: Int = .max,
+                acceptsNewUnits: Bool = true) {
         self.id = id
         self.metadata = metadata
         self.isDrained = isDrained
+        self.acceptsNewUnits = acceptsNewUnits
         self.unitsMax = max(0, unitsMax)
     }
 

@@ -61,6 +61,9 @@ struct SimulatedSystemd {
             case .writeFile(let name, let bytes):
                 files[name] = bytes
                 hashes[name] = UnitHash(digestOf: bytes)
+            case .bindToLease:
+                // Every file this systemd holds is written with its binding: never planned here.
+                break
             case .reloadDaemon: loaded = Set(files.keys)
             case .start(let name):
                 // As systemd: a start loads a unit it has not loaded yet from its file, if any.

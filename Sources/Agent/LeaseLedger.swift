@@ -1,0 +1,149 @@
+import Registry
+
+/// A voter's side of the machines' leases (pure; time is this voter's monotonic clock, in ms).
+///
+/// A voter grants a machine's renewal when it is a voter, the machine asks at the epoch this
+/// voter's applied registry holds for it, and this voter has not withheld that epoch. It
+/// remembers, per machine, when it last granted (or, before any grant, when it first counted
+/// the machine at this epoch). A machine silent for the expiry time E is *withheld*: this voter
+/// never grants that epoch again, in this process or after a restart (the shell makes withholds
+/// durable before they are reported). The leader moves a machine's units only once a majority
+/// of the voters report the machine's current epoch withheld (`LeaseRevocation`).
+///
+/// Which machines are counted: those with units placed on them in the applied registry, and
+/// those that renewed at their current epoch. A machine with nothing placed that never renews
+/// is not counted, so a machine gone for good is revoked once, not again every E.
+public struct LeaseLedger: Sendable {
+    struct Record: Hashable, Sendable {
+        var epoch: UInt64
+        /// When this voter last granted this epoch, or first counted the machine at it.
+        var sinceMilliseconds: Int64
+        /// Whether a grant (not only the first count) set `sinceMilliseconds`.
+        var wasGranted: Bool
+    }
+
+    public let timing: LeaseTiming
+    public let machinesMax: Int
+    /// nil while this peer is not a voter: it then grants nothing and withholds nothing.
+    public private(set) var voterSinceMilliseconds: Int64?
+    private var records: [MachineID: Record] = [:]
+    /// Withheld epochs, durable or not yet: renewals at them are refused at once.
+    public private(set) var withheld: [MachineID: UInt64]
+    /// Withheld epochs the shell has written to disk: only these are reported to the leader.
+    public private(set) var durable: [MachineID: UInt64]
+
+    /// `durableWithholds`: what the shell read back from disk at start.
+    public init(timing: LeaseTiming, durableWithholds: [MachineID: UInt64] = [:], machinesMax: Int = 100_000) {
+        precondition(machinesMax > 0, "machinesMax must be positive, got \(machinesMax)")
+        self.timing = timing
+        self.machinesMax = machinesMax
+        self.withheld = durableWithholds
+        self.durable = durableWithholds
+    }
+
+    /// Whether this peer is a voter of its Raft configuration now. Becoming one starts every
+    /// count afresh: grants made before (as a voter of an earlier configuration) are not known
+    /// to have been counted, and a count may only start after the last grant it covers.
+    public mutating func setVoter(_ isVoter: Bool, nowMilliseconds: Int64) {
+        switch (isVoter, voterSinceMilliseconds) {
+        case (true, nil):
+            voterSinceMilliseconds = nowMilliseconds
+            records.removeAll()
+        case (false, .some):
+            voterSinceMilliseconds = nil
+            records.removeAll()
+        case (true, .some), (false, nil):
+            break
+        }
+    }
+
+    /// A renewal from `machine` at `epoch`; `registryEpoch` is the machine's epoch in this
+    /// voter's applied registry, `voters` this voter's configuration (its voters, sorted).
+    public mutating func renew(machine: MachineID, epoch: UInt64, registryEpoch: UInt64, voters: [VoterName],
+                               nowMilliseconds: Int64) -> LeaseAnswer {
+        guard voterSinceMilliseconds != nil else { return .notGranted(reason: "this peer is not a voter", voters: voters) }
+        if registryEpoch > epoch { return .revoked(currentEpoch: registryEpoch) }
+        guard registryEpoch == epoch else {
+            return .notGranted(reason: "this voter has not applied epoch \(epoch) yet (it holds \(registryEpoch))", voters: voters)
+        }
+        if let withheldEpoch = withheld[machine], withheldEpoch >= epoch { return .withheld(epoch: epoch) }
+        guard records[machine] != nil || records.count < machinesMax else {
+            return .notGranted(reason: "this voter's lease ledger holds its limit of \(machinesMax) machines", voters: voters)
+        }
+        // Recorded before the answer leaves: a grant the machine counts is always one a later
+        // withhold decision sees.
+        records[machine] = Record(epoch: epoch, sinceMilliseconds: nowMilliseconds, wasGranted: true)
+        return .granted(epoch: epoch, voters: voters)
+    }
+
+    /// Withholds every counted machine that has been silent for E. `placed`: the machines with
+    /// units placed on them in the applied registry, with their epochs; `epochOf`: any machine's
+    /// epoch there. Returns the withholds to make durable when the set changed (the shell writes
+    /// them and calls `madeDurable`), else nil.
+    public mutating func tick(nowMilliseconds: Int64, placed: [MachineID: UInt64], epochOf: (MachineID) -> UInt64)
+        -> [MachineID: UInt64]? {
+        guard voterSinceMilliseconds != nil else { return nil }
+        var changed = false
+        // Forget what a newer epoch made moot.
+        for (machine, epoch) in withheld where epochOf(machine) > epoch {
+            withheld[machine] = nil
+            changed = true
+        }
+        for (machine, record) in records where epochOf(machine) != record.epoch && placed[machine] == nil {
+            records[machine] = nil
+        }
+        var counted = placed
+        for (machine, record) in records where counted[machine] == nil && record.epoch == epochOf(machine) {
+            counted[machine] = record.epoch
+        }
+        for (machine, epoch) in counted.sorted(by: { $0.key < $1.key }) {
+            if let withheldEpoch = withheld[machine], withheldEpoch >= epoch { continue }
+            guard let record = records[machine], record.epoch == epoch else {
+                if records[machine] != nil || records.count < machinesMax {
+                    records[machine] = Record(epoch: epoch, sinceMilliseconds: nowMilliseconds, wasGranted: false)
+                }
+                continue
+            }
+            if nowMilliseconds - record.sinceMilliseconds >= timing.expiryMilliseconds {
+                withheld[machine] = epoch
+                records[machine] = nil
+                changed = true
+            }
+        }
+        return changed && withheld != durable ? withheld : nil
+    }
+
+    /// The shell wrote `withholds` to disk (fsync returned).
+    public mutating func madeDurable(_ withholds: [MachineID: UInt64]) {
+        durable = withholds
+    }
+
+    /// Whether `machine` renewed at `epoch` within the lease time: the leader places new units
+    /// only on machines whose lease it granted recently itself.
+    public func isRenewing(_ machine: MachineID, epoch: UInt64, nowMilliseconds: Int64) -> Bool {
+        guard voterSinceMilliseconds != nil, let record = records[machine], record.epoch == epoch, record.wasGranted else {
+            return false
+        }
+        return nowMilliseconds - record.sinceMilliseconds < timing.leaseMilliseconds
+    }
+}
+
+/// The leader's rule for moving a machine's units: a majority of the current voters report the
+/// machine's current epoch withheld (durably). Any majority that granted the machine's last
+/// round shares a voter with this one, and that voter withheld only E after its grant, by which
+/// time the machine's systemd has stopped its units (the Lease article).
+public enum LeaseRevocation {
+    /// The machines to revoke, sorted, with the epoch to revoke. `reports`: each voter's durable
+    /// withholds as it answered (a voter that did not answer is absent: it withheld nothing as
+    /// far as anyone knows); `voters`: the leader's configuration.
+    public static func lapsed(reports: [VoterName: [MachineID: UInt64]], voters: [VoterName],
+                              epochOf: (MachineID) -> UInt64) -> [(machine: MachineID, epoch: UInt64)] {
+        let members = Set(voters)
+        guard !members.isEmpty else { return [] }
+        var counts: [MachineID: Int] = [:]
+        for (voter, withholds) in reports where members.contains(voter) {
+            for (machine, epoch) in withholds where epoch == epochOf(machine) { counts[machine, default: 0] += 1 }
+        }
+        return counts.filter { $0.value * 2 > members.count }.keys.sorted().map { ($0, epochOf($0)) }
+    }
+}

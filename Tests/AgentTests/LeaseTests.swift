@@ -1,0 +1,255 @@
+import Registry
+import Testing
+import TestSupport
+@testable import Agent
+
+let standardTiming = try! LeaseTiming(leaseMilliseconds: 2_000, renewalIntervalMilliseconds: 500, stopAllowanceMilliseconds: 1_000)
+let threeVoters: [VoterName] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+let machineM = try! MachineID("m")
+
+@Suite struct LeaseTimingTests {
+    @Test func expiryCoversTheLeaseAtTheSlowestClockPlusSlackAndStopsAtTheFastest() {
+        // (1 + 1 %) · (2,000 / (1 − 1 %) + 500 + 1,000) = 1.01 · 3,520.2 = 3,555.4, rounded up twice.
+        #expect(standardTiming.expiryMilliseconds == 3_557)
+    }
+
+    /// The relation the safety argument needs, E/(1+ρ) ≥ L/(1−ρ) + Δ + S, checked in exact
+    /// integer arithmetic over random settings.
+    @Test func theExpiryRelationHoldsForEverySetting() throws {
+        var random = SplitMix64(seed: 11)
+        for _ in 0..<2_000 {
+            let lease = Int64.random(in: 300...3_600_000, using: &random)
+            let timing = try LeaseTiming(
+                leaseMilliseconds: lease, renewalIntervalMilliseconds: Int64.random(in: 1...lease / 3, using: &random),
+                stopAllowanceMilliseconds: Int64.random(in: 0...600_000, using: &random),
+                systemdSlackMilliseconds: Int64.random(in: 0...60_000, using: &random),
+                clockDriftPartsPerMillion: Int64.random(in: 0..<100_000, using: &random))
+            let million: Int64 = 1_000_000
+            let rho = timing.clockDriftPartsPerMillion
+            // E · 10^6 / (10^6 + ρ) ≥ L · 10^6 / (10^6 − ρ) + Δ + S, multiplied out.
+            let left = timing.expiryMilliseconds * million * (million - rho)
+            let right = (timing.leaseMilliseconds * million
+                + (timing.systemdSlackMilliseconds + timing.stopAllowanceMilliseconds) * (million - rho)) * (million + rho)
+            #expect(left >= right, "\(timing)")
+        }
+    }
+
+    @Test func settingsThatBreakARelationAreRefusedWithTheKeyNamed() {
+        #expect(throws: LeaseTimingError.self) {
+            try LeaseTiming(leaseMilliseconds: 1_000, renewalIntervalMilliseconds: 400, stopAllowanceMilliseconds: 0)
+        }
+        #expect(throws: LeaseTimingError.self) {
+            try LeaseTiming(leaseMilliseconds: 100, renewalIntervalMilliseconds: 10, stopAllowanceMilliseconds: 0)
+        }
+        #expect(throws: LeaseTimingError.self) {
+            try LeaseTiming(leaseMilliseconds: 2_000, renewalIntervalMilliseconds: 500, stopAllowanceMilliseconds: -1)
+        }
+        do {
+            _ = try LeaseTiming(leaseMilliseconds: 1_000, renewalIntervalMilliseconds: 0, stopAllowanceMilliseconds: 0)
+            Issue.record("a zero renewal interval was accepted")
+        } catch {
+            #expect(error.description.contains("agent_renew_interval"))
+        }
+    }
+}
+
+@Suite struct MachineLeaseTests {
+    func lease(epoch: UInt64 = 0) -> MachineLease {
+        var lease = MachineLease(timing: standardTiming)
+        _ = lease.adopt(epoch: epoch)
+        return lease
+    }
+
+    @Test func aMajorityHoldsTheLeaseFromTheRoundsSendTimeNotItsAnswers() {
+        var lease = lease()
+        let round = lease.startRound(nowMilliseconds: 1_000)!
+        #expect(lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[0], round: round.number, nowMilliseconds: 1_300).isEmpty,
+                "one grant of three is no majority")
+        let directives = lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[1], round: round.number, nowMilliseconds: 1_400)
+        #expect(directives == [.extendSystemdLease(deadlineMilliseconds: 3_000), .regained])
+        #expect(lease.phase == .held(deadlineMilliseconds: 3_000))
+        #expect(lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[2], round: round.number, nowMilliseconds: 1_500).isEmpty,
+                "a third grant of a held round changes nothing")
+    }
+
+    @Test func grantsNamingTwoConfigurationsNeedAMajorityOfEach() {
+        var lease = lease()
+        let old = ["a", "b", "c"], new = ["a", "b", "d"]
+        let round = lease.startRound(nowMilliseconds: 0)!
+        #expect(lease.received(.granted(epoch: 0, voters: old), from: "c", round: round.number, nowMilliseconds: 10).isEmpty)
+        #expect(lease.received(.granted(epoch: 0, voters: new), from: "d", round: round.number, nowMilliseconds: 10).isEmpty,
+                "c of the old and d of the new: one of three in each")
+        #expect(!lease.received(.granted(epoch: 0, voters: new), from: "a", round: round.number, nowMilliseconds: 10).isEmpty,
+                "a joins: {a, c} of the old and {a, d} of the new")
+    }
+
+    @Test func aGrantFromOutsideItsOwnConfigurationOrAtAnotherEpochCountsForNothing() {
+        var lease = lease(epoch: 4)
+        let round = lease.startRound(nowMilliseconds: 0)!
+        _ = lease.received(.granted(epoch: 4, voters: ["a", "b"]), from: "x", round: round.number, nowMilliseconds: 5)
+        _ = lease.received(.granted(epoch: 3, voters: threeVoters), from: threeVoters[0], round: round.number, nowMilliseconds: 5)
+        _ = lease.received(.granted(epoch: 3, voters: threeVoters), from: threeVoters[1], round: round.number, nowMilliseconds: 5)
+        #expect(lease.phase == .unknown)
+    }
+
+    @Test func anAnswerThatArrivesAfterItsLeaseRanOutGrantsNothing() {
+        var lease = lease()
+        let round = lease.startRound(nowMilliseconds: 0)!
+        _ = lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[0], round: round.number, nowMilliseconds: 2_000)
+        #expect(lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[1], round: round.number, nowMilliseconds: 2_000).isEmpty)
+        #expect(!lease.isHeld(nowMilliseconds: 2_000))
+    }
+
+    @Test func theLeaseLapsesAtItsDeadlineAndIsRegainedByTheNextHeldRound() {
+        var lease = lease()
+        hold(&lease, at: 0)
+        #expect(lease.tick(nowMilliseconds: 1_999).isEmpty)
+        #expect(lease.tick(nowMilliseconds: 2_000) == [.lapsed(.expired)])
+        #expect(lease.tick(nowMilliseconds: 2_100).isEmpty, "lapses once")
+        #expect(hold(&lease, at: 5_000) == [.extendSystemdLease(deadlineMilliseconds: 7_000), .regained])
+    }
+
+    @Test func aRevocationLapsesAtOnceAndTheNewEpochStartsFromNothing() {
+        var lease = lease(epoch: 1)
+        hold(&lease, at: 0)
+        let round = lease.startRound(nowMilliseconds: 500)!
+        #expect(lease.received(.revoked(currentEpoch: 2), from: threeVoters[0], round: round.number, nowMilliseconds: 510) == [.lapsed(.revoked)])
+        #expect(lease.adopt(epoch: 1).isEmpty, "an older schedule changes nothing")
+        #expect(lease.adopt(epoch: 2).isEmpty, "already lapsed")
+        #expect(lease.epoch == 2)
+        #expect(hold(&lease, at: 600, epoch: 2) == [.extendSystemdLease(deadlineMilliseconds: 2_600), .regained])
+        #expect(lease.adopt(epoch: 3) == [.lapsed(.revoked)], "a schedule of a newer epoch revokes too")
+    }
+
+    @Test func beforeTheFirstGrantAnExpiryStopsNothingButARevocationDoes() {
+        var lease = lease()
+        #expect(lease.tick(nowMilliseconds: 100_000).isEmpty)
+        #expect(lease.phase == .unknown)
+        let round = lease.startRound(nowMilliseconds: 100_000)!
+        #expect(lease.received(.revoked(currentEpoch: 1), from: "a", round: round.number, nowMilliseconds: 100_001) == [.lapsed(.revoked)])
+    }
+
+    @Test func answersToRoundsPastTheKeptWindowAreDropped() {
+        var lease = lease()
+        let first = lease.startRound(nowMilliseconds: 0)!
+        for step in 1...MachineLease.roundsKeptMax { _ = lease.startRound(nowMilliseconds: Int64(step)) }
+        _ = lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[0], round: first.number, nowMilliseconds: 20)
+        _ = lease.received(.granted(epoch: 0, voters: threeVoters), from: threeVoters[1], round: first.number, nowMilliseconds: 20)
+        #expect(lease.phase == .unknown)
+    }
+
+    @discardableResult
+    func hold(_ lease: inout MachineLease, at now: Int64, epoch: UInt64 = 0) -> [LeaseDirective] {
+        let round = lease.startRound(nowMilliseconds: now)!
+        var directives: [LeaseDirective] = []
+        for voter in threeVoters.prefix(2) {
+            directives += lease.received(.granted(epoch: epoch, voters: threeVoters), from: voter, round: round.number, nowMilliseconds: now)
+        }
+        return directives
+    }
+}
+
+@Suite struct LeaseLedgerTests {
+    func voter(at now: Int64 = 0, durable: [MachineID: UInt64] = [:]) -> LeaseLedger {
+        var ledger = LeaseLedger(timing: standardTiming, durableWithholds: durable)
+        ledger.setVoter(true, nowMilliseconds: now)
+        return ledger
+    }
+
+    @Test func aVoterGrantsOnlyAtTheEpochItsRegistryHolds() {
+        var ledger = voter()
+        #expect(ledger.renew(machine: machineM, epoch: 2, registryEpoch: 2, voters: threeVoters, nowMilliseconds: 1) == .granted(epoch: 2, voters: threeVoters))
+        #expect(ledger.renew(machine: machineM, epoch: 1, registryEpoch: 2, voters: threeVoters, nowMilliseconds: 1) == .revoked(currentEpoch: 2))
+        guard case .notGranted = ledger.renew(machine: machineM, epoch: 3, registryEpoch: 2, voters: threeVoters, nowMilliseconds: 1) else {
+            Issue.record("a voter behind the machine's epoch granted")
+            return
+        }
+        var outsider = LeaseLedger(timing: standardTiming)
+        guard case .notGranted = outsider.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 1) else {
+            Issue.record("a peer that is not a voter granted")
+            return
+        }
+    }
+
+    @Test func aSilentPlacedMachineIsWithheldAfterTheExpiryAndNeverGrantedThatEpochAgain() {
+        var ledger = voter()
+        _ = ledger.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 1_000)
+        let expiry = standardTiming.expiryMilliseconds
+        #expect(ledger.tick(nowMilliseconds: 1_000 + expiry - 1, placed: [machineM: 0], epochOf: { _ in 0 }) == nil)
+        let toPersist = ledger.tick(nowMilliseconds: 1_000 + expiry, placed: [machineM: 0], epochOf: { _ in 0 })
+        #expect(toPersist == [machineM: 0])
+        #expect(ledger.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 1_000 + expiry) == .withheld(epoch: 0),
+                "refused before it is even durable")
+        #expect(ledger.durable.isEmpty, "reported only once durable")
+        ledger.madeDurable(toPersist!)
+        #expect(ledger.durable == [machineM: 0])
+        // A restart reads the withhold back and still refuses.
+        var restarted = voter(at: 50_000, durable: ledger.durable)
+        #expect(restarted.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 50_001) == .withheld(epoch: 0))
+        // The next epoch is granted, and the withhold of the old one is forgotten.
+        #expect(restarted.renew(machine: machineM, epoch: 1, registryEpoch: 1, voters: threeVoters, nowMilliseconds: 50_002) == .granted(epoch: 1, voters: threeVoters))
+        #expect(restarted.tick(nowMilliseconds: 50_003, placed: [:], epochOf: { _ in 1 }) == [:])
+    }
+
+    @Test func countingStartsWhenTheVoterFirstSeesTheMachineNotAtItsOwnStart() {
+        var ledger = voter(at: 0)
+        // Placed at t = 100,000 (say, after a revocation moved it to epoch 1): counted from then.
+        #expect(ledger.tick(nowMilliseconds: 100_000, placed: [machineM: 1], epochOf: { _ in 1 }) == nil)
+        #expect(ledger.tick(nowMilliseconds: 100_000 + standardTiming.expiryMilliseconds - 1, placed: [machineM: 1], epochOf: { _ in 1 }) == nil)
+        #expect(ledger.tick(nowMilliseconds: 100_000 + standardTiming.expiryMilliseconds, placed: [machineM: 1], epochOf: { _ in 1 }) == [machineM: 1])
+    }
+
+    @Test func aMachineWithNothingPlacedThatNeverRenewedIsNeverWithheld() {
+        var ledger = voter()
+        #expect(ledger.tick(nowMilliseconds: 1_000_000, placed: [:], epochOf: { _ in 0 }) == nil)
+        #expect(ledger.withheld.isEmpty)
+    }
+
+    @Test func becomingAVoterStartsEveryCountAfresh() {
+        var ledger = voter(at: 0)
+        _ = ledger.tick(nowMilliseconds: 0, placed: [machineM: 0], epochOf: { _ in 0 })
+        ledger.setVoter(false, nowMilliseconds: 1_000)
+        #expect(ledger.tick(nowMilliseconds: 10_000, placed: [machineM: 0], epochOf: { _ in 0 }) == nil, "a non-voter withholds nothing")
+        ledger.setVoter(true, nowMilliseconds: 20_000)
+        #expect(ledger.tick(nowMilliseconds: 20_000, placed: [machineM: 0], epochOf: { _ in 0 }) == nil)
+        #expect(ledger.withheld.isEmpty)
+    }
+
+    @Test func renewingMeansGrantedWithinTheLeaseTime() {
+        var ledger = voter()
+        #expect(!ledger.isRenewing(machineM, epoch: 0, nowMilliseconds: 0))
+        _ = ledger.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 100)
+        #expect(ledger.isRenewing(machineM, epoch: 0, nowMilliseconds: 2_099))
+        #expect(!ledger.isRenewing(machineM, epoch: 0, nowMilliseconds: 2_100))
+        #expect(!ledger.isRenewing(machineM, epoch: 1, nowMilliseconds: 200))
+    }
+
+    @Test func theLedgerIsBounded() {
+        var ledger = LeaseLedger(timing: standardTiming, machinesMax: 2)
+        ledger.setVoter(true, nowMilliseconds: 0)
+        for index in 0..<2 {
+            #expect(ledger.renew(machine: try! MachineID("m\(index)"), epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 1)
+                == .granted(epoch: 0, voters: threeVoters))
+        }
+        guard case .notGranted(let reason, _) = ledger.renew(machine: try! MachineID("m9"), epoch: 0, registryEpoch: 0, voters: threeVoters,
+                                                             nowMilliseconds: 1) else {
+            Issue.record("a third machine was granted past the limit of 2")
+            return
+        }
+        #expect(reason.contains("limit"))
+    }
+}
+
+@Suite struct LeaseRevocationTests {
+    @Test func aMajorityOfTheCurrentVotersAtTheCurrentEpochRevokes() {
+        let other = try! MachineID("n")
+        let reports: [VoterName: [MachineID: UInt64]] = [
+            "a": [machineM: 3, other: 1], "b": [machineM: 3], "z": [other: 1], "c": [other: 0],
+        ]
+        let lapsed = LeaseRevocation.lapsed(reports: reports, voters: ["a", "b", "c"], epochOf: { $0 == machineM ? 3 : 1 })
+        // m: a and b; n: only a at its epoch (z is not a voter, c reported an old epoch).
+        #expect(lapsed.map(\.machine) == [machineM])
+        #expect(lapsed.map(\.epoch) == [3])
+        #expect(LeaseRevocation.lapsed(reports: reports, voters: ["a", "b", "c", "d", "e"], epochOf: { _ in 3 }).isEmpty)
+    }
+}
