@@ -78,17 +78,13 @@ public struct LeaseLedger: Sendable {
 
     /// Withholds every counted machine that has been silent for E. `placed`: the machines with
     /// units placed on them in the applied registry, with their epochs; `epochOf`: any machine's
-    /// epoch there. Returns the withholds to make durable when the set changed (the shell writes
-    /// them and calls `madeDurable`), else nil.
+    /// epoch there. Returns the withholds to make durable while they differ from what is durable
+    /// (the shell writes them and calls `madeDurable`; a failed write is retried next tick), else nil.
     public mutating func tick(nowMilliseconds: Int64, placed: [MachineID: UInt64], epochOf: (MachineID) -> UInt64)
         -> [MachineID: UInt64]? {
         guard voterSinceMilliseconds != nil else { return nil }
-        var changed = false
         // Forget what a newer epoch made moot.
-        for (machine, epoch) in withheld where epochOf(machine) > epoch {
-            withheld[machine] = nil
-            changed = true
-        }
+        for (machine, epoch) in withheld where epochOf(machine) > epoch { withheld[machine] = nil }
         for (machine, record) in records where epochOf(machine) != record.epoch && placed[machine] == nil {
             records[machine] = nil
         }
@@ -107,10 +103,9 @@ public struct LeaseLedger: Sendable {
             if nowMilliseconds - record.sinceMilliseconds >= timing.expiryMilliseconds {
                 withheld[machine] = epoch
                 records[machine] = nil
-                changed = true
             }
         }
-        return changed && withheld != durable ? withheld : nil
+        return withheld != durable ? withheld : nil
     }
 
     /// The shell wrote `withholds` to disk (fsync returned).
@@ -128,22 +123,51 @@ public struct LeaseLedger: Sendable {
     }
 }
 
-/// The leader's rule for moving a machine's units: a majority of the current voters report the
-/// machine's current epoch withheld (durably). Any majority that granted the machine's last
-/// round shares a voter with this one, and that voter withheld only E after its grant, by which
-/// time the machine's systemd has stopped its units (the Lease article).
+/// The leader's rules, from the voters' durable withholds (each voter's as it last answered;
+/// a voter that did not answer is absent: it withheld nothing as far as anyone knows):
+///
+/// - revoke: a majority of the current voters withheld the machine's current epoch. Any
+///   majority that granted the machine's last round shares a voter with this one, and that
+///   voter withheld only E after its grant, by which time the machine's systemd has stopped its
+///   units (the Lease article). The revocation unplaces the units.
+/// - advance: some voters withheld the current epoch, fewer than a majority, and the machine
+///   still renews with the leader. A voter that was cut off or frozen withholds every machine;
+///   once it is back, those withholds would refuse the machines forever and leave their leases
+///   one voter fault from lapsing. Advancing moves the machine to the next epoch with its units
+///   kept, which every voter grants afresh. It is safe at any time: a revocation of the new
+///   epoch needs a majority silent for E after they first counted it, which is after every
+///   grant of the old epoch.
 public enum LeaseRevocation {
-    /// The machines to revoke, sorted, with the epoch to revoke. `reports`: each voter's durable
-    /// withholds as it answered (a voter that did not answer is absent: it withheld nothing as
-    /// far as anyone knows); `voters`: the leader's configuration.
-    public static func lapsed(reports: [VoterName: [MachineID: UInt64]], voters: [VoterName],
-                              epochOf: (MachineID) -> UInt64) -> [(machine: MachineID, epoch: UInt64)] {
+    public struct Decisions: Hashable, Sendable {
+        /// Sorted by machine.
+        public var revoke: [MachineEpoch]
+        public var advance: [MachineEpoch]
+    }
+
+    public struct MachineEpoch: Hashable, Sendable {
+        public let machine: MachineID
+        public let epoch: UInt64
+    }
+
+    /// `voters`: the leader's configuration; `isRenewing`: whether the machine renewed at its
+    /// epoch with the leader lately (its own ledger).
+    public static func decide(reports: [VoterName: [MachineID: UInt64]], voters: [VoterName], epochOf: (MachineID) -> UInt64,
+                              isRenewing: (MachineID) -> Bool) -> Decisions {
         let members = Set(voters)
-        guard !members.isEmpty else { return [] }
+        guard !members.isEmpty else { return Decisions(revoke: [], advance: []) }
         var counts: [MachineID: Int] = [:]
         for (voter, withholds) in reports where members.contains(voter) {
             for (machine, epoch) in withholds where epoch == epochOf(machine) { counts[machine, default: 0] += 1 }
         }
-        return counts.filter { $0.value * 2 > members.count }.keys.sorted().map { ($0, epochOf($0)) }
+        var decisions = Decisions(revoke: [], advance: [])
+        for machine in counts.keys.sorted() {
+            let entry = MachineEpoch(machine: machine, epoch: epochOf(machine))
+            if counts[machine]! * 2 > members.count {
+                decisions.revoke.append(entry)
+            } else if isRenewing(machine) {
+                decisions.advance.append(entry)
+            }
+        }
+        return decisions
     }
 }

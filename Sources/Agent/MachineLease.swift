@@ -7,7 +7,7 @@ public enum LeaseAnswer: Hashable, Sendable {
     /// voters, sorted): the machine counts a majority of every configuration its grants name.
     case granted(epoch: UInt64, voters: [VoterName])
     /// The machine's epoch in this voter's registry is newer: its lease was revoked (its units
-    /// moved); it must take the schedule of the new epoch before it runs anything.
+    /// unplaced) or advanced (its units kept); the schedule of the new epoch says which.
     case revoked(currentEpoch: UInt64)
     /// This voter heard nothing from the machine for the expiry time and withheld the epoch for
     /// good; the machine gets a lease again only at the next epoch.
@@ -26,15 +26,9 @@ public enum LeaseDirective: Hashable, Sendable {
     /// The lease is held (for the first time in this process, or again after a lapse): the
     /// agent may start units.
     case regained
-    /// The lease is gone: stop every unit now and start none until `regained`.
-    case lapsed(LeaseLapse)
-}
-
-public enum LeaseLapse: Hashable, Sendable {
-    /// No majority granted a round for the lease time: this machine is cut off from the quorum.
-    case expired
-    /// A voter's registry holds a newer epoch: the leader revoked the lease and moved the units.
-    case revoked
+    /// No majority granted a round for the lease time (this machine is cut off from the
+    /// quorum): stop every unit now and start none until `regained`.
+    case lapsed
 }
 
 /// One renewal round for the shell to send to every voter it knows.
@@ -54,7 +48,12 @@ public struct LeaseRound: Hashable, Sendable {
 ///
 /// Phases: `unknown` until the first round holds in this process (a restarted daemon neither
 /// starts nor stops anything then: systemd's lease, extended by the previous process, still
-/// guards the units), `held` until the deadline, `lapsed` after it or after a revocation.
+/// guards the units), `held` until the deadline, `lapsed` after it.
+///
+/// A newer epoch does not end a held lease: a revocation is decided only once every deadline
+/// the machine could hold has passed, so a machine that still holds its lease when it learns of
+/// a newer epoch is looking at an *advance* (its units kept), and its deadline stays good until
+/// rounds of the new epoch extend it. The new epoch's schedule says what to run.
 public struct MachineLease: Sendable {
     public enum Phase: Hashable, Sendable {
         case unknown
@@ -93,16 +92,12 @@ public struct MachineLease: Sendable {
         return false
     }
 
-    /// The agent took a schedule of `epoch`. A newer epoch means the lease was revoked: a lease
-    /// held at the old one lapses at once, and only rounds of the new one count from now on.
-    /// An older epoch (a lagging voter's schedule) changes nothing.
-    public mutating func adopt(epoch newEpoch: UInt64) -> [LeaseDirective] {
-        if let epoch, newEpoch <= epoch { return [] }
-        let wasEstablished = epoch != nil
+    /// The agent took a schedule of `epoch`: only rounds of it count from now on. An older
+    /// epoch (a lagging voter's schedule) changes nothing.
+    public mutating func adopt(epoch newEpoch: UInt64) {
+        if let epoch, newEpoch <= epoch { return }
         epoch = newEpoch
         rounds.removeAll()
-        guard wasEstablished else { return [] }
-        return lapse(.revoked)
     }
 
     /// Starts a round, or nil while no schedule has told the epoch.
@@ -121,32 +116,19 @@ public struct MachineLease: Sendable {
         switch answer {
         case .granted(let grantedEpoch, let voters):
             return granted(epoch: grantedEpoch, voters: voters, from: voter, round: number, nowMilliseconds: nowMilliseconds)
-        case .revoked(let currentEpoch):
-            guard let epoch, currentEpoch > epoch else { return [] }
-            return lapse(.revoked)
-        case .withheld, .notGranted:
+        case .revoked, .withheld, .notGranted:
+            // A newer epoch arrives with the schedule (the agent's long poll returns on any
+            // registry change); until then the deadline in hand stands.
             return []
         }
     }
 
-    /// Lapses the lease once its deadline has passed.
+    /// Lapses the lease once its deadline has passed. An unknown lease stays unknown: there is
+    /// nothing to stop that systemd's lease unit does not stop by itself.
     public mutating func tick(nowMilliseconds: Int64) -> [LeaseDirective] {
         guard case .held(let deadline) = phase, nowMilliseconds >= deadline else { return [] }
-        return lapse(.expired)
-    }
-
-    private mutating func lapse(_ reason: LeaseLapse) -> [LeaseDirective] {
-        guard case .held = phase else {
-            // An unknown lease stays unknown on expiry (nothing to stop that systemd's lease
-            // does not), but a revocation is news: the units must stop now.
-            if reason == .revoked, phase == .unknown {
-                phase = .lapsed
-                return [.lapsed(reason)]
-            }
-            return []
-        }
         phase = .lapsed
-        return [.lapsed(reason)]
+        return [.lapsed]
     }
 
     private mutating func granted(epoch grantedEpoch: UInt64, voters: [VoterName], from voter: VoterName, round number: UInt64,

@@ -202,6 +202,22 @@ public final class FlotillaClient: Sendable {
         try requireSuccess(try await request("PUT", path, body: try encode(report)))
     }
 
+    /// One lease renewal, answered by this voter's own ledger. `timeout` replaces the client's
+    /// request timeout: a renewal answered later than the lease it could grant is worthless.
+    public func renewLease(_ renewal: LeaseRenewalRequest, timeout: TimeAmount) async throws(ClientError) -> LeaseRenewalAnswer {
+        let path = "/flotilla/v1/peer/lease/\(PercentEncoding.encodePathSegment(renewal.machineID))"
+        return try decodeSuccess(LeaseRenewalAnswer.self, from: try await request("POST", path, body: try encode(renewal), timeout: timeout))
+    }
+
+    public func leaseWithholds(timeout: TimeAmount) async throws(ClientError) -> LeaseWithholdsReport {
+        try decodeSuccess(LeaseWithholdsReport.self, from: try await request("GET", "/flotilla/v1/peer/lease-withholds", timeout: timeout))
+    }
+
+    public func releaseLease(_ release: LeaseReleaseRequest) async throws(ClientError) {
+        let path = "/flotilla/v1/peer/lease/\(PercentEncoding.encodePathSegment(release.machineID))/release"
+        try requireSuccess(try await request("POST", path, body: try encode(release)))
+    }
+
     // MARK: - Helpers
 
     private struct MachinesBody: Decodable { var machines: [FlotillaMachine] }

@@ -1,3 +1,5 @@
+import Agent
+
 /// Everything a `flotillad` needs to know, resolved once at start from (lowest to highest
 /// precedence) defaults, /etc/flotilla/flotilla.conf, `FLOTILLA_*` environment variables and
 /// command-line flags. Keys are fleet's where they mean the same (`public_ip`, `metadata`,
@@ -30,17 +32,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var voters: [String] = []
     /// Gossip seeds (`ip` or `ip:port`); the voters when empty.
     public var seeds: [String] = []
-    /// fleet's `agent_ttl`: how long a machine declared dead by membership keeps its units
-    /// before the leader moves them. Short, because membership already waited out its
-    /// suspicion timeout; nonzero, so that a machine that only flapped is not emptied, and
-    /// longer than `agent_fence_timeout` minus membership's fastest detection, so that a cut-off
-    /// machine has stopped its units before they start elsewhere (validated below).
+    /// fleet's `agent_ttl`: the lease L. A renewal round that a majority of the voters granted
+    /// lets this machine run its units for this long, counted from when the round was sent; a
+    /// machine cut off from the quorum stops its units when it runs out (systemd enforces it,
+    /// see the Agent documentation's Lease article). fleet's default was 30 s; 2 s here, since
+    /// renewals go to every voter and need no leader, so a leader change never lapses a lease.
     public var agentTTLMilliseconds: Int64 = 2_000
-    /// An agent that has not heard from a leader for this long stops its units (fencing), so
-    /// that a machine cut off the network never runs a unit that is being started elsewhere.
-    /// It must stay below the time the leader needs to move the units (membership's detection
-    /// plus `agent_ttl`); 0 disables fencing (units keep running while cut off, as in fleet).
-    public var agentFenceMilliseconds: Int64 = 2_000
+    /// How often the agent sends a renewal round to every voter (H; at most a third of the lease).
+    public var agentRenewIntervalMilliseconds: Int64 = 500
+    /// S: how long this machine's units may take to stop once the lease has run out. The
+    /// voters wait for it (and for the lease, Δ and the clock-drift bound) before the leader
+    /// moves the units, so it must cover the units' stop time (`docker stop` with `--init`
+    /// takes about 0.1 s); a unit that takes longer could still be stopping when it starts elsewhere.
+    public var agentStopAllowanceMilliseconds: Int64 = 1_000
     /// fleet's `engine_reconcile_interval`: the period of the leader's scheduling round when
     /// nothing triggers one earlier (changes trigger rounds at once).
     public var engineReconcileIntervalMilliseconds: Int64 = 2_000
@@ -85,6 +89,10 @@ extension DaemonConfiguration {
         "etcd_servers", "etcd_key_prefix", "etcd_request_timeout", "etcd_cafile", "etcd_keyfile",
         "etcd_certfile", "etcd_username", "etcd_password", "authorized_keys_file", "verify_units",
         "enable_grpc", "disable_engine", "disable_watches", "verbosity",
+    ]
+    /// Keys of earlier Flotilla versions that the lease replaced: accepted, reported, ignored.
+    static let replacedKeys: [String: String] = [
+        "agent_fence_timeout": "the lease (agent_ttl) replaced it: a machine stops its units when it has not reached a majority of the voters for agent_ttl",
     ]
 
     /// Resolves the configuration. `fileText` is the configuration file's content (nil when
@@ -131,6 +139,10 @@ extension DaemonConfiguration {
         for setting in settings {
             if ignoredFleetKeys.contains(setting.key) {
                 warnings.append("\(setting.source): fleet's \(setting.key) has no meaning in Flotilla; ignored")
+                continue
+            }
+            if let replacement = replacedKeys[setting.key] {
+                warnings.append("\(setting.source): \(setting.key) is ignored: \(replacement)")
                 continue
             }
             try configuration.set(setting.key, setting.value, source: setting.source)
@@ -180,7 +192,8 @@ extension DaemonConfiguration {
         case "voters": voters = list()
         case "seeds": seeds = list()
         case "agent_ttl": agentTTLMilliseconds = try duration()
-        case "agent_fence_timeout": agentFenceMilliseconds = try duration()
+        case "agent_renew_interval": agentRenewIntervalMilliseconds = try duration()
+        case "agent_stop_allowance": agentStopAllowanceMilliseconds = try duration()
         case "engine_reconcile_interval":
             // fleet took plain seconds here; a duration with a unit is accepted too.
             if let seconds = Int64(value) { engineReconcileIntervalMilliseconds = seconds * 1_000 } else { engineReconcileIntervalMilliseconds = try duration() }
@@ -229,13 +242,14 @@ extension DaemonConfiguration {
         guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
             throw ConfigurationError("raft_tick, engine_reconcile_interval and agent_reconcile_interval must be positive")
         }
-        // A cut-off agent fences at most fence + 0.1 s after its last answer, which came at most
-        // 1 s (its long poll) before the cut; the leader moves units no sooner than membership's
-        // detection (at least 1.5 s with fast-lan) plus agent_ttl after the cut.
-        if agentFenceMilliseconds > 0 && agentFenceMilliseconds + 100 >= agentTTLMilliseconds + 1_500 {
-            throw ConfigurationError("agent_fence_timeout (\(agentFenceMilliseconds) ms) must be well below agent_ttl + 1.5 s (\(agentTTLMilliseconds + 1_500) ms), or a cut-off machine could still run units that start elsewhere; raise agent_ttl or set agent_fence_timeout=0 to disable fencing")
-        }
+        do { _ = try leaseTiming() } catch { throw ConfigurationError(error.description) }
         guard raftElectionTicks >= 3 else { throw ConfigurationError("raft_election_ticks must be at least 3 (heartbeat is 1 tick)") }
+    }
+
+    /// The lease's timing; `validate()` made sure it can be built.
+    public func leaseTiming() throws(LeaseTimingError) -> LeaseTiming {
+        try LeaseTiming(leaseMilliseconds: agentTTLMilliseconds, renewalIntervalMilliseconds: agentRenewIntervalMilliseconds,
+                        stopAllowanceMilliseconds: agentStopAllowanceMilliseconds)
     }
 
     /// The founding voters, or this machine alone.

@@ -68,11 +68,17 @@ struct DaemonService: Service {
         }
         try await membership.join(seeds: seeds)
 
+        let leaseTiming = try configuration.leaseTiming()
+        let ledger = try LeaseLedgerStore(timing: leaseTiming, dataDirectory: configuration.dataDirectory, logger: logger)
         let node = Node(configuration: configuration, machineID: machineID.rawValue, logger: logger, membership: membership,
-                        voter: voter, registry: registry, manager: manager, ioGroup: ioGroup)
+                        voter: voter, registry: registry, manager: manager, ioGroup: ioGroup, ledger: ledger, leaseTiming: leaseTiming)
         nodeBox.withLock { $0 = node }
+        let systemdLease = SystemdLeaseUnit(manager: manager, runtimeDirectory: Self.runtimeUnitDirectory(configuration),
+                                            notifySocketPath: Self.managerNotifySocket(configuration),
+                                            leaseMilliseconds: leaseTiming.leaseMilliseconds, logger: logger)
         let agent = MachineAgent(machineID: machineID.rawValue, manager: manager, uplink: node.agentUplink(),
-                                 unitsDirectory: configuration.unitsDirectory, fenceMilliseconds: configuration.agentFenceMilliseconds,
+                                 unitsDirectory: configuration.unitsDirectory, systemdLease: systemdLease, timing: leaseTiming,
+                                 voters: configuration.effectiveVoters,
                                  reconcileIntervalMilliseconds: configuration.agentReconcileIntervalMilliseconds, logger: logger)
         node.attach(agent: agent)
 
@@ -95,6 +101,8 @@ struct DaemonService: Service {
             group.addTask { await node.followMembership() }
             group.addTask { await node.scheduleLoop() }
             group.addTask { await node.autopilotLoop() }
+            group.addTask { await node.ledgerLoop() }
+            group.addTask { await node.revocationLoop() }
             group.addTask { await agent.run() }
             group.addTask { await Self.watchdog() }
             group.addTask { try? await gracefulShutdown() }
@@ -109,7 +117,8 @@ struct DaemonService: Service {
         // shutdown.target is queued): then the leader moves its units at once. A daemon that is
         // only restarting stays silent, so nothing moves (see the type's comment).
         if await Self.machineIsShuttingDown(systemdUser: configuration.systemdUser) {
-            logger.notice("the machine is shutting down: leaving the cluster so its units move now")
+            logger.notice("the machine is shutting down: stopping its units and releasing its lease so they move now")
+            await agent.release()
             try? await membership.leave()
         }
         // A leader hands over first (thesis §3.10), so the cluster does not wait out an election
@@ -153,6 +162,18 @@ struct DaemonService: Service {
         }
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return text.trimmingCharacters(in: .whitespacesAndNewlines) == "stopping"
+    }
+
+    /// Where the lease unit and the units' lease drop-ins go: the manager's runtime unit directory.
+    static func runtimeUnitDirectory(_ configuration: DaemonConfiguration) -> String {
+        guard configuration.systemdUser else { return "/run/systemd/system" }
+        return (ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? "/run/user/\(getuid())") + "/systemd/user"
+    }
+
+    /// The manager's notify socket, to which flotillad pings the lease unit's watchdog.
+    static func managerNotifySocket(_ configuration: DaemonConfiguration) -> String {
+        guard configuration.systemdUser else { return SystemdNotifier.systemNotifySocketPath }
+        return (ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? "/run/user/\(getuid())") + "/systemd/notify"
     }
 
     static func userListeners(_ configuration: DaemonConfiguration) -> [APIListener] {

@@ -342,13 +342,30 @@ struct DaemonBackend: APIBackend {
 
     // MARK: Peer endpoints
 
+    /// Any member of the Raft group answers from its own registry; a peer outside it forwards.
     func schedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule {
-        guard try await leaderRegistry() != nil else {
+        guard node.voter != nil, await node.leadership().isMember else {
             return try await node.forward { client throws(ClientError) in
                 try await client.schedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: waitMilliseconds)
             }
         }
         return try await node.localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: waitMilliseconds)
+    }
+
+    func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer {
+        try await node.renewLease(request)
+    }
+
+    func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport {
+        node.leaseWithholdsReport()
+    }
+
+    func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) {
+        guard try await leaderRegistry() != nil else {
+            try await node.forward { client throws(ClientError) in try await client.releaseLease(request) }
+            return
+        }
+        try await node.releaseLeaseLocally(request)
     }
 
     func reportStates(_ report: StateReport) async throws(APIError) {

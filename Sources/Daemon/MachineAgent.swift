@@ -5,109 +5,248 @@ import Logging
 import SystemdBus
 import UnitFile
 
-/// Where an agent gets its schedule and sends its states: the local voter or, through the peer
-/// API, a remote one (the daemon decides; the agent does not care).
+/// Where an agent gets its schedule, renews its lease and sends its states (the node decides
+/// how; the agent does not care).
 struct AgentUplink: Sendable {
-    /// The machine's schedule once the registry passes `afterVersion`, or after the wait.
-    var fetchSchedule: @Sendable (_ afterVersion: UInt64, _ waitMilliseconds: Int) async throws -> MachineSchedule
+    /// The machine's schedule once the registry passes `afterVersion`, or after the wait, from
+    /// this peer's own registry or from a voter's (`preferredVoter` first, when given).
+    var fetchSchedule: @Sendable (_ afterVersion: UInt64, _ waitMilliseconds: Int, _ preferredVoter: String?) async throws -> MachineSchedule
     /// Returns false when the leader asks for a full resync.
     var sendStates: @Sendable (StateReport) async throws -> Bool
+    /// One renewal, to one voter (this peer's own ledger when the voter is this peer).
+    var renewLease: @Sendable (_ voter: String, LeaseRenewalRequest) async throws -> LeaseRenewalAnswer
+    /// Gives the lease up (shutdown): the leader revokes it at once.
+    var releaseLease: @Sendable (LeaseReleaseRequest) async throws -> Void
 }
 
-/// The shell around `AgentReconciler` on one machine: follows the schedule, observes systemd and
+/// The shell around `AgentReconciler` and `MachineLease` on one machine: follows the schedule,
+/// renews the lease with every voter, keeps systemd's lease unit in step, observes systemd and
 /// the unit directory, runs the reconciler's actions through sd-bus, reports states.
 ///
-/// Fencing: when no leader has answered for `fenceMilliseconds`, the agent stops its units
-/// (desired set becomes empty) until a leader answers again. The leader moves a lost machine's
-/// units only after membership declared it dead plus `agent_ttl`, which is longer, so a machine
-/// cut off the network stops its units before they start elsewhere: no unit runs twice (fleet
-/// ran every unit of a cut-off machine twice, ../shared/ANCHORS.md).
+/// The lease (Agent documentation, Lease article): units start only while a majority of the
+/// voters granted a renewal within the lease time; the leader's absence does not matter, since
+/// the voters answer renewals themselves. When the lease runs out or is revoked, the agent stops
+/// its units and systemd's lease unit ends, which stops them too if this process is frozen.
 ///
-/// Re-adoption: until the first schedule arrives the agent does nothing at all, so a restarted
-/// flotillad never stops the units it finds; the reconciler leaves a unit that already runs
-/// with the desired file untouched.
+/// Re-adoption: until the first schedule arrives and the first renewal holds, the agent
+/// neither starts nor stops a desired unit, so a restarted flotillad never stops the units it
+/// finds; systemd's lease unit, extended by the previous process, guards them meanwhile.
 actor MachineAgent {
     let machineID: String
     let manager: SystemdManager
     let uplink: AgentUplink
     let unitsDirectory: String
-    let fenceMilliseconds: Int64
+    let systemdLease: SystemdLeaseUnit
+    let timing: LeaseTiming
     let reconcileIntervalMilliseconds: Int64
     let logger: Logger
     private var reconciler = AgentReconciler()
+    private var lease: MachineLease
     private var schedule: MachineSchedule?
-    private var lastContact = ContinuousClock.now
-    private var isFenced = false
+    /// Voters to renew with: the configured ones at first, then each schedule's and each grant's.
+    private var voters: [String]
+    private var renewalsInFlight: Set<String> = []
+    /// The voter whose answers were freshest, and the newest registry version any voter showed.
+    private var preferredVoter: String?
+    private var newestVersionSeen: (version: UInt64, voter: String)?
     private var needsResync = true
     private var reportedTerm: UInt64?
+    private var reportInFlight = false
+    private var reportAgain = false
     private var lastSystemdState: [String: (load: String, active: String, sub: String)] = [:]
     private var watchedNames: Set<UnitName> = []
     private let triggers: AsyncStream<Void>
     private let trigger: AsyncStream<Void>.Continuation
+    /// The lease unit's wanted deadline (nil: ended) and the one last applied, worked off by one
+    /// loop so that extensions and ends reach systemd in order.
+    private var leaseUnitWanted: Int64?
+    private var leaseUnitApplied: Int64?
+    private let leaseUnitTriggers: AsyncStream<Void>
+    private let leaseUnitTrigger: AsyncStream<Void>.Continuation
     private var counters = AgentCounters()
+    private var lastPeriodicReconcile = ContinuousClock.now
 
     struct AgentCounters: Sendable {
         var actions = 0
         var actionFailures = 0
         var reconciles = 0
         var fences = 0
+        var renewalsGranted = 0
+        var renewalsFailed = 0
     }
 
-    init(machineID: String, manager: SystemdManager, uplink: AgentUplink, unitsDirectory: String, fenceMilliseconds: Int64,
-         reconcileIntervalMilliseconds: Int64, logger: Logger) {
+    /// Voters one agent renews with at most (Raft configurations have 3 to 7).
+    static let votersMax = 16
+
+    init(machineID: String, manager: SystemdManager, uplink: AgentUplink, unitsDirectory: String, systemdLease: SystemdLeaseUnit,
+         timing: LeaseTiming, voters: [String], reconcileIntervalMilliseconds: Int64, logger: Logger) {
         self.machineID = machineID
         self.manager = manager
         self.uplink = uplink
         self.unitsDirectory = unitsDirectory
-        self.fenceMilliseconds = fenceMilliseconds
+        self.systemdLease = systemdLease
+        self.timing = timing
+        self.voters = Array(voters.sorted().prefix(Self.votersMax))
         self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
         self.logger = logger
+        lease = MachineLease(timing: timing)
         // One pending trigger is enough: a reconcile observes everything anew.
         (triggers, trigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (leaseUnitTriggers, leaseUnitTrigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     var metrics: AgentCounters { counters }
+    var leasePhase: MachineLease.Phase { lease.phase }
 
     /// Runs until the task is cancelled.
     func run() async {
+        do {
+            if try systemdLease.install() { try await manager.reload() }
+        } catch {
+            logger.error("installing the lease unit failed; units stop when their lease would", metadata: ["error": "\(error)"])
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.followSchedule() }
             group.addTask { await self.followSystemd() }
             group.addTask { await self.tickTimer() }
+            group.addTask { await self.renewLoop() }
             group.addTask { await self.reconcileOnTrigger() }
+            group.addTask { await self.applyLeaseUnit() }
             await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Shutdown of the machine: stops every unit (ending the lease unit stops them all and
+    /// returns once they stopped), then gives the lease up so the leader moves them at once.
+    func release() async {
+        guard let epoch = lease.epoch, lease.isHeld(nowMilliseconds: Node.nowMilliseconds()) else { return }
+        await systemdLease.end()
+        do {
+            try await uplink.releaseLease(LeaseReleaseRequest(machineID: machineID, epoch: epoch))
+            logger.notice("lease released: the leader moves this machine's units now")
+        } catch {
+            logger.notice("releasing the lease failed; the units move once it expires", metadata: ["error": "\(error)"])
         }
     }
 
     // MARK: Loops
 
     private func followSchedule() async {
+        var failures = 0
         while !Task.isCancelled {
             let after = schedule?.version ?? 0
-            // Without a schedule, ask for the current one at once; afterwards long-poll. The
-            // wait is short so that an answer (and so proof of a live leader) arrives every
-            // second even when nothing changes: fencing counts from the last answer.
+            // Without a schedule, ask for the current one at once; afterwards long-poll.
             let wait = schedule == nil ? 0 : 1_000
             do {
-                let fresh = try await uplink.fetchSchedule(after, wait)
-                lastContact = .now
-                if isFenced {
-                    isFenced = false
-                    logger.notice("a leader answers again: fence lifted")
-                }
-                if fresh.leaderTerm != reportedTerm { needsResync = true }
-                if fresh != schedule {
-                    schedule = fresh
-                    trigger.yield()
-                }
+                let fresh = try await uplink.fetchSchedule(after, wait, sourceVoter())
+                failures = 0
+                take(fresh)
             } catch is CancellationError {
                 return
             } catch {
+                // The uplink already tried every voter once: back off, at most a second.
+                failures += 1
                 logger.debug("schedule fetch failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(100))
+                try? await Task.sleep(for: .milliseconds(min(1_000, 50 << min(failures, 5))))
             }
-            checkFence()
+        }
+    }
+
+    /// The voter to read the schedule from: one that showed a newer registry than the
+    /// schedule in hand (the current source may be frozen or behind), else the freshest.
+    private func sourceVoter() -> String? {
+        if let newest = newestVersionSeen, newest.version > (schedule?.version ?? 0) { return newest.voter }
+        return preferredVoter
+    }
+
+    private func take(_ fresh: MachineSchedule) {
+        // A lagging voter's older schedule would undo newer decisions.
+        if let schedule, fresh.version < schedule.version { return }
+        if let voters = fresh.voters, !voters.isEmpty { updateVoters(voters) }
+        lease.adopt(epoch: fresh.leaseEpoch ?? 0)
+        if fresh.leaderTerm != reportedTerm { needsResync = true }
+        if fresh != schedule {
+            schedule = fresh
+            trigger.yield()
+        }
+    }
+
+    private func renewLoop() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                if let round = lease.startRound(nowMilliseconds: Node.nowMilliseconds()) {
+                    for voter in voters where renewalsInFlight.insert(voter).inserted {
+                        group.addTask { await self.renew(with: voter, round: round) }
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(timing.renewalIntervalMilliseconds))
+            }
+        }
+    }
+
+    private func renew(with voter: String, round: LeaseRound) async {
+        defer { renewalsInFlight.remove(voter) }
+        do {
+            let wire = try await uplink.renewLease(voter, LeaseRenewalRequest(machineID: machineID, epoch: round.epoch))
+            guard let answer = LeaseAnswer(wire: wire) else { return }
+            if let version = wire.registryVersion, version > (newestVersionSeen?.version ?? 0) {
+                newestVersionSeen = (version, voter)
+            }
+            if case .granted(_, let configuration) = answer {
+                counters.renewalsGranted += 1
+                preferredVoter = voter
+                updateVoters(configuration)
+            }
+            handle(lease.received(answer, from: voter, round: round.number, nowMilliseconds: Node.nowMilliseconds()))
+        } catch {
+            counters.renewalsFailed += 1
+            logger.trace("renewal failed", metadata: ["voter": "\(voter)", "error": "\(error)"])
+        }
+    }
+
+    private func updateVoters(_ configuration: [String]) {
+        let next = Array(Set(configuration).sorted().prefix(Self.votersMax))
+        if !next.isEmpty, next != voters { voters = next }
+    }
+
+    private func handle(_ directives: [LeaseDirective]) {
+        for directive in directives {
+            switch directive {
+            case .extendSystemdLease(let deadline):
+                leaseUnitWanted = deadline
+                leaseUnitTrigger.yield()
+            case .regained:
+                logger.notice("the lease is held: a majority of the voters granted it")
+                trigger.yield()
+            case .lapsed:
+                counters.fences += 1
+                logger.warning("no majority of the voters granted the lease for \(timing.leaseMilliseconds) ms: stopping this machine's units until one does")
+                leaseUnitWanted = nil
+                leaseUnitTrigger.yield()
+                trigger.yield()
+            }
+        }
+    }
+
+    /// Brings the lease unit to what `leaseUnitWanted` says, one step at a time.
+    private func applyLeaseUnit() async {
+        for await _ in leaseUnitTriggers {
+            if Task.isCancelled { return }
+            while leaseUnitWanted != leaseUnitApplied {
+                let wanted = leaseUnitWanted
+                if let deadline = wanted {
+                    do {
+                        try await systemdLease.extend(untilMilliseconds: deadline)
+                    } catch {
+                        logger.error("extending the lease unit failed; its units stop at the last deadline it got",
+                                     metadata: ["error": "\(error)"])
+                    }
+                } else {
+                    await systemdLease.end()
+                }
+                leaseUnitApplied = wanted
+            }
         }
     }
 
@@ -122,13 +261,12 @@ actor MachineAgent {
     private func tickTimer() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            checkFence()
+            handle(lease.tick(nowMilliseconds: Node.nowMilliseconds()))
             if ContinuousClock.now - lastPeriodicReconcile >= .milliseconds(reconcileIntervalMilliseconds) {
                 trigger.yield()
             }
         }
     }
-    private var lastPeriodicReconcile = ContinuousClock.now
 
     private func reconcileOnTrigger() async {
         for await _ in triggers {
@@ -137,32 +275,37 @@ actor MachineAgent {
         }
     }
 
-    private func checkFence() {
-        guard fenceMilliseconds > 0, !isFenced, schedule != nil else { return }
-        if ContinuousClock.now - lastContact > .milliseconds(fenceMilliseconds) {
-            isFenced = true
-            counters.fences += 1
-            logger.warning("no leader has answered for \(fenceMilliseconds) ms: stopping this machine's units until one does")
-            trigger.yield()
+    // MARK: Reconcile
+
+    private var gate: LeaseGate {
+        switch lease.phase {
+        case .unknown: return .unknown
+        case .held: return lease.isHeld(nowMilliseconds: Node.nowMilliseconds()) ? .held : .lapsed
+        case .lapsed: return .lapsed
         }
     }
-
-    // MARK: Reconcile
 
     private func reconcile() async {
         lastPeriodicReconcile = .now
         guard let schedule else { return }
         counters.reconciles += 1
-        let desired = isFenced ? [] : schedule.units.compactMap(Self.desiredUnit)
+        let desired = schedule.units.compactMap(Self.desiredUnit)
         do {
             var observed = try await observe(extra: desired.map(\.name))
-            let actions = try reconciler.plan(desired: desired, observed: observed)
+            // The lease may have changed while observing; a plan must pair the lease as it is
+            // with the schedule of the same moment, or a lease regained at a new epoch would
+            // start the units of the old epoch's schedule (seen on the test bed after a freeze).
+            guard self.schedule == schedule else {
+                trigger.yield()
+                return
+            }
+            let actions = try reconciler.plan(desired: desired, observed: observed, lease: gate)
             if !actions.isEmpty {
                 await perform(actions)
                 observed = try await observe(extra: desired.map(\.name))
             }
             try await watch(desired.map(\.name))
-            await report(observed: observed, leaderTerm: schedule.leaderTerm)
+            report(observed: observed, leaderTerm: schedule.leaderTerm)
         } catch {
             logger.error("reconcile failed", metadata: ["error": "\(error)"])
         }
@@ -208,7 +351,7 @@ actor MachineAgent {
             lastSystemdState[name.rawValue] = (load, active, sub)
             observed.append(ObservedUnit(name: name, loadState: Agent.LoadState(systemdValue: load),
                                          activeState: Agent.ActiveState(systemdValue: active), subState: sub,
-                                         fileHash: hashes[name]))
+                                         fileHash: hashes[name], isBoundToLease: hashes[name] == nil || systemdLease.isBound(name)))
         }
         return observed
     }
@@ -217,6 +360,7 @@ actor MachineAgent {
         // Starts are independent of each other and each waits for its job: run them together,
         // a bounded number at a time. Everything else keeps the reconciler's order.
         var starts: [UnitName] = []
+        var linked: [UnitName] = []
         for action in actions {
             counters.actions += 1
             do {
@@ -226,13 +370,16 @@ actor MachineAgent {
                 case .removeFile(let name):
                     _ = try? await manager.disableUnitFiles([name], runtime: true)
                     try manager.removeUnitFile(name)
+                    systemdLease.unbind(name)
                     try? await manager.resetFailedUnit(name)
                 case .writeFile(let name, let bytes):
+                    try systemdLease.bind(name)
                     _ = try manager.writeUnitFile(name, contents: String(decoding: bytes, as: UTF8.self))
-                    _ = try await manager.linkUnitFiles([name], runtime: true, force: true)
-                case .bindToLease:
-                    break
+                    linked.append(name)
+                case .bindToLease(let name):
+                    try systemdLease.bind(name)
                 case .reloadDaemon:
+                    try await linkAll(&linked)
                     try await manager.reload()
                 case .start(let name):
                     starts.append(name)
@@ -243,13 +390,20 @@ actor MachineAgent {
                 return
             }
         }
+        do {
+            try await linkAll(&linked)
+        } catch {
+            counters.actionFailures += 1
+            logger.error("linking unit files failed; the next reconcile plans again", metadata: ["error": "\(error)"])
+            return
+        }
         let manager = self.manager
         let logger = self.logger
         let failures = await withTaskGroup(of: Int.self) { group -> Int in
             var failures = 0
             var running = 0
             for name in starts {
-                if running >= 32, let failed = await group.next() {
+                if running >= Self.startsInFlightMax, let failed = await group.next() {
                     failures += failed
                     running -= 1
                 }
@@ -270,6 +424,19 @@ actor MachineAgent {
         counters.actionFailures += failures
     }
 
+    /// Starts in flight at once: each holds one D-Bus call and one job wait.
+    static let startsInFlightMax = 32
+    /// Files linked per LinkUnitFiles call: one call for many files, since systemd rescans its
+    /// unit paths on every call (one call per file made 1,000 new units take seconds).
+    static let linksPerCallMax = 1_024
+
+    private func linkAll(_ names: inout [UnitName]) async throws {
+        for chunk in stride(from: 0, to: names.count, by: Self.linksPerCallMax) {
+            _ = try await manager.linkUnitFiles(Array(names[chunk..<min(chunk + Self.linksPerCallMax, names.count)]), runtime: true, force: true)
+        }
+        names.removeAll()
+    }
+
     private func watch(_ names: [UnitName]) async throws {
         let wanted = Set(names)
         let added = wanted.subtracting(watchedNames)
@@ -279,7 +446,13 @@ actor MachineAgent {
         watchedNames = wanted
     }
 
-    private func report(observed: [ObservedUnit], leaderTerm: UInt64) async {
+    /// Reports the changes since the last report, one report in flight at a time: a reconcile
+    /// that finds one in flight leaves its changes for the reconcile that follows it.
+    private func report(observed: [ObservedUnit], leaderTerm: UInt64) {
+        guard !reportInFlight else {
+            reportAgain = true
+            return
+        }
         do {
             let resync = needsResync
             let changes = resync ? try reconciler.resync(observed: observed) : try reconciler.report(observed: observed)
@@ -297,18 +470,60 @@ actor MachineAgent {
                                                  systemdSubState: raw.sub))
                 }
             }
-            let accepted = try await uplink.sendStates(StateReport(machineID: machineID, isResync: resync, states: states, gone: gone))
-            if accepted {
-                needsResync = false
+            reportInFlight = true
+            let report = StateReport(machineID: machineID, isResync: resync, states: states, gone: gone)
+            Task { await self.send(report, isResync: resync, leaderTerm: leaderTerm) }
+        } catch {
+            needsResync = true
+            logger.error("computing the state report failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func send(_ report: StateReport, isResync: Bool, leaderTerm: UInt64) async {
+        do {
+            if try await uplink.sendStates(report) {
+                if isResync { needsResync = false }
                 reportedTerm = leaderTerm
             } else {
                 needsResync = true
-                trigger.yield()
+                reportAgain = true
             }
         } catch {
-            // The changes computed above are lost to the leader; a resync repairs that.
+            // The changes computed for it are lost to the leader; a resync repairs that.
             needsResync = true
+            reportAgain = true
             logger.debug("state report failed", metadata: ["error": "\(error)"])
+        }
+        reportInFlight = false
+        if reportAgain {
+            reportAgain = false
+            trigger.yield()
+        }
+    }
+}
+
+extension LeaseAnswer {
+    /// A voter's answer as it came over the wire; nil for an answer this version does not know.
+    init?(wire: LeaseRenewalAnswer) {
+        switch wire.answer {
+        case "granted": self = .granted(epoch: wire.epoch, voters: wire.voters)
+        case "revoked": self = .revoked(currentEpoch: wire.epoch)
+        case "withheld": self = .withheld(epoch: wire.epoch)
+        case "notGranted": self = .notGranted(reason: wire.reason ?? "", voters: wire.voters)
+        default: return nil
+        }
+    }
+
+    func wire(voter: String, registryVersion: UInt64) -> LeaseRenewalAnswer {
+        switch self {
+        case .granted(let epoch, let voters):
+            return LeaseRenewalAnswer(voter: voter, answer: "granted", epoch: epoch, voters: voters, registryVersion: registryVersion)
+        case .revoked(let epoch):
+            return LeaseRenewalAnswer(voter: voter, answer: "revoked", epoch: epoch, voters: [], registryVersion: registryVersion)
+        case .withheld(let epoch):
+            return LeaseRenewalAnswer(voter: voter, answer: "withheld", epoch: epoch, voters: [], registryVersion: registryVersion)
+        case .notGranted(let reason, let voters):
+            return LeaseRenewalAnswer(voter: voter, answer: "notGranted", epoch: 0, voters: voters, reason: reason, registryVersion: registryVersion)
         }
     }
 }

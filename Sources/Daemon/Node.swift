@@ -1,3 +1,4 @@
+import Agent
 import Client
 import FleetAPI
 import Foundation
@@ -38,7 +39,12 @@ final class Node: Sendable {
     let schedulingTriggers = ChangeNotifier()
     private let triggerCount = Mutex<UInt64>(0)
     private let machineViews = Mutex<[MachineView]>([])
-    private let liveness: Mutex<MachineLiveness>
+    /// The last metadata membership showed for each machine: a machine that went silent keeps
+    /// its units, and the scheduler still needs their constraints' view of it.
+    private let lastKnownMetadata = Mutex<[Registry.MachineID: [String: String]]>([:])
+    /// This peer's side of the machines' leases (every peer keeps one; only voters grant).
+    let ledger: LeaseLedgerStore
+    let leaseTiming: LeaseTiming
     private let unscheduledReasons = Mutex<[String: String]>([:])
     private let clients = Mutex<[String: FlotillaClient]>([:])
     private let preferredVoter = Mutex<Int>(0)
@@ -70,7 +76,8 @@ final class Node: Sendable {
     }
 
     init(configuration: DaemonConfiguration, machineID: String, logger: Logger, membership: MembershipShell, voter: Voter?,
-         registry: RegistryStore?, manager: SystemdManager, ioGroup: any EventLoopGroup) {
+         registry: RegistryStore?, manager: SystemdManager, ioGroup: any EventLoopGroup, ledger: LeaseLedgerStore,
+         leaseTiming: LeaseTiming) {
         self.configuration = configuration
         self.machineID = machineID
         self.logger = logger
@@ -79,7 +86,8 @@ final class Node: Sendable {
         self.registry = registry
         self.manager = manager
         self.ioGroup = ioGroup
-        self.liveness = Mutex(MachineLiveness(agentTTLMilliseconds: configuration.agentTTLMilliseconds))
+        self.ledger = ledger
+        self.leaseTiming = leaseTiming
         self.raftAddressBook = Mutex(voter?.voterAddresses ?? [:])
         self.knownVoterIPs = Mutex(configuration.effectiveVoters)
     }
@@ -217,6 +225,11 @@ final class Node: Sendable {
                     return state
                 }
                 if previous != views {
+                    lastKnownMetadata.withLock { known in
+                        for view in views where known.count < RegistryLimits.standard.machinesMax || known[view.id] != nil {
+                            known[view.id] = view.metadata
+                        }
+                    }
                     triggerScheduling()
                     recordMachineEvents(previous: previous, current: views)
                     await updateRaftAddresses(views)
@@ -277,10 +290,7 @@ final class Node: Sendable {
         guard let voter, let registry else { return }
         var seen: UInt64 = 0
         while !Task.isCancelled {
-            let nextExpiry = liveness.withLock { $0.nextExpiryMilliseconds }
-            let now = Self.nowMilliseconds()
-            var wait = configuration.engineReconcileIntervalMilliseconds
-            if let nextExpiry { wait = max(1, min(wait, nextExpiry - now + 1)) }
+            let wait = configuration.engineReconcileIntervalMilliseconds
             let seenCount = seen
             await schedulingTriggers.wait(timeoutMilliseconds: Int(wait)) { self.triggerCount.withLock { $0 } > seenCount }
             seen = triggerCount.withLock { $0 }
@@ -292,12 +302,17 @@ final class Node: Sendable {
     private func scheduleRound(voter: Voter, registry: RegistryStore) async {
         let started = ContinuousClock.now
         let views = machines
-        let liveIDs = Set(liveness.withLock { $0.liveIDs(machines: views, nowMilliseconds: Self.nowMilliseconds()) })
         let state = registry.current
-        let live = views.filter { liveIDs.contains($0.id) }.map { $0.liveMachine(in: state) }
-        // A machine past its grace (or gone) reports nothing any more: its last states would
-        // show units as running where they no longer are.
-        for view in views where !liveIDs.contains(view.id) { stateTable.forget(machineID: view.id.rawValue) }
+        let now = Self.nowMilliseconds()
+        let live = MachineView.schedulingMachines(
+            state: state, views: views, lastKnownMetadata: lastKnownMetadata.withLock { $0 },
+            isRenewing: { self.ledger.isRenewing($0, epoch: state.leaseEpoch(of: $0), nowMilliseconds: now) })
+        // A machine that renews nothing and holds nothing reports nothing any more: its last
+        // states would show units as running where they no longer are.
+        let holding = Set(live.filter { machine in
+            machine.acceptsNewUnits || state.units.values.contains { $0.machine == machine.id }
+        }.map(\.id))
+        for view in views where !holding.contains(view.id) { stateTable.forget(machineID: view.id.rawValue) }
         let plan = Scheduler.plan(registry: state, liveMachines: live)
         unscheduledReasons.withLock { reasons in
             reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
@@ -325,7 +340,8 @@ final class Node: Sendable {
 
     func unscheduledReason(_ name: String) -> String? { unscheduledReasons.withLock { $0[name] } }
 
-    /// Milliseconds on a monotonic clock (only differences mean anything).
+    /// Milliseconds on CLOCK_MONOTONIC, the clock systemd times its watchdogs with (only
+    /// differences mean anything).
     static func nowMilliseconds() -> Int64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
@@ -392,10 +408,13 @@ final class Node: Sendable {
 
     // MARK: - Schedules (leader)
 
+    /// The machine's schedule from this peer's own applied registry: any member of the Raft
+    /// group answers (the voters' registries trail the leader's by a commit notice at most), so
+    /// an agent follows its schedule through a leader change without waiting for the election.
     func localSchedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule {
         guard let registry else { throw .internalError("not a voter") }
         let leadership = await leadership()
-        guard leadership.isLeader else { throw .unavailable("this peer no longer leads") }
+        guard leadership.isMember else { throw .unavailable("this peer is not a member of the Raft group") }
         guard let id = try? MachineID(machineID) else { throw .badRequest("invalid machine ID \(machineID.debugDescription)") }
         let state = await registry.waitForVersion(after: afterVersion, timeoutMilliseconds: min(waitMilliseconds, 30_000))
         let view = machines.first { $0.id == id }
@@ -406,21 +425,37 @@ final class Node: Sendable {
         }
         let voters = (leadership.status?.membership.voters ?? []).compactMap(ip(of:)).sorted()
         return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units,
-                               voters: voters.isEmpty ? nil : voters)
+                               voters: voters.isEmpty ? nil : voters, leaseEpoch: state.leaseEpoch(of: id))
     }
 
-    /// The agent's link to the leader: local calls on the leader itself, the peer API elsewhere.
+    /// The voters an agent turns to, `preferred` first.
+    func votersToAsk(preferred: String?) -> [String] {
+        let known = knownVoterIPs.withLock { $0 }.filter { $0 != configuration.publicIP }
+        guard let preferred, let index = known.firstIndex(of: preferred) else { return known }
+        return Array(known[index...] + known[..<index])
+    }
+
+    /// The agent's links: its schedule from this peer's registry when it is a Raft member, else
+    /// from a voter's (each in turn until one answers); renewals to the voter named; states to
+    /// the leader, locally or forwarded.
     func agentUplink() -> AgentUplink {
         AgentUplink(
-            fetchSchedule: { afterVersion, wait in
-                if self.voter != nil, await self.leadership().isLeader {
+            fetchSchedule: { afterVersion, wait, preferred in
+                if self.voter != nil, await self.leadership().isMember {
                     return try await self.localSchedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
                 }
-                let schedule = try await self.forward { client throws(ClientError) in
-                    try await client.schedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                var lastError: (any Error)?
+                for ip in self.votersToAsk(preferred: preferred) {
+                    do {
+                        let schedule = try await self.client(ip: ip, port: self.peerPort(of: ip), timeout: .seconds(1))
+                            .schedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                        if let voters = schedule.voters, !voters.isEmpty { self.knownVoterIPs.withLock { $0 = voters } }
+                        return schedule
+                    } catch {
+                        lastError = error
+                    }
                 }
-                if let voters = schedule.voters, !voters.isEmpty { self.knownVoterIPs.withLock { $0 = voters } }
-                return schedule
+                throw lastError ?? APIError.unavailable("no voter is known")
             },
             sendStates: { report in
                 if self.voter != nil, await self.leadership().isLeader {
@@ -432,6 +467,18 @@ final class Node: Sendable {
                 } catch let error as APIError where error.status == 409 {
                     return false
                 }
+            },
+            renewLease: { voter, request in
+                if voter == self.configuration.publicIP { return try await self.renewLease(request) }
+                let timeout = TimeAmount.milliseconds(min(1_000, self.leaseTiming.leaseMilliseconds / 2))
+                return try await self.client(ip: voter, port: self.peerPort(of: voter)).renewLease(request, timeout: timeout)
+            },
+            releaseLease: { request in
+                if self.voter != nil, await self.leadership().isLeader {
+                    try await self.releaseLeaseLocally(request)
+                    return
+                }
+                try await self.forward { client throws(ClientError) in try await client.releaseLease(request) }
             })
     }
 
@@ -459,7 +506,7 @@ final class Node: Sendable {
         case .assign(let assignments): subjects = assignments.map(\.unit.rawValue)
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
         // The units it unplaced show in the events of their next placement.
-        case .revokeLease(let machine, _): machinesChanged = [machine]
+        case .revokeLease(let machine, _), .advanceLease(let machine, _): machinesChanged = [machine]
         }
         var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
         for subject in subjects {

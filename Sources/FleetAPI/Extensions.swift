@@ -189,16 +189,91 @@ public struct MachineSchedule: Codable, Hashable, Sendable {
     /// The Raft term of the leader that answered; an agent that sees it change resyncs its states.
     public var leaderTerm: UInt64
     public var units: [ScheduledUnit]
-    /// The public IPs of the current Raft voters: where the agent turns when its leader goes
-    /// away (voters change when a dead one is replaced).
+    /// The public IPs of the current Raft voters: where the agent sends its lease renewals and
+    /// turns for its schedule (voters change when a dead one is replaced).
     public var voters: [String]?
+    /// The machine's lease epoch in the registry this schedule was computed from: the agent
+    /// renews its lease at this epoch, and a newer one means its lease was revoked.
+    public var leaseEpoch: UInt64?
 
-    public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit], voters: [String]? = nil) {
+    public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit], voters: [String]? = nil,
+                leaseEpoch: UInt64? = nil) {
         self.machineID = machineID
         self.version = version
         self.leaderTerm = leaderTerm
         self.units = units
         self.voters = voters
+        self.leaseEpoch = leaseEpoch
+    }
+}
+
+/// `POST /flotilla/v1/peer/lease/<machineID>`: one renewal of the machine's lease, sent to every
+/// voter; each answers from its own lease ledger, never forwarding (the point is to need no leader).
+public struct LeaseRenewalRequest: Codable, Hashable, Sendable {
+    public var machineID: String
+    public var epoch: UInt64
+
+    public init(machineID: String, epoch: UInt64) {
+        self.machineID = machineID
+        self.epoch = epoch
+    }
+}
+
+/// A voter's answer to a renewal: `answer` is `granted`, `revoked`, `withheld` or `notGranted`;
+/// `epoch` is the granted or withheld epoch, or the registry's newer one for `revoked`;
+/// `voters` the answering voter's configuration (public IPs, sorted); `registryVersion` the
+/// version of the voter's applied registry, so that an agent whose schedule source fell behind
+/// or went silent learns where a newer schedule is.
+public struct LeaseRenewalAnswer: Codable, Hashable, Sendable {
+    public var voter: String
+    public var answer: String
+    public var epoch: UInt64
+    public var voters: [String]
+    public var reason: String?
+    public var registryVersion: UInt64?
+
+    public init(voter: String, answer: String, epoch: UInt64, voters: [String], reason: String? = nil, registryVersion: UInt64? = nil) {
+        self.voter = voter
+        self.answer = answer
+        self.epoch = epoch
+        self.voters = voters
+        self.reason = reason
+        self.registryVersion = registryVersion
+    }
+}
+
+/// `GET /flotilla/v1/peer/lease-withholds`: the machines whose lease epoch this voter withheld
+/// for good (durably), for the leader's revocation rule.
+public struct LeaseWithholdsReport: Codable, Hashable, Sendable {
+    public struct Withhold: Codable, Hashable, Sendable {
+        public var machineID: String
+        public var epoch: UInt64
+
+        public init(machineID: String, epoch: UInt64) {
+            self.machineID = machineID
+            self.epoch = epoch
+        }
+    }
+
+    public var voter: String
+    public var withholds: [Withhold]
+
+    public init(voter: String, withholds: [Withhold]) {
+        self.voter = voter
+        self.withholds = withholds
+    }
+}
+
+/// `POST /flotilla/v1/peer/lease/<machineID>/release`: a machine that is shutting down gives up
+/// its lease at `epoch` once it has stopped its units, so the leader moves them at once instead
+/// of after the expiry time.
+public struct LeaseReleaseRequest: Codable, Hashable, Sendable {
+    public var machineID: String
+    public var epoch: UInt64
+
+    public init(machineID: String, epoch: UInt64) {
+        self.machineID = machineID
+        self.epoch = epoch
     }
 }
 

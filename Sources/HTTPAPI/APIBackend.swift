@@ -108,6 +108,12 @@ public protocol APIBackend: Sendable {
     // Peer endpoints (/flotilla/v1/peer)
     func schedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule
     func reportStates(_ report: StateReport) async throws(APIError)
+    /// Answered by this peer's own lease ledger (a voter), never forwarded.
+    func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer
+    /// This peer's durable lease withholds (a voter's), for the leader.
+    func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport
+    /// Forwarded to the leader, which revokes the lease at the given epoch.
+    func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError)
 
     // Operations
     /// `GET /metrics`: this peer's metrics in Prometheus's text exposition format (0.0.4).

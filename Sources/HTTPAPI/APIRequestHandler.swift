@@ -177,15 +177,30 @@ struct APIRequestHandler: Sendable {
             return .json(try await backend.schedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait))
         case .reportStates(let machineID):
             let report = try JSONBodies.decode(StateReport.self, from: request.body, schema: .stateReport)
-            guard report.machineID == machineID else {
-                throw .badRequest("machineID in URL \(machineID.debugDescription) differs from machineID in request body \(report.machineID.debugDescription)")
-            }
+            try requireSameMachine(url: machineID, body: report.machineID)
             try await backend.reportStates(report)
             return .empty(.noContent)
+        case .renewLease(let machineID):
+            let renewal = try JSONBodies.decode(LeaseRenewalRequest.self, from: request.body, schema: .leaseRequest)
+            try requireSameMachine(url: machineID, body: renewal.machineID)
+            return .json(try await backend.renewLease(renewal))
+        case .releaseLease(let machineID):
+            let release = try JSONBodies.decode(LeaseReleaseRequest.self, from: request.body, schema: .leaseRequest)
+            try requireSameMachine(url: machineID, body: release.machineID)
+            try await backend.releaseLease(release)
+            return .empty(.noContent)
+        case .leaseWithholds:
+            return .json(try await backend.leaseWithholds())
         case .metrics:
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             return .complete(status: .ok, headers: headers, body: Array(await backend.metricsText().utf8))
+        }
+    }
+
+    private func requireSameMachine(url: String, body: String) throws(APIError) {
+        guard url == body else {
+            throw .badRequest("machineID in URL \(url.debugDescription) differs from machineID in request body \(body.debugDescription)")
         }
     }
 

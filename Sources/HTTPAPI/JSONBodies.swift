@@ -124,6 +124,7 @@ indirect enum BodySchema: Sendable {
     static let stateReport = BodySchema.object([
         "machineID": .value, "isResync": .value, "states": .array(of: unitState), "gone": .value,
     ])
+    static let leaseRequest = BodySchema.object(["machineID": .value, "epoch": .value])
 }
 
 /// A JSON document as a plain tree, for checking keys before the typed decode.

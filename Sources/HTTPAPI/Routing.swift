@@ -22,6 +22,9 @@ enum Route: Hashable, Sendable {
     case unitStatus(unit: String)
     case schedule(machineID: String)
     case reportStates(machineID: String)
+    case renewLease(machineID: String)
+    case releaseLease(machineID: String)
+    case leaseWithholds
     case metrics
 }
 
@@ -78,6 +81,12 @@ enum Router {
                  methods: [(.GET, { .schedule(machineID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("peer"), .literal("states"), .parameter],
                  methods: [(.PUT, { .reportStates(machineID: $0[0]) })]),
+        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter],
+                 methods: [(.POST, { .renewLease(machineID: $0[0]) })]),
+        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter, .literal("release")],
+                 methods: [(.POST, { .releaseLease(machineID: $0[0]) })]),
+        Resource(pattern: flotilla + [.literal("peer"), .literal("lease-withholds")],
+                 methods: [(.GET, { _ in .leaseWithholds })]),
         Resource(pattern: [.literal("metrics")], methods: [(.GET, { _ in .metrics })]),
     ]
 

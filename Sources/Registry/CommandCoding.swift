@@ -88,6 +88,10 @@ extension RegistryCommand {
             writer.u8(10)
             writer.string(machine.rawValue)
             writer.u64(epoch)
+        case .advanceLease(let machine, let epoch):
+            writer.u8(11)
+            writer.string(machine.rawValue)
+            writer.u64(epoch)
         }
     }
 
@@ -153,6 +157,7 @@ extension RegistryCommand {
         case 8: return .drainMachine(try machineID(&reader))
         case 9: return .undrainMachine(try machineID(&reader))
         case 10: return .revokeLease(try machineID(&reader), epoch: try reader.u64())
+        case 11: return .advanceLease(try machineID(&reader), epoch: try reader.u64())
         default: throw .invalidTag(what: "operation", tag: tag)
         }
     }

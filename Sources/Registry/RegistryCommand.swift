@@ -44,6 +44,11 @@ public enum RegistryOperation: Hashable, Sendable {
     /// holds none of them. Rejected unless the machine is at `epoch`: a revocation decided on
     /// an older epoch never touches a newer lease.
     case revokeLease(MachineID, epoch: UInt64)
+    /// Moves the machine's lease from `epoch` to `epoch + 1` and keeps its units: the leader
+    /// clears the withholds of voters that were cut off while the machine kept renewing. Rejected
+    /// unless the machine is at `epoch`, like `revokeLease`, so of a revocation and an advance of
+    /// the same epoch only the first in the log applies.
+    case advanceLease(MachineID, epoch: UInt64)
 }
 
 /// The answer to one applied command. A retried stamped command gets the answer it got the

@@ -203,9 +203,9 @@ extension RegistryState {
         return 1
     }
 
-    /// Moves the machine to the next epoch and unplaces its units; changed count: the machine
-    /// plus each unit unplaced.
-    mutating func revokeLease(_ machine: MachineID, epoch: UInt64) throws(RegistryRejection) -> Int {
+    /// Moves the machine to the next epoch, unplacing its units for a revocation; changed count:
+    /// the machine plus each unit unplaced.
+    mutating func endLeaseEpoch(_ machine: MachineID, epoch: UInt64, unplacing: Bool) throws(RegistryRejection) -> Int {
         let current = leaseEpoch(of: machine)
         guard current == epoch else {
             throw .staleLeaseEpoch(machine: machine.rawValue, epoch: epoch, currentEpoch: current)
@@ -219,7 +219,7 @@ extension RegistryState {
         let record = machines[machine] ?? MachineRecord(id: machine, metadata: [], isDrained: false)
         machines[machine] = MachineRecord(id: machine, metadata: record.metadata, isDrained: record.isDrained, leaseEpoch: epoch + 1)
         var unplaced = 0
-        for (name, unit) in units where unit.machine == machine {
+        for (name, unit) in units where unplacing && unit.machine == machine {
             units[name]!.machine = nil
             unplaced += 1
         }

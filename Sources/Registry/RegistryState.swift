@@ -69,7 +69,8 @@ public struct RegistryState: Hashable, Sendable {
                 return .applied(changedCount: try setMetadata(machine, entries))
             case .drainMachine(let machine): return .applied(changedCount: try setDrained(machine, true))
             case .undrainMachine(let machine): return .applied(changedCount: try setDrained(machine, false))
-            case .revokeLease(let machine, let epoch): return .applied(changedCount: try revokeLease(machine, epoch: epoch))
+            case .revokeLease(let machine, let epoch): return .applied(changedCount: try endLeaseEpoch(machine, epoch: epoch, unplacing: true))
+            case .advanceLease(let machine, let epoch): return .applied(changedCount: try endLeaseEpoch(machine, epoch: epoch, unplacing: false))
             }
         } catch {
             return .rejected(error)

@@ -53,6 +53,70 @@ public enum SystemdNotifier {
         return rc > 0 ? .microseconds(Int64(usec)) : nil
     }
 
+    /// The system manager's notify socket; a user manager's is `$XDG_RUNTIME_DIR/systemd/notify`.
+    public static let systemNotifySocketPath = "/run/systemd/notify"
+
+    /// Sends `states` to the manager listening on `socketPath` as if process `pid` sent them:
+    /// the datagram carries `pid` in its SCM_CREDENTIALS, which the kernel accepts from a
+    /// process with CAP_SYS_ADMIN (sd_pid_notify(3) "on behalf of other processes"). The manager
+    /// then treats it as a message from that unit's main process, so `NotifyAccess=main` holds.
+    /// This is how flotillad pings the watchdog of its lease unit, whose main process only
+    /// sleeps. One datagram: nothing waits for systemd to read it.
+    public static func notify(_ states: [NotifyState], onBehalfOf pid: Int32, socketPath: String) throws(SystemdBusError) {
+        let text = Array(states.map(\.assignment).joined(separator: "\n").utf8)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        let pathCapacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard !pathBytes.isEmpty, pathBytes.count < pathCapacity else {
+            throw .system(operation: "notify socket path \(socketPath)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system(operation: "socket for \(socketPath)", errno: errno) }
+        defer { close(fd) }
+        // The control message, laid out as CMSG_SPACE/CMSG_LEN do (Swift has no CMSG macros):
+        // a cmsghdr, padded to size_t alignment, then the ucred.
+        let alignment = MemoryLayout<Int>.size
+        func aligned(_ size: Int) -> Int { (size + alignment - 1) & ~(alignment - 1) }
+        let headerSize = aligned(MemoryLayout<cmsghdr>.size)
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (<sys/socket.h> under _GNU_SOURCE, which
+        // Swift's Glibc module does not define), and SCM_CREDENTIALS = 2.
+        let credentials: (Int32, UInt32, UInt32) = (pid, getuid(), getgid())
+        let credentialsSize = 12
+        let scmCredentials: Int32 = 2
+        var control = [UInt8](repeating: 0, count: headerSize + aligned(credentialsSize))
+        control.withUnsafeMutableBytes { raw in
+            var header = cmsghdr()
+            header.cmsg_len = headerSize + credentialsSize
+            header.cmsg_level = SOL_SOCKET
+            header.cmsg_type = scmCredentials
+            withUnsafeBytes(of: &header) { raw.copyMemory(from: $0) }
+            withUnsafeBytes(of: credentials) { UnsafeMutableRawBufferPointer(rebasing: raw[headerSize...]).copyMemory(from: $0) }
+        }
+        let sent = text.withUnsafeBytes { textBytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                withUnsafeMutablePointer(to: &address) { addressPointer in
+                    var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: textBytes.baseAddress), iov_len: textBytes.count)
+                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                        var message = msghdr()
+                        message.msg_name = UnsafeMutableRawPointer(addressPointer)
+                        message.msg_namelen = socklen_t(MemoryLayout<sockaddr_un>.size)
+                        message.msg_iov = vectorPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlBytes.count
+                        return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                    }
+                }
+            }
+        }
+        guard sent == text.count else { throw .system(operation: "sendmsg to \(socketPath) for pid \(pid)", errno: errno) }
+    }
+
     /// True when stderr is connected to the journal, so a log handler may choose journald.
     public static var isStandardErrorJournal: Bool {
         sd_journal_stream_fd_is_journal()

@@ -56,7 +56,7 @@ let machineM = try! MachineID("m")
 @Suite struct MachineLeaseTests {
     func lease(epoch: UInt64 = 0) -> MachineLease {
         var lease = MachineLease(timing: standardTiming)
-        _ = lease.adopt(epoch: epoch)
+        lease.adopt(epoch: epoch)
         return lease
     }
 
@@ -104,29 +104,35 @@ let machineM = try! MachineID("m")
         var lease = lease()
         hold(&lease, at: 0)
         #expect(lease.tick(nowMilliseconds: 1_999).isEmpty)
-        #expect(lease.tick(nowMilliseconds: 2_000) == [.lapsed(.expired)])
+        #expect(lease.tick(nowMilliseconds: 2_000) == [.lapsed])
         #expect(lease.tick(nowMilliseconds: 2_100).isEmpty, "lapses once")
         #expect(hold(&lease, at: 5_000) == [.extendSystemdLease(deadlineMilliseconds: 7_000), .regained])
     }
 
-    @Test func aRevocationLapsesAtOnceAndTheNewEpochStartsFromNothing() {
+    /// A machine that still holds its lease when it hears of a newer epoch is looking at an
+    /// advance (a revocation comes only after its deadline): the deadline stands, and only
+    /// rounds of the new epoch extend it once the schedule brought the epoch.
+    @Test func aNewerEpochKeepsTheDeadlineAndOnlyItsOwnRoundsExtendIt() {
         var lease = lease(epoch: 1)
-        hold(&lease, at: 0)
+        hold(&lease, at: 0, epoch: 1)
         let round = lease.startRound(nowMilliseconds: 500)!
-        #expect(lease.received(.revoked(currentEpoch: 2), from: threeVoters[0], round: round.number, nowMilliseconds: 510) == [.lapsed(.revoked)])
-        #expect(lease.adopt(epoch: 1).isEmpty, "an older schedule changes nothing")
-        #expect(lease.adopt(epoch: 2).isEmpty, "already lapsed")
-        #expect(lease.epoch == 2)
-        #expect(hold(&lease, at: 600, epoch: 2) == [.extendSystemdLease(deadlineMilliseconds: 2_600), .regained])
-        #expect(lease.adopt(epoch: 3) == [.lapsed(.revoked)], "a schedule of a newer epoch revokes too")
+        #expect(lease.received(.revoked(currentEpoch: 2), from: threeVoters[0], round: round.number, nowMilliseconds: 510).isEmpty)
+        #expect(lease.isHeld(nowMilliseconds: 1_999))
+        lease.adopt(epoch: 1)
+        #expect(lease.epoch == 1, "an older schedule changes nothing")
+        lease.adopt(epoch: 2)
+        #expect(lease.epoch == 2 && lease.isHeld(nowMilliseconds: 1_999))
+        #expect(hold(&lease, at: 600, epoch: 1).isEmpty, "grants of the old epoch count for nothing now")
+        #expect(hold(&lease, at: 700, epoch: 2) == [.extendSystemdLease(deadlineMilliseconds: 2_700)])
     }
 
-    @Test func beforeTheFirstGrantAnExpiryStopsNothingButARevocationDoes() {
+    @Test func beforeTheFirstGrantNothingLapses() {
         var lease = lease()
         #expect(lease.tick(nowMilliseconds: 100_000).isEmpty)
         #expect(lease.phase == .unknown)
         let round = lease.startRound(nowMilliseconds: 100_000)!
-        #expect(lease.received(.revoked(currentEpoch: 1), from: "a", round: round.number, nowMilliseconds: 100_001) == [.lapsed(.revoked)])
+        #expect(lease.received(.revoked(currentEpoch: 1), from: "a", round: round.number, nowMilliseconds: 100_001).isEmpty)
+        #expect(lease.phase == .unknown)
     }
 
     @Test func answersToRoundsPastTheKeptWindowAreDropped() {
@@ -241,15 +247,20 @@ let machineM = try! MachineID("m")
 }
 
 @Suite struct LeaseRevocationTests {
-    @Test func aMajorityOfTheCurrentVotersAtTheCurrentEpochRevokes() {
-        let other = try! MachineID("n")
+    @Test func aMajorityRevokesAndAMinorityAdvancesAMachineThatStillRenews() {
+        let other = try! MachineID("n"), silent = try! MachineID("s")
         let reports: [VoterName: [MachineID: UInt64]] = [
-            "a": [machineM: 3, other: 1], "b": [machineM: 3], "z": [other: 1], "c": [other: 0],
+            "a": [machineM: 3, other: 1, silent: 0], "b": [machineM: 3], "z": [other: 1], "c": [other: 0],
         ]
-        let lapsed = LeaseRevocation.lapsed(reports: reports, voters: ["a", "b", "c"], epochOf: { $0 == machineM ? 3 : 1 })
-        // m: a and b; n: only a at its epoch (z is not a voter, c reported an old epoch).
-        #expect(lapsed.map(\.machine) == [machineM])
-        #expect(lapsed.map(\.epoch) == [3])
-        #expect(LeaseRevocation.lapsed(reports: reports, voters: ["a", "b", "c", "d", "e"], epochOf: { _ in 3 }).isEmpty)
+        let epochs: [MachineID: UInt64] = [machineM: 3, other: 1, silent: 0]
+        let decisions = LeaseRevocation.decide(reports: reports, voters: ["a", "b", "c"], epochOf: { epochs[$0]! },
+                                               isRenewing: { $0 != silent })
+        // m: a and b withheld; n: only a at its epoch (z is not a voter, c reported an old epoch),
+        // and n still renews; s: only a, but s renews nothing either, so it is left to lapse.
+        #expect(decisions.revoke == [.init(machine: machineM, epoch: 3)])
+        #expect(decisions.advance == [.init(machine: other, epoch: 1)])
+        let five = LeaseRevocation.decide(reports: reports, voters: ["a", "b", "c", "d", "e"], epochOf: { epochs[$0]! }, isRenewing: { _ in true })
+        #expect(five.revoke.isEmpty, "two of five is no majority")
+        #expect(five.advance.map(\.machine) == [machineM, other, silent])
     }
 }

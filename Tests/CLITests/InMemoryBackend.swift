@@ -104,5 +104,10 @@ actor InMemoryBackend: APIBackend {
     }
 
     func reportStates(_ report: StateReport) async throws(APIError) {}
+    func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer {
+        throw .notFound("the CLI never renews a lease")
+    }
+    func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport { throw .notFound("the CLI never asks for withholds") }
+    func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { throw .notFound("the CLI never releases a lease") }
     func metricsText() async -> String { "" }
 }

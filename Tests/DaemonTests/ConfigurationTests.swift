@@ -25,6 +25,17 @@ import Testing
         #expect(warnings.count == 1 && warnings[0].contains("etcd_servers"))
     }
 
+    /// The lease's settings, and the key the lease replaced: accepted with a warning that says why.
+    @Test func leaseSettingsAndTheReplacedFenceKey() throws {
+        let (configuration, warnings) = try DaemonConfiguration.resolve(
+            fileText: "public_ip=10.0.0.1\nagent_fence_timeout=2s\n", environment: [:],
+            arguments: ["--agent-ttl=3s", "--agent-renew-interval=250ms", "--agent-stop-allowance=2s"])
+        let timing = try configuration.leaseTiming()
+        #expect(timing.leaseMilliseconds == 3_000 && timing.renewalIntervalMilliseconds == 250 && timing.stopAllowanceMilliseconds == 2_000)
+        #expect(timing.expiryMilliseconds > 3_000 + 2_000)
+        #expect(warnings.count == 1 && warnings[0].contains("agent_fence_timeout is ignored"), "\(warnings)")
+    }
+
     @Test func badConfigurationGivesOneClearMessage() {
         let cases: [(String?, [String], String)] = [
             (nil, [], "public_ip is not set"),
@@ -34,7 +45,9 @@ import Testing
             (nil, ["--public-ip=10.0.0.1", "--agent-ttl=soon"], "agent_ttl must be a duration"),
             (nil, ["--public-ip=10.0.0.1", "--voters=10.0.0.1,10.0.0.1"], "voters lists an address twice"),
             (nil, ["--public-ip=10.0.0.1", "--peer-port=7946"], "must differ"),
-            (nil, ["--public-ip=10.0.0.1", "--agent-ttl=0s", "--agent-fence-timeout=5s"], "agent_fence_timeout"),
+            (nil, ["--public-ip=10.0.0.1", "--agent-ttl=0s"], "the lease (agent_ttl) must be between"),
+            (nil, ["--public-ip=10.0.0.1", "--agent-ttl=2s", "--agent-renew-interval=1s"], "at most a third of the lease"),
+            (nil, ["--public-ip=10.0.0.1", "--agent-stop-allowance=1h"], "agent_stop_allowance"),
             (nil, ["positional"], "unexpected argument"),
             (nil, ["--public-ip"], "needs a value"),
             (nil, ["--public-ip=10.0.0.1", "--api-listen=0.0.0.0:7950", "--api-tls-cert=/etc/flotilla/api.crt"],

@@ -2,6 +2,8 @@
 import FleetAPI
 import Membership
 import Registry
+import Scheduling
+import UnitFile
 import Testing
 
 @Suite struct LeaderStateTests {
@@ -9,19 +11,26 @@ import Testing
         MachineView(id: try MachineID(id), publicIP: "10.0.0.1", peerPort: 7948, role: .agent, status: status, metadata: [:])
     }
 
-    @Test func deadMachineStaysLiveForItsTTLThenDrops() throws {
-        var liveness = MachineLiveness(agentTTLMilliseconds: 2_000)
-        let alive = try view("a", .alive)
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .suspect)], nowMilliseconds: 0).map(\.rawValue) == ["a", "b"])
-        // b is declared dead at t=1000: it keeps its units until t=3000.
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .dead)], nowMilliseconds: 1_000).count == 2)
-        #expect(liveness.nextExpiryMilliseconds == 3_000)
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .dead)], nowMilliseconds: 2_999).count == 2)
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .dead)], nowMilliseconds: 3_000).map(\.rawValue) == ["a"])
-        // Back alive: live again, and a later death starts a new grace.
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .alive)], nowMilliseconds: 4_000).count == 2)
-        // A machine that left on shutdown is gone at once: nothing to wait for.
-        #expect(liveness.liveIDs(machines: [alive, try view("b", .left)], nowMilliseconds: 5_000).count == 1)
+    /// Gossip's verdict never moves units: a machine it calls dead keeps what is placed on it
+    /// (until its lease is revoked, which unplaces them); new units go only to machines that
+    /// are alive and renewing.
+    @Test func schedulingKeepsUnitsOnSilentMachinesAndPlacesOnlyOnRenewingOnes() throws {
+        var registry = RegistryState()
+        let file = Array("[Service]\nExecStart=/bin/true\n".utf8)
+        let unit = try UnitName("u.service")
+        _ = registry.apply(RegistryCommand(.submitUnits([UnitSubmission(name: unit, file: file, hash: UnitHash(digestOf: file), targetState: .launched)])), at: 1)
+        let gone = try MachineID("gone")
+        _ = registry.apply(RegistryCommand(.assign([Assignment(unit: unit, machine: gone)])), at: 2)
+        let renewing: Set<String> = ["a", "b"]
+        let machines = MachineView.schedulingMachines(
+            state: registry, views: [try view("a", .alive), try view("b", .dead), try view("c", .alive)],
+            lastKnownMetadata: [gone: ["disk": "ssd"]], isRenewing: { renewing.contains($0.rawValue) })
+        #expect(machines.map(\.id.rawValue) == ["a", "b", "c", "gone"])
+        #expect(machines.map(\.acceptsNewUnits) == [true, false, false, false],
+                "a: alive and renewing; b: renewing but dead to gossip; c: alive, not renewing; gone: not in membership at all")
+        #expect(machines.last?.metadata == ["disk": "ssd"], "a machine out of sight keeps its last known metadata")
+        let plan = Scheduler.plan(registry: registry, liveMachines: machines)
+        #expect(plan.commands.isEmpty, "the unit stays on the machine gossip no longer shows: \(plan.commands)")
     }
 
     func state(_ name: String, _ machine: String, _ active: String) -> FleetUnitState {

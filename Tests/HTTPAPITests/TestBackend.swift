@@ -137,6 +137,16 @@ actor TestBackend: APIBackend {
     }
 
     func reportStates(_ report: StateReport) async throws(APIError) { reports.append(report) }
+    var leaseRenewals: [LeaseRenewalRequest] = []
+    var leaseReleases: [LeaseReleaseRequest] = []
+    func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer {
+        leaseRenewals.append(request)
+        return LeaseRenewalAnswer(voter: "10.0.0.1", answer: "granted", epoch: request.epoch, voters: ["10.0.0.1"])
+    }
+    func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport {
+        LeaseWithholdsReport(voter: "10.0.0.1", withholds: [.init(machineID: "m2", epoch: 3)])
+    }
+    func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { leaseReleases.append(request) }
 
     func metricsText() async -> String {
         "# TYPE flotilla_raft_term gauge\nflotilla_raft_term 3\n"

@@ -22,49 +22,30 @@ enum MemberKeys {
     static let prefix = "flotilla."
 }
 
-/// Decides which machines the scheduler may use (pure; the leader calls it with membership's
-/// current view and the time).
-///
-/// A machine is live while membership sees it alive or suspect; once it is dead it stays live
-/// for `agentTTLMilliseconds` more, measured from when this tracker first saw it dead, and only
-/// then do its units move. A machine that left (its flotillad said goodbye because the machine
-/// is shutting down) is not live at all: its units are being stopped by its own systemd, and
-/// waiting would only leave them down longer. The grace is measured by the leader, so a new leader
-/// starts the clock afresh: a leader change can delay a move by at most one TTL, never cause one.
-struct MachineLiveness: Sendable {
-    let agentTTLMilliseconds: Int64
-    private(set) var downSinceMilliseconds: [MachineID: Int64] = [:]
-
-    init(agentTTLMilliseconds: Int64) {
-        precondition(agentTTLMilliseconds >= 0, "agentTTLMilliseconds must not be negative")
-        self.agentTTLMilliseconds = agentTTLMilliseconds
-    }
-
-    /// Records `machines` as seen at `nowMilliseconds`; returns the ids the scheduler may use.
-    mutating func liveIDs(machines: [MachineView], nowMilliseconds: Int64) -> [MachineID] {
-        var live: [MachineID] = []
-        var stillDown: [MachineID: Int64] = [:]
-        for machine in machines {
-            if machine.status.isActive {
-                live.append(machine.id)
-                continue
-            }
-            if machine.status == .left { continue }
-            let since = downSinceMilliseconds[machine.id] ?? nowMilliseconds
-            stillDown[machine.id] = since
-            if nowMilliseconds - since < agentTTLMilliseconds { live.append(machine.id) }
-        }
-        downSinceMilliseconds = stillDown
-        return live.sorted()
-    }
-
-    /// The earliest time a down machine's grace ends (for the leader to schedule a round then).
-    var nextExpiryMilliseconds: Int64? {
-        downSinceMilliseconds.values.min().map { $0 + agentTTLMilliseconds }
-    }
-}
-
 extension MachineView {
+    /// The machines the scheduler sees: every machine membership shows and every machine with
+    /// units placed on it, whatever membership says. Units leave a machine only through its
+    /// lease's revocation (which unplaces them) or their own constraints, never because gossip
+    /// lost sight of it: a machine that still renews through the voters keeps what it runs.
+    /// New units go only to machines that membership sees alive and that renewed their lease
+    /// with this leader lately (`isRenewing`, from the leader's own ledger).
+    static func schedulingMachines(state: RegistryState, views: [MachineView], lastKnownMetadata: [MachineID: [String: String]],
+                                   isRenewing: (MachineID) -> Bool) -> [LiveMachine] {
+        var byID: [MachineID: LiveMachine] = [:]
+        for view in views {
+            var machine = view.liveMachine(in: state)
+            machine.acceptsNewUnits = view.status.isActive && isRenewing(view.id)
+            byID[view.id] = machine
+        }
+        for unit in state.units.values {
+            guard let id = unit.machine, byID[id] == nil else { continue }
+            let record = state.machines[id]
+            let metadata = record.map(\.metadataByKey).flatMap { $0.isEmpty ? nil : $0 } ?? lastKnownMetadata[id] ?? [:]
+            byID[id] = LiveMachine(id: id, metadata: metadata, isDrained: record?.isDrained ?? false, acceptsNewUnits: false)
+        }
+        return byID.keys.sorted().map { byID[$0]! }
+    }
+
     /// The scheduler's view: metadata set through the API (PATCH /machines) replaces the
     /// machine's configured metadata; drain comes from the registry.
     func liveMachine(in registry: RegistryState) -> LiveMachine {
