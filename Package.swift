@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
         // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.
-        .testTarget(name: "MembershipSimulationTests", dependencies: ["flotilla-bench-membership", "Membership"]),
+        .testTarget(name: "MembershipSimulationTests", dependencies: ["flotilla-bench-membership", "Membership", "TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
         .testTarget(
@@ -137,7 +137,7 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
-        .testTarget(name: "SimulationTests", dependencies: ["Raft"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Raft", "TestSupport"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd", "TestSupport"]),
         // Helpers shared by the test targets that spawn processes (not shipped in any product).
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -13,6 +13,13 @@ import Registry
 /// Which machines are counted: those with units placed on them in the applied registry, and
 /// those that renewed at their current epoch. A machine with nothing placed that never renews
 /// is not counted, so a machine gone for good is revoked once, not again every E.
+///
+/// When not to count: withholding later than E is always safe (it only delays a revocation),
+/// so a voter that is itself the likely cause of the silence starts its counts afresh: while it
+/// knows no Raft leader (it is cut off from the other voters, or an election is on) and after a
+/// gap in its own ticks (the process was frozen: every machine would look silent at once).
+/// Without this, a voter back from a cut withheld every machine, and the leader had to advance
+/// them all (seen on the test bed).
 public struct LeaseLedger: Sendable {
     struct Record: Hashable, Sendable {
         var epoch: UInt64
@@ -31,11 +38,20 @@ public struct LeaseLedger: Sendable {
     public private(set) var withheld: [MachineID: UInt64]
     /// Withheld epochs the shell has written to disk: only these are reported to the leader.
     public private(set) var durable: [MachineID: UInt64]
+    /// No count runs from before this (the last time this voter had no leader or was frozen).
+    private var countsFromMilliseconds: Int64 = .min
+    private var lastTickMilliseconds: Int64?
+    /// A longer pause between ticks than this means the process did not run (the shell ticks
+    /// every 100 ms).
+    public let tickGapMillisecondsMax: Int64
 
     /// `durableWithholds`: what the shell read back from disk at start.
-    public init(timing: LeaseTiming, durableWithholds: [MachineID: UInt64] = [:], machinesMax: Int = 100_000) {
+    public init(timing: LeaseTiming, durableWithholds: [MachineID: UInt64] = [:], machinesMax: Int = 100_000,
+                tickGapMillisecondsMax: Int64 = 1_000) {
         precondition(machinesMax > 0, "machinesMax must be positive, got \(machinesMax)")
+        precondition(tickGapMillisecondsMax > 0, "tickGapMillisecondsMax must be positive, got \(tickGapMillisecondsMax)")
         self.timing = timing
+        self.tickGapMillisecondsMax = tickGapMillisecondsMax
         self.machinesMax = machinesMax
         self.withheld = durableWithholds
         self.durable = durableWithholds
@@ -76,13 +92,17 @@ public struct LeaseLedger: Sendable {
         return .granted(epoch: epoch, voters: voters)
     }
 
-    /// Withholds every counted machine that has been silent for E. `placed`: the machines with
-    /// units placed on them in the applied registry, with their epochs; `epochOf`: any machine's
-    /// epoch there. Returns the withholds to make durable while they differ from what is durable
+    /// Withholds every counted machine that has been silent for E. `hasLeader`: this voter knows
+    /// a Raft leader (or is one) now; `placed`: the machines with units placed on them in the
+    /// applied registry, with their epochs; `epochOf`: any machine's epoch there. Returns the withholds to make durable while they differ from what is durable
     /// (the shell writes them and calls `madeDurable`; a failed write is retried next tick), else nil.
-    public mutating func tick(nowMilliseconds: Int64, placed: [MachineID: UInt64], epochOf: (MachineID) -> UInt64)
-        -> [MachineID: UInt64]? {
+    public mutating func tick(nowMilliseconds: Int64, hasLeader: Bool = true, placed: [MachineID: UInt64],
+                              epochOf: (MachineID) -> UInt64) -> [MachineID: UInt64]? {
         guard voterSinceMilliseconds != nil else { return nil }
+        if !hasLeader || lastTickMilliseconds.map({ nowMilliseconds - $0 > tickGapMillisecondsMax }) ?? false {
+            countsFromMilliseconds = nowMilliseconds
+        }
+        lastTickMilliseconds = nowMilliseconds
         // Forget what a newer epoch made moot.
         for (machine, epoch) in withheld where epochOf(machine) > epoch { withheld[machine] = nil }
         for (machine, record) in records where epochOf(machine) != record.epoch && placed[machine] == nil {
@@ -100,7 +120,7 @@ public struct LeaseLedger: Sendable {
                 }
                 continue
             }
-            if nowMilliseconds - record.sinceMilliseconds >= timing.expiryMilliseconds {
+            if nowMilliseconds - max(record.sinceMilliseconds, countsFromMilliseconds) >= timing.expiryMilliseconds {
                 withheld[machine] = epoch
                 records[machine] = nil
             }

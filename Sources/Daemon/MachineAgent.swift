@@ -2,6 +2,7 @@ import Agent
 import FleetAPI
 import Foundation
 import Logging
+import Storage
 import SystemdBus
 import UnitFile
 
@@ -54,6 +55,10 @@ actor MachineAgent {
     private var reportInFlight = false
     private var reportAgain = false
     private var lastSystemdState: [String: (load: String, active: String, sub: String)] = [:]
+    /// The hash of each file in the unit directory by its inode, size and change time: every
+    /// reconcile observes the whole directory, and reading and hashing a thousand files each time
+    /// cost more than the rest of the reconcile.
+    private var fileHashes: [String: (stamp: FileStamp, hash: UnitHash)] = [:]
     private var watchedNames: Set<UnitName> = []
     private let triggers: AsyncStream<Void>
     private let trigger: AsyncStream<Void>.Continuation
@@ -61,16 +66,32 @@ actor MachineAgent {
     /// loop so that extensions and ends reach systemd in order.
     private var leaseUnitWanted: Int64?
     private var leaseUnitApplied: Int64?
+    private var leaseUnitMainPID: Int32?
     private let leaseUnitTriggers: AsyncStream<Void>
     private let leaseUnitTrigger: AsyncStream<Void>.Continuation
     private var counters = AgentCounters()
     private var lastPeriodicReconcile = ContinuousClock.now
+    /// The newest schedule version this machine has acted on, kept beside the unit directory so
+    /// that it outlives a restart of flotillad (not a reboot, which also ends the units). A schedule
+    /// older than it is ignored: a restarted voter's registry starts from its snapshot and its
+    /// recovered log, and until it hears the commit index from a leader it is behind what the
+    /// previous process ran. Acting on it stopped every unit placed since (seen on the test bed:
+    /// `systemctl restart flotillad` and kill -9 restarted 7 of 15 units); they started again a
+    /// second later, when the registry caught up.
+    ///
+    /// A registry that never gets there (the cluster's data was wiped and it began again from
+    /// version 0 while this file stayed in /run) would leave the agent following nothing, so
+    /// the floor holds only for `versionFloorGraceMilliseconds` after the lease is first held.
+    private var versionFloor: UInt64
+    private var versionFloorEndsAtMilliseconds: Int64?
+    static let versionFloorGraceMilliseconds: Int64 = 10_000
+    private var versionFloorPath: String { unitsDirectory + ".schedule-version" }
 
     struct AgentCounters: Sendable {
         var actions = 0
         var actionFailures = 0
         var reconciles = 0
-        var fences = 0
+        var leaseLapses = 0
         var renewalsGranted = 0
         var renewalsFailed = 0
     }
@@ -90,6 +111,7 @@ actor MachineAgent {
         self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
         self.logger = logger
         lease = MachineLease(timing: timing)
+        versionFloor = Self.readVersionFloor(unitsDirectory + ".schedule-version", logger: logger)
         // One pending trigger is enough: a reconcile observes everything anew.
         (triggers, trigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (leaseUnitTriggers, leaseUnitTrigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -135,9 +157,11 @@ actor MachineAgent {
     private func followSchedule() async {
         var failures = 0
         while !Task.isCancelled {
-            let after = schedule?.version ?? 0
-            // Without a schedule, ask for the current one at once; afterwards long-poll.
-            let wait = schedule == nil ? 0 : 1_000
+            // Without a schedule, ask for the current one at once (or, after a restart, for one
+            // at least as new as the floor, which a catching-up registry answers when it gets
+            // there); afterwards long-poll.
+            let after = schedule?.version ?? (versionFloor > 0 ? versionFloor - 1 : 0)
+            let wait = schedule == nil && versionFloor == 0 ? 0 : 1_000
             do {
                 let fresh = try await uplink.fetchSchedule(after, wait, sourceVoter())
                 failures = 0
@@ -163,12 +187,45 @@ actor MachineAgent {
     private func take(_ fresh: MachineSchedule) {
         // A lagging voter's older schedule would undo newer decisions.
         if let schedule, fresh.version < schedule.version { return }
+        if fresh.version < versionFloor {
+            if let ends = versionFloorEndsAtMilliseconds, Node.nowMilliseconds() >= ends {
+                logger.warning("no voter's registry reached the schedule this machine last acted on; following the older one offered",
+                               metadata: ["version": "\(fresh.version)", "floor": "\(versionFloor)"])
+                versionFloor = 0
+            } else {
+                logger.debug("ignoring a schedule older than the one this machine last acted on",
+                             metadata: ["version": "\(fresh.version)", "floor": "\(versionFloor)"])
+                return
+            }
+        }
+        if fresh.version > versionFloor { recordVersionFloor(fresh.version) }
         if let voters = fresh.voters, !voters.isEmpty { updateVoters(voters) }
         lease.adopt(epoch: fresh.leaseEpoch ?? 0)
         if fresh.leaderTerm != reportedTerm { needsResync = true }
         if fresh != schedule {
             schedule = fresh
             trigger.yield()
+        }
+    }
+
+    private static func readVersionFloor(_ path: String, logger: Logger) -> UInt64 {
+        do {
+            guard let bytes = try DurableFile.read(path, payloadBytesMax: 8), bytes.count == 8 else { return 0 }
+            return bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        } catch {
+            // Unreadable: start from nothing, as after a reboot (the first schedule is taken).
+            logger.warning("the last schedule version is unreadable; taking the first schedule offered", metadata: ["error": "\(error)"])
+            return 0
+        }
+    }
+
+    private func recordVersionFloor(_ version: UInt64) {
+        versionFloor = version
+        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: version >> (8 * UInt64($0))) }
+        do {
+            try DurableFile.write(bytes, to: versionFloorPath)
+        } catch {
+            logger.warning("recording the schedule version failed; a restart may act on an older schedule", metadata: ["error": "\(error)"])
         }
     }
 
@@ -218,13 +275,18 @@ actor MachineAgent {
                 leaseUnitTrigger.yield()
             case .regained:
                 logger.notice("the lease is held: a majority of the voters granted it")
+                if versionFloorEndsAtMilliseconds == nil {
+                    versionFloorEndsAtMilliseconds = Node.nowMilliseconds() + Self.versionFloorGraceMilliseconds
+                }
                 trigger.yield()
             case .lapsed:
-                counters.fences += 1
+                counters.leaseLapses += 1
                 logger.warning("no majority of the voters granted the lease for \(timing.leaseMilliseconds) ms: stopping this machine's units until one does")
+                // Ending the lease unit stops every bound unit in one transaction; the reconcile
+                // that follows it (triggered by applyLeaseUnit) finds them stopped and has
+                // nothing left to stop one by one (1,000 sequential stops took 10 s).
                 leaseUnitWanted = nil
                 leaseUnitTrigger.yield()
-                trigger.yield()
             }
         }
     }
@@ -237,13 +299,16 @@ actor MachineAgent {
                 let wanted = leaseUnitWanted
                 if let deadline = wanted {
                     do {
-                        try await systemdLease.extend(untilMilliseconds: deadline)
+                        leaseUnitMainPID = try await systemdLease.extend(untilMilliseconds: deadline, knownMainPID: leaseUnitMainPID)
                     } catch {
+                        leaseUnitMainPID = nil
                         logger.error("extending the lease unit failed; its units stop at the last deadline it got",
                                      metadata: ["error": "\(error)"])
                     }
                 } else {
                     await systemdLease.end()
+                    leaseUnitMainPID = nil
+                    trigger.yield()
                 }
                 leaseUnitApplied = wanted
             }
@@ -327,11 +392,22 @@ actor MachineAgent {
     private func observe(extra: [UnitName]) async throws -> [ObservedUnit] {
         var hashes: [UnitName: UnitHash] = [:]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: unitsDirectory)) ?? []
+        var seen: Set<String> = []
         for entry in entries where !entry.hasPrefix(".") {
-            guard let name = try? UnitName(entry), name.form != .template,
-                  let data = FileManager.default.contents(atPath: unitsDirectory + "/" + entry) else { continue }
-            hashes[name] = UnitHash(digestOf: [UInt8](data))
+            guard let name = try? UnitName(entry), name.form != .template else { continue }
+            let path = unitsDirectory + "/" + entry
+            guard let stamp = FileStamp(path: path) else { continue }
+            seen.insert(entry)
+            if let cached = fileHashes[entry], cached.stamp == stamp {
+                hashes[name] = cached.hash
+                continue
+            }
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            let hash = UnitHash(digestOf: [UInt8](data))
+            fileHashes[entry] = (stamp, hash)
+            hashes[name] = hash
         }
+        for entry in fileHashes.keys where !seen.contains(entry) { fileHashes[entry] = nil }
         let names = Array(Set(hashes.keys).union(extra)).sorted()
         guard !names.isEmpty else { return [] }
         var statuses: [String: SystemdBus.UnitState] = [:]
@@ -357,16 +433,29 @@ actor MachineAgent {
     }
 
     private func perform(_ actions: [UnitAction]) async {
-        // Starts are independent of each other and each waits for its job: run them together,
-        // a bounded number at a time. Everything else keeps the reconciler's order.
-        var starts: [UnitName] = []
+        // Stops, and starts, are independent of each other and each waits for its job: run each
+        // group together, a bounded number at a time. Everything between keeps the reconciler's
+        // order (stops, removals, writes and bindings, one reload, starts).
+        let stops = actions.compactMap { action -> UnitName? in
+            if case .stop(let name) = action { return name }
+            return nil
+        }
+        let starts = actions.compactMap { action -> UnitName? in
+            if case .start(let name) = action { return name }
+            return nil
+        }
+        counters.actions += actions.count
+        let stopFailures = await runJobs(stops, "stop") { try await $0.stopUnit($1) }
+        guard stopFailures == 0 else {
+            counters.actionFailures += stopFailures
+            return
+        }
         var linked: [UnitName] = []
         for action in actions {
-            counters.actions += 1
             do {
                 switch action {
-                case .stop(let name):
-                    _ = try await manager.stopUnit(name)
+                case .stop, .start:
+                    continue
                 case .removeFile(let name):
                     _ = try? await manager.disableUnitFiles([name], runtime: true)
                     try manager.removeUnitFile(name)
@@ -381,8 +470,6 @@ actor MachineAgent {
                 case .reloadDaemon:
                     try await linkAll(&linked)
                     try await manager.reload()
-                case .start(let name):
-                    starts.append(name)
                 }
             } catch {
                 counters.actionFailures += 1
@@ -397,22 +484,31 @@ actor MachineAgent {
             logger.error("linking unit files failed; the next reconcile plans again", metadata: ["error": "\(error)"])
             return
         }
+        // The lease may have lapsed while the files were written: start nothing then.
+        guard gate == .held || starts.isEmpty else { return }
+        counters.actionFailures += await runJobs(starts, "start") { try await $0.startUnit($1) }
+    }
+
+    /// Runs one job per unit, `jobsInFlightMax` at a time; returns how many failed.
+    private func runJobs(_ units: [UnitName], _ verb: String,
+                         _ job: @escaping @Sendable (SystemdManager, UnitName) async throws -> JobResult) async -> Int {
+        guard !units.isEmpty else { return 0 }
         let manager = self.manager
         let logger = self.logger
-        let failures = await withTaskGroup(of: Int.self) { group -> Int in
+        return await withTaskGroup(of: Int.self) { group -> Int in
             var failures = 0
             var running = 0
-            for name in starts {
-                if running >= Self.startsInFlightMax, let failed = await group.next() {
+            for name in units {
+                if running >= Self.jobsInFlightMax, let failed = await group.next() {
                     failures += failed
                     running -= 1
                 }
                 group.addTask {
                     do {
-                        _ = try await manager.startUnit(name)
+                        _ = try await job(manager, name)
                         return 0
                     } catch {
-                        logger.error("start failed", metadata: ["unit": "\(name)", "error": "\(error)"])
+                        logger.error("\(verb) failed", metadata: ["unit": "\(name)", "error": "\(error)"])
                         return 1
                     }
                 }
@@ -421,11 +517,13 @@ actor MachineAgent {
             for await failed in group { failures += failed }
             return failures
         }
-        counters.actionFailures += failures
     }
 
-    /// Starts in flight at once: each holds one D-Bus call and one job wait.
-    static let startsInFlightMax = 32
+    /// Jobs in flight at once: each holds one D-Bus call (the manager sends at most its
+    /// `inflightCallsMax` at a time) and then one job wait, which costs nothing but a
+    /// continuation. 32 made a thousand starts take 25 s on the test bed, each batch waiting for
+    /// its slowest job; systemd runs many jobs at once.
+    static let jobsInFlightMax = 256
     /// Files linked per LinkUnitFiles call: one call for many files, since systemd rescans its
     /// unit paths on every call (one call per file made 1,000 new units take seconds).
     static let linksPerCallMax = 1_024
@@ -499,6 +597,24 @@ actor MachineAgent {
             reportAgain = false
             trigger.yield()
         }
+    }
+}
+
+/// What identifies one version of a file without reading it: the agent writes unit files by
+/// rename, so a new content is a new inode, and the change time covers writes in place by hand.
+struct FileStamp: Hashable {
+    let inode: UInt64
+    let size: Int64
+    let changeSeconds: Int
+    let changeNanoseconds: Int
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        changeSeconds = info.st_ctim.tv_sec
+        changeNanoseconds = info.st_ctim.tv_nsec
     }
 }
 

@@ -38,7 +38,7 @@ extension Node {
             let agentCounters = await agent.metrics
             metric("flotilla_agent_actions_total", "counter", "Unit actions run by this machine's agent.", [("", "\(agentCounters.actions)")])
             metric("flotilla_agent_action_failures_total", "counter", "Unit actions that failed (bus errors included).", [("", "\(agentCounters.actionFailures)")])
-            metric("flotilla_agent_fences_total", "counter", "Times the agent stopped its units for lack of a leader.", [("", "\(agentCounters.fences)")])
+            metric("flotilla_agent_lease_lapses_total", "counter", "Times this machine's lease lapsed (no majority of the voters granted it) and its units were stopped.", [("", "\(agentCounters.leaseLapses)")])
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -14,11 +14,14 @@ import Registry
 /// withheld: the `revokeLease` command unplaces the machine's units, and the scheduling round
 /// it triggers places them elsewhere.
 extension Node {
-    /// This peer's voters as IPs, sorted, and whether this peer is one of them.
-    func leaseConfiguration() async -> (voters: [String], isVoter: Bool) {
-        guard let voter, let status = await voter.replica.status() else { return ([], false) }
-        let ips = status.membership.voters.compactMap(ip(of:)).sorted()
-        return (ips, status.membership.voters.contains(voter.nodeID) && status.storageFailure == nil)
+    /// This peer's voters as IPs, sorted, whether this peer is one of them, and whether it
+    /// knows a leader. A voter whose address is not known yet makes the configuration unknown
+    /// (no voters, not a voter): a list with a voter missing would make a smaller majority.
+    func leaseConfiguration() async -> (voters: [String], isVoter: Bool, hasLeader: Bool) {
+        guard let voter, let status = await voter.replica.status() else { return ([], false, false) }
+        let ips = status.membership.voters.compactMap(ip(of:))
+        guard ips.count == status.membership.voters.count, Set(ips).count == ips.count else { return ([], false, false) }
+        return (ips.sorted(), status.membership.voters.contains(voter.nodeID) && status.storageFailure == nil, status.leaderID != nil)
     }
 
     func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer {
@@ -63,7 +66,7 @@ extension Node {
             let raft = await leaseConfiguration()
             let now = Self.nowMilliseconds()
             ledger.setVoter(raft.isVoter, nowMilliseconds: now)
-            ledger.tick(nowMilliseconds: now, registry: registry.current)
+            ledger.tick(nowMilliseconds: now, hasLeader: raft.hasLeader, registry: registry.current)
             try? await Task.sleep(for: .milliseconds(100))
         }
     }

@@ -57,6 +57,10 @@ final class Node: Sendable {
     /// Autopilot: when the leader first saw each voter down.
     private let voterDownSince = Mutex<[NodeID: ContinuousClock.Instant]>([:])
     private let optionsCache = Mutex<[UnitHash: [FleetUnitOption]]>([:])
+    /// Each machine's scheduled units as of one registry version and one view of the machine:
+    /// an agent's long poll that times out asks for the same schedule again, and computing it
+    /// walks every unit in the registry.
+    private let scheduleCache = Mutex<[Registry.MachineID: (version: UInt64, machine: LiveMachine, units: [ScheduledUnit])]>([:])
     let metrics = Mutex(NodeMetrics())
     private let agentBox = Mutex<MachineAgent?>(nil)
     /// Set once, right after init (the agent needs the node's uplink).
@@ -419,9 +423,19 @@ final class Node: Sendable {
         let state = await registry.waitForVersion(after: afterVersion, timeoutMilliseconds: min(waitMilliseconds, 30_000))
         let view = machines.first { $0.id == id }
         let live = view?.liveMachine(in: state) ?? LiveMachine(id: id, metadata: [:], isDrained: state.machines[id]?.isDrained ?? false)
-        let units = Scheduler.units(for: live, in: state).map { record in
-            ScheduledUnit(name: record.name.rawValue, desiredState: FleetUnitTargetState(record.targetState), hash: record.hash.hex,
-                          file: String(decoding: record.file, as: UTF8.self))
+        let units: [ScheduledUnit]
+        if let cached = scheduleCache.withLock({ $0[id] }), cached.version == state.version, cached.machine == live {
+            units = cached.units
+        } else {
+            units = Scheduler.units(for: live, in: state).map { record in
+                ScheduledUnit(name: record.name.rawValue, desiredState: FleetUnitTargetState(record.targetState), hash: record.hash.hex,
+                              file: String(decoding: record.file, as: UTF8.self))
+            }
+            scheduleCache.withLock { cache in
+                // Bounded: one entry per machine that asks; past the limit it starts over.
+                if cache.count >= RegistryLimits.standard.machinesMax { cache.removeAll(keepingCapacity: true) }
+                cache[id] = (state.version, live, units)
+            }
         }
         let voters = (leadership.status?.membership.voters ?? []).compactMap(ip(of:)).sorted()
         return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units,

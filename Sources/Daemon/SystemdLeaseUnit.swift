@@ -94,16 +94,29 @@ struct SystemdLeaseUnit: Sendable {
 
     /// Makes the lease unit run until `deadlineMilliseconds` (monotonic, as systemd times its
     /// watchdog): starts it if it is not running, then sends READY, WATCHDOG and the time left.
-    /// The main PID is read anew each time (one D-Bus call): a PID remembered from an earlier
-    /// lease unit could by now name another unit's process, which must never get these messages.
-    func extend(untilMilliseconds deadlineMilliseconds: Int64) async throws {
-        var mainPID = await runningMainPID()
+    /// Returns the main PID pinged, for the next call.
+    ///
+    /// In the steady state this makes no D-Bus call: the PID of the last call is used again if
+    /// /proc still shows it in the lease unit's cgroup (a PID reused by another process would be
+    /// in another cgroup, and must never get these messages). The bus can be busy for seconds
+    /// with a thousand start jobs; a ping queued behind them let the lease run out (seen on the
+    /// test bed: every unit stopped and started again).
+    func extend(untilMilliseconds deadlineMilliseconds: Int64, knownMainPID: Int32?) async throws -> Int32 {
+        var mainPID = knownMainPID.flatMap { isLeaseProcess($0) ? $0 : nil }
+        if mainPID == nil { mainPID = await runningMainPID() }
         if mainPID == nil { mainPID = try await startLease() }
         guard let pid = mainPID else { throw SystemdLeaseError.noMainProcess }
         let remainingMilliseconds = deadlineMilliseconds - Node.nowMilliseconds()
-        guard remainingMilliseconds > 0 else { return }
+        guard remainingMilliseconds > 0 else { return pid }
         try SystemdNotifier.notify([.ready, .watchdog, .custom(key: "WATCHDOG_USEC", value: String(remainingMilliseconds * 1_000))],
                                    onBehalfOf: pid, socketPath: notifySocketPath)
+        return pid
+    }
+
+    /// Whether `pid` is a process of the lease unit, by its cgroup (one small file read).
+    func isLeaseProcess(_ pid: Int32) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains { $0.hasSuffix("/" + Self.unit.rawValue) }
     }
 
     /// The lease unit's main PID when it is running (active or still activating), else nil.

@@ -47,13 +47,15 @@ public enum Scheduler {
 
     /// What `machine`'s agent should hold: the units assigned to it and the global units it
     /// matches, none inactive, sorted by name. The glue between the registry and `Agent`.
+    /// Filters first and sorts only what it keeps: a machine's share is small, and sorting
+    /// every unit name for every agent's long poll made adding units one by one quadratic.
     public static func units(for machine: LiveMachine, in registry: RegistryState) -> [UnitRecord] {
-        registry.unitsSortedByName.filter { unit in
+        registry.units.values.filter { unit in
             guard unit.targetState != .inactive else { return false }
             if unit.options.isGlobal {
                 return MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
             }
             return unit.machine == machine.id
-        }
+        }.sorted { $0.name < $1.name }
     }
 }

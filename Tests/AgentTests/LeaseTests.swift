@@ -156,8 +156,9 @@ let machineM = try! MachineID("m")
 }
 
 @Suite struct LeaseLedgerTests {
+    /// Ticks far apart stand for ticks every 100 ms in between: the gap rule has its own test.
     func voter(at now: Int64 = 0, durable: [MachineID: UInt64] = [:]) -> LeaseLedger {
-        var ledger = LeaseLedger(timing: standardTiming, durableWithholds: durable)
+        var ledger = LeaseLedger(timing: standardTiming, durableWithholds: durable, tickGapMillisecondsMax: 1 << 40)
         ledger.setVoter(true, nowMilliseconds: now)
         return ledger
     }
@@ -221,6 +222,41 @@ let machineM = try! MachineID("m")
         #expect(ledger.withheld.isEmpty)
     }
 
+    /// Withholding later is always safe, so a voter that is the likely cause of the silence
+    /// counts afresh: after it had no leader, and after a gap in its own ticks (it was frozen).
+    @Test func aVoterWithoutALeaderOrBackFromAFreezeCountsAfresh() {
+        var ledger = LeaseLedger(timing: standardTiming, tickGapMillisecondsMax: 1_000)
+        ledger.setVoter(true, nowMilliseconds: 0)
+        let expiry = standardTiming.expiryMilliseconds
+        func tickEvery100(from start: Int64, to end: Int64, hasLeader: Bool = true) -> [MachineID: UInt64]? {
+            var last: [MachineID: UInt64]?
+            for now in stride(from: start, through: end, by: 100) {
+                last = ledger.tick(nowMilliseconds: now, hasLeader: hasLeader, placed: [machineM: 0], epochOf: { _ in 0 }) ?? last
+            }
+            return last
+        }
+        // Cut off from the other voters (no leader) for twice E: nothing withheld.
+        #expect(tickEvery100(from: 0, to: 2 * expiry, hasLeader: false) == nil)
+        // Back with a leader: the count starts now.
+        #expect(tickEvery100(from: 2 * expiry + 100, to: 3 * expiry) == nil)
+        // A freeze of 10 s (no ticks), then E of ticks: withheld only at the end of those.
+        let thaw = 3 * expiry + 10_000
+        #expect(tickEvery100(from: thaw, to: thaw + expiry - 100) == nil)
+        #expect(ledger.tick(nowMilliseconds: thaw + expiry, placed: [machineM: 0], epochOf: { _ in 0 }) == [machineM: 0])
+    }
+
+    @Test func aWriteThatDidNotHappenIsOfferedAgain() {
+        var ledger = voter()
+        let first = ledger.tick(nowMilliseconds: standardTiming.expiryMilliseconds, placed: [machineM: 0], epochOf: { _ in 0 })
+        #expect(first == nil, "counted from the first tick")
+        let toWrite = ledger.tick(nowMilliseconds: 2 * standardTiming.expiryMilliseconds, placed: [machineM: 0], epochOf: { _ in 0 })
+        #expect(toWrite == [machineM: 0])
+        // The write failed (never madeDurable): the next tick asks again.
+        #expect(ledger.tick(nowMilliseconds: 2 * standardTiming.expiryMilliseconds + 100, placed: [machineM: 0], epochOf: { _ in 0 }) == [machineM: 0])
+        ledger.madeDurable([machineM: 0])
+        #expect(ledger.tick(nowMilliseconds: 2 * standardTiming.expiryMilliseconds + 200, placed: [machineM: 0], epochOf: { _ in 0 }) == nil)
+    }
+
     @Test func renewingMeansGrantedWithinTheLeaseTime() {
         var ledger = voter()
         #expect(!ledger.isRenewing(machineM, epoch: 0, nowMilliseconds: 0))
@@ -231,7 +267,7 @@ let machineM = try! MachineID("m")
     }
 
     @Test func theLedgerIsBounded() {
-        var ledger = LeaseLedger(timing: standardTiming, machinesMax: 2)
+        var ledger = LeaseLedger(timing: standardTiming, machinesMax: 2, tickGapMillisecondsMax: 1 << 40)
         ledger.setVoter(true, nowMilliseconds: 0)
         for index in 0..<2 {
             #expect(ledger.renew(machine: try! MachineID("m\(index)"), epoch: 0, registryEpoch: 0, voters: threeVoters, nowMilliseconds: 1)

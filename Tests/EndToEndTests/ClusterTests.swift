@@ -156,7 +156,7 @@ struct ClusterTests {
             }
 
             // Power off a machine: its units are active elsewhere.
-            let second = try cluster.machinesRunning("cache.service").first!
+            let second = try #require(try cluster.machinesRunning("cache.service").first, "cache.service runs somewhere before the power-off")
             try cluster.bed.run(["poweroff", String(second)])
             #expect(try Testbed.eventually(timeoutSeconds: 60) {
                 try cluster.machinesRunning("cache.service").contains { $0 != second }
@@ -198,15 +198,30 @@ extension ClusterTests {
 }
 
 extension FlotillaCluster {
-    /// The machine whose flotillad leads (from the API's cluster status).
-    func leaderMachine() throws -> Int {
-        let json = try bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/flotilla/v1/cluster")
+    /// The machine whose flotillad leads (from the API's cluster status). Right after a fault
+    /// heals the cluster may be between leaders, so it asks every machine in turn until one
+    /// names a leader, for up to `timeoutSeconds`.
+    func leaderMachine(timeoutSeconds: Double = 30) throws -> Int {
         struct Status: Decodable { var leaderMachineID: String? }
-        let status = try JSONDecoder().decode(Status.self, from: Data(json.utf8))
-        for machine in 1...bed.machineCount {
-            if try bed.exec(machine, "cat", "/etc/machine-id") == status.leaderMachineID { return machine }
+        let machineIDs = try (1...bed.machineCount).map { try bed.exec($0, "cat", "/etc/machine-id") }
+        var answers: [String] = []
+        var leader: Int?
+        _ = Testbed.eventually(timeoutSeconds: timeoutSeconds, intervalSeconds: 0.25) {
+            for machine in 1...bed.machineCount {
+                guard let output = try? bed.execAllowingFailure(machine, "curl", "-sf", "--max-time", "2", "--unix-socket",
+                                                                "/var/run/flotilla.sock", "http://localhost/flotilla/v1/cluster"),
+                      output.succeeded else { continue }
+                answers.append("m\(machine): \(output.trimmedOutput)")
+                if let id = (try? JSONDecoder().decode(Status.self, from: Data(output.standardOutput.utf8)))?.leaderMachineID,
+                   let index = machineIDs.firstIndex(of: id) {
+                    leader = index + 1
+                    return true
+                }
+            }
+            return false
         }
-        throw ClusterFailure(description: "no leader in \(json)")
+        if let leader { return leader }
+        throw ClusterFailure(description: "no machine named a leader within \(timeoutSeconds) s; last answers: \(answers.suffix(bed.machineCount))")
     }
 }
 

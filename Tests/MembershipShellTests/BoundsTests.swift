@@ -16,7 +16,7 @@ struct BoundsTests {
             // second's arrival, which includes how long this task waits for a thread of the
             // cooperative pool. 300 ms and 3 s lost that race in full runs while the membership
             // simulations held the two-thread pool (then 60 s was used); they now run on threads
-            // of their own (MembershipSimulationTests.onOwnThread), so a few seconds suffice.
+            // of their own (MembershipSimulationTests.onDedicatedThread), so a few seconds suffice.
             randomSeed: 41, streamTimeout: .seconds(5), inboundStreamsMax: 1)
         let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
         let port = Int(shell.localAddress.port)

@@ -74,18 +74,6 @@ struct GossipTestbed: Sendable {
     }
 }
 
-/// Runs blocking work on a thread of its own, off the 2-thread cooperative pool that CPU-bound
-/// suites may hold for minutes, so that waits and time measurements are not skewed by it.
-func onOwnThread<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) async throws -> Value {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.stackSize = 8 << 20
-        thread.start()
-    }
-}
-
 /// The unix time in milliseconds (what flotilla-gossip stamps its lines with).
 func wallClockMilliseconds() -> Int64 {
     Int64((Date().timeIntervalSince1970 * 1_000).rounded())

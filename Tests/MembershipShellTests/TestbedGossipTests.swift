@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +23,7 @@ struct TestbedGossipTests {
         let binary = try #require(Self.binaryInMachine(), "flotilla-gossip is not built beside the test binary")
         // Blocking waits on a thread of our own; the figures come from the machines' own
         // timestamps, so a starved test thread cannot skew them.
-        let figures = try await onOwnThread { try GossipScenario(binary: binary).run() }
+        let figures = try await onDedicatedThread { try GossipScenario(binary: binary).run() }
         print("""
             membership on the test bed (\(Self.machineCount) machines, LAN defaults): \
             kill -> all see dead: \(figures.killToAllDeadMilliseconds) ms \

@@ -6,6 +6,7 @@ import Darwin
 #endif
 import Raft
 import Testing
+import TestSupport
 
 /// Randomised whole-cluster runs of the Raft core: 3, 5 and 7 nodes (the seed picks which),
 /// with message loss, duplication, delay and reordering, partitions, crashes that lose unsynced
@@ -29,11 +30,7 @@ import Testing
     /// then measured the simulation instead of themselves.
     @Test(arguments: 0..<shardCount)
     func randomisedClustersStaySafeAndConverge(shard: Int) async throws {
-        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<ShardOutcome, Never>) in
-            let thread = Thread { continuation.resume(returning: Self.runShard(shard)) }
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
+        let outcome = await onDedicatedThread { Self.runShard(shard) }
         for failure in outcome.failures { Issue.record(Comment(rawValue: failure)) }
         if outcome.runs > 0 { #expect(outcome.earlySends > 0, "no Ready sent its messages before its writes") }
         // A shard of the CI run crashes nodes thousands of times, two thirds of its seeds with
