@@ -455,21 +455,7 @@ final class Node: Sendable {
     func agentUplink() -> AgentUplink {
         AgentUplink(
             fetchSchedule: { afterVersion, wait, preferred in
-                if self.voter != nil, await self.leadership().isMember {
-                    return try await self.localSchedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
-                }
-                var lastError: (any Error)?
-                for ip in self.votersToAsk(preferred: preferred) {
-                    do {
-                        let schedule = try await self.client(ip: ip, port: self.peerPort(of: ip), timeout: .seconds(1))
-                            .schedule(machineID: self.machineID, afterVersion: afterVersion, waitMilliseconds: wait)
-                        if let voters = schedule.voters, !voters.isEmpty { self.knownVoterIPs.withLock { $0 = voters } }
-                        return schedule
-                    } catch {
-                        lastError = error
-                    }
-                }
-                throw lastError ?? APIError.unavailable("no voter is known")
+                try await self.agentSchedule(afterVersion: afterVersion, waitMilliseconds: wait, preferred: preferred)
             },
             sendStates: { report in
                 if self.voter != nil, await self.leadership().isLeader {
@@ -494,6 +480,32 @@ final class Node: Sendable {
                 }
                 try await self.forward { client throws(ClientError) in try await client.releaseLease(request) }
             })
+    }
+
+    /// This machine's schedule for its agent: from this peer's registry when it is a Raft member,
+    /// else from the voters in turn (`preferred` first) until one answers. A method rather than
+    /// the uplink's closure body: the release build's optimizer crashed (signal 11 while
+    /// splitting the coroutine) on this body inlined into the closure.
+    func agentSchedule(afterVersion: UInt64, waitMilliseconds wait: Int, preferred: String?) async throws -> MachineSchedule {
+        if voter != nil, await leadership().isMember {
+            do {
+                return try await localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+            } catch {
+                throw error as any Error
+            }
+        }
+        var lastError: (any Error)?
+        for ip in votersToAsk(preferred: preferred) {
+            do {
+                let schedule = try await client(ip: ip, port: peerPort(of: ip), timeout: .seconds(1))
+                    .schedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                if let voters = schedule.voters, !voters.isEmpty { knownVoterIPs.withLock { $0 = voters } }
+                return schedule
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? APIError.unavailable("no voter is known")
     }
 
     /// Applies an agent's report on the leader; false when it must resync first.

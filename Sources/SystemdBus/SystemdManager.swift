@@ -98,7 +98,7 @@ public actor SystemdManager {
     private var watched: [UnitName: UnitState?] = [:]
     private var watchedByPath: [String: UnitName] = [:]
     private var refreshPending: Set<UnitName> = []
-    private var refreshScheduled = false
+    private var refreshRunning = false
 
     public init(configuration: SystemdBusConfiguration = SystemdBusConfiguration(), logger: Logger? = nil) {
         configuration.validate()
@@ -612,16 +612,22 @@ public actor SystemdManager {
         }
     }
 
-    /// Batches refreshes requested inside one round of signal processing into one call.
+    /// Batches refreshes: one call at a time, and every unit asked for while it runs goes into
+    /// the next one. Why one at a time: starting a thousand units makes a thousand UnitNew
+    /// signals; with a call per round of signal processing, ListUnits calls of every loaded unit
+    /// ran back to back and concurrently, and PID 1, which serves them on the thread that also
+    /// runs the start jobs, started units several times slower while flotillad watched.
     private func scheduleRefresh(_ unit: UnitName) {
         refreshPending.insert(unit)
-        guard !refreshScheduled else { return }
-        refreshScheduled = true
+        guard !refreshRunning else { return }
+        refreshRunning = true
         Task {
-            self.refreshScheduled = false
-            let units = Array(self.refreshPending)
-            self.refreshPending.removeAll()
-            try? await self.refresh(units, publishAlways: false)
+            while !self.refreshPending.isEmpty {
+                let units = Array(self.refreshPending)
+                self.refreshPending.removeAll()
+                try? await self.refresh(units, publishAlways: false)
+            }
+            self.refreshRunning = false
         }
     }
 

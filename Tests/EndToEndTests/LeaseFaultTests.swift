@@ -139,9 +139,14 @@ extension LeaseFaultTests {
 extension FlotillaCluster {
     /// Plain `sleep` units written in `machine` and started with flotillactl from there.
     func startSleepUnits(_ names: [String], on machine: Int, description: String = "lease test") throws {
-        let script = names.map { "printf '[Unit]\\nDescription=\(description) %s\\n\\n[Service]\\nExecStart=/bin/sleep 1000000\\n' \($0) > /tmp/units/\($0)" }
-            .joined(separator: "\n")
-        try bed.exec(machine, "sh", "-c", "mkdir -p /tmp/units\n" + script)
+        // Written from the host through the machine's root: thousands of files in one command
+        // line would pass the kernel's argument limit.
+        let directory = "/proc/\(try bed.run(["pid", String(machine)]).trimmedOutput)/root/tmp/units"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in names {
+            try Data("[Unit]\nDescription=\(description) \(name)\n\n[Service]\nExecStart=/bin/sleep 1000000\n".utf8)
+                .write(to: URL(fileURLWithPath: directory + "/" + name))
+        }
         // In batches: one flotillactl per 200 units, a few at a time.
         let batches = stride(from: 0, to: names.count, by: 200).map { Array(names[$0..<min($0 + 200, names.count)]) }
         for group in stride(from: 0, to: batches.count, by: 4).map({ Array(batches[$0..<min($0 + 4, batches.count)]) }) {
