@@ -223,6 +223,11 @@ actor MachineAgent {
         versionFloor = version
         let bytes = (0..<8).map { UInt8(truncatingIfNeeded: version >> (8 * UInt64($0))) }
         do {
+            // The first schedule can come before the first unit file made the directory.
+            let parent = (versionFloorPath as NSString).deletingLastPathComponent
+            if !FileManager.default.fileExists(atPath: parent) {
+                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            }
             try DurableFile.write(bytes, to: versionFloorPath)
         } catch {
             logger.warning("recording the schedule version failed; a restart may act on an older schedule", metadata: ["error": "\(error)"])

@@ -25,6 +25,10 @@ struct LeaseFaultTests {
         /// its units stop although flotillad cannot act, before they start elsewhere.
         case freeze5
         case freeze30
+        /// Gossip alone cut (UDP and TCP of the gossip port dropped in the leader's machine) until
+        /// membership calls it dead and 5 s more, while the voters still reach it:
+        /// gossip's verdict moves nothing, so nothing may stop anywhere.
+        case gossipCut
 
         var description: String { rawValue }
         /// Whether the faulted machine is cut off from the quorum for longer than the lease.
@@ -195,6 +199,29 @@ extension FlotillaCluster {
         case .killNine:
             try bed.exec(machine, "systemctl", "kill", "-s", "KILL", "flotillad.service")
             Thread.sleep(forTimeInterval: 5)
+        case .gossipCut:
+            let table = "inet flotilla-gossip-cut"
+            try bed.exec(machine, "nft", "add table \(table); "
+                + "add chain \(table) input { type filter hook input priority 0; }; "
+                + "add chain \(table) output { type filter hook output priority 0; }; "
+                + "add rule \(table) input meta l4proto { tcp, udp } th dport 7946 drop; "
+                + "add rule \(table) output meta l4proto { tcp, udp } th dport 7946 drop")
+            // Membership must really have given up on it, or the fault tests nothing. Asked with
+            // consistency=local: the machine's own membership view, not the leader's (which is
+            // the cut machine's here, and sees everyone else dead).
+            let other = machine == 1 ? 2 : 1
+            let address = addresses[machine - 1]
+            let seenGone = Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.5) {
+                guard let listing = try? bed.execAllowingFailure(other, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                                 "http://localhost/flotilla/v1/machines?consistency=local"),
+                      listing.succeeded else { return false }
+                struct Machines: Decodable { struct Machine: Decodable { var primaryIP: String; var state: String }; var machines: [Machine] }
+                guard let machines = try? JSONDecoder().decode(Machines.self, from: Data(listing.standardOutput.utf8)) else { return false }
+                return machines.machines.first { $0.primaryIP == address }.map { $0.state == "dead" } ?? true
+            }
+            if !seenGone { Issue.record("gossip did not call m\(machine) dead within 30 s of the gossip cut") }
+            Thread.sleep(forTimeInterval: 5)
+            try bed.exec(machine, "nft", "delete table \(table)")
         case .freeze5, .freeze30:
             try bed.exec(machine, "systemctl", "kill", "-s", "STOP", "flotillad.service")
             Thread.sleep(forTimeInterval: fault == .freeze5 ? 5 : 30)
