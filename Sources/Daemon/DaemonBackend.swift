@@ -124,30 +124,33 @@ struct DaemonBackend: APIBackend {
             let outcome = try await node.forward { client throws(ClientError) in try await client.putUnit(named: request.name.rawValue, body) }
             return outcome == .created ? .created : .modified
         }
-        let target = request.desiredState.targetState
-        let existingHash = state.units[request.name]?.hash ?? state.templates[request.name]?.hash
-        if let existingHash {
-            if let file = request.unitFile, file.hash != existingHash {
-                // fleetctl's --replace: a new file for an existing unit. Target state and
-                // placement are kept by the registry; the agent replaces the running unit.
-                _ = try await propose(voter, .replaceUnitFiles([UnitSubmission(name: request.name, unitFile: file, targetState: target)]))
+        let existing: UnitPutRules.Existing = if let record = state.units[request.name] {
+            .unit(hash: record.hash)
+        } else if let template = state.templates[request.name] {
+            .template(hash: template.hash)
+        } else {
+            .none
+        }
+        let templateExists = request.name.form == .instance && (try? request.name.template).map { state.templates[$0] != nil } == true
+        switch try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: templateExists) {
+        case .create(let file, let target):
+            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, unitFile: file, targetState: target.targetState)]))
+            return .created
+        case .createInstanceOfTemplate(let target):
+            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, file: nil, hash: nil, targetState: target.targetState)]))
+            return .created
+        case .update(let file, let target):
+            if let file {
+                // fleetctl's --replace: target state and placement are kept by the registry;
+                // the agent replaces the running unit.
+                let kept = target?.targetState ?? state.units[request.name]?.targetState ?? .inactive
+                _ = try await propose(voter, .replaceUnitFiles([UnitSubmission(name: request.name, unitFile: file, targetState: kept)]))
             }
-            if state.units[request.name] != nil {
-                _ = try await propose(voter, .setTargetState([request.name], target))
-            } else if target != .inactive {
-                throw .badRequest("\(request.name) is a template: start an instance of it instead (e.g. \(request.name.rawValue.replacingOccurrences(of: "@.", with: "@1.")))")
+            if let target, state.units[request.name] != nil {
+                _ = try await propose(voter, .setTargetState([request.name], target.targetState))
             }
             return .modified
         }
-        if let file = request.unitFile {
-            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, unitFile: file, targetState: target)]))
-            return .created
-        }
-        if request.name.form == .instance, let template = try? request.name.template, state.templates[template] != nil {
-            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, file: nil, hash: nil, targetState: target)]))
-            return .created
-        }
-        throw .conflict("unit \(request.name) does not exist and the request carries no options to create it")
     }
 
     private func destroyUnitOnce(named name: UnitName) async throws(APIError) {

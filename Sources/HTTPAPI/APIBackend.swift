@@ -46,11 +46,12 @@ public enum PutUnitOutcome: Hashable, Sendable {
 /// the registry (create, change target state, replace the file, or 409).
 public struct PutUnitRequest: Hashable, Sendable {
     public var name: UnitName
-    public var desiredState: FleetUnitTargetState
+    /// nil when the request named none: fleetctl creates a unit without one, then sets it.
+    public var desiredState: FleetUnitTargetState?
     /// nil when the request carried no options (a target-state change of an existing unit).
     public var unitFile: UnitFile?
 
-    public init(name: UnitName, desiredState: FleetUnitTargetState, unitFile: UnitFile?) {
+    public init(name: UnitName, desiredState: FleetUnitTargetState?, unitFile: UnitFile?) {
         self.name = name
         self.desiredState = desiredState
         self.unitFile = unitFile

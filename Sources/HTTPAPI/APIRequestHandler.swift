@@ -205,8 +205,9 @@ struct APIRequestHandler: Sendable {
     }
 
     /// fleet's PUT, in fleet's order of checks: the body, the name in it against the URL, the
-    /// name itself, then the options. Whether a missing `options` is a 409 (the unit does not
-    /// exist) is the backend's call: only it knows whether the unit exists.
+    /// name itself, then the options. The rest depends on what the registry holds, so the
+    /// backend decides it (`UnitPutRules`): a missing `desiredState` or `options` is an error
+    /// only for some units.
     private func putUnit(urlName: String, request: APIRequest) async throws(APIError) -> APIResponse {
         try requireJSONContentType(request.headers)
         let body = try JSONBodies.decode(FleetUnitPutRequest.self, from: request.body, schema: .unitPut)
@@ -214,9 +215,6 @@ struct APIRequestHandler: Sendable {
             throw .badRequest("name in URL \(urlName.debugDescription) differs from unit name in request body \(bodyName.debugDescription)")
         }
         let name = try unitName(urlName)
-        guard let desiredState = body.desiredState else {
-            throw .badRequest("field desiredState is required (one of \(FleetUnitTargetState.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
         var unitFile: UnitFile?
         if let options = body.options, !options.isEmpty {
             do {
@@ -225,7 +223,7 @@ struct APIRequestHandler: Sendable {
                 throw .badRequest("invalid options: \(error)")
             }
         }
-        let outcome = try await backend.putUnit(PutUnitRequest(name: name, desiredState: desiredState, unitFile: unitFile))
+        let outcome = try await backend.putUnit(PutUnitRequest(name: name, desiredState: body.desiredState, unitFile: unitFile))
         switch outcome {
         case .created: return .complete(status: .created, headers: HTTPHeaders([("Content-Length", "0")]), body: [])
         case .modified: return .empty(.noContent)

@@ -31,14 +31,18 @@ actor InMemoryBackend: APIBackend {
 
     func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
         let name = request.name.rawValue
-        if let file = request.unitFile {
-            let isNew = units[name] == nil
-            units[name] = (file, request.desiredState)
-            return isNew ? .created : .modified
+        let existing: UnitPutRules.Existing = units[name].map { .unit(hash: $0.file.hash) } ?? .none
+        switch try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: false) {
+        case .create(let file, let target):
+            units[name] = (file, target)
+            return .created
+        case .createInstanceOfTemplate:
+            throw .internalError("no templates here")
+        case .update(let file, let target):
+            if let file { units[name]?.file = file }
+            if let target { units[name]?.desired = target }
+            return .modified
         }
-        guard let existing = units[name] else { throw .notFound("unit \(name) does not exist and no options were given") }
-        units[name] = (existing.file, request.desiredState)
-        return .modified
     }
 
     func destroyUnit(named name: UnitName) async throws(APIError) {

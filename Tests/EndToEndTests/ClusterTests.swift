@@ -248,3 +248,25 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    /// fleetctl 1.0's requests, as its HTTP client sends them, against a real flotillad: a PUT
+    /// with the name and options and no desiredState (201, inactive), then a PUT with the state
+    /// (204), and the unit runs.
+    @Test func fleetsClientCreatesThenStartsAUnit() throws {
+        try FlotillaCluster.with(machines: 1, tag: "fleetput") { cluster in
+            func put(_ body: String) throws -> String {
+                try cluster.bed.exec(1, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", "/var/run/flotilla.sock",
+                                     "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", body,
+                                     "http://localhost/fleet/v1/units/hello.service")
+            }
+            let create = #"{"name":"hello.service","options":[{"name":"ExecStart","section":"Service","value":"/bin/sleep 1000000"}]}"#
+            #expect(try put(create) == "201")
+            let unit = try cluster.bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/fleet/v1/units/hello.service")
+            #expect(unit.contains(#""desiredState":"inactive""#), "created inactive: \(unit)")
+            #expect(try put(create) == "409", "an existing unit without a desiredState is fleet's 409")
+            #expect(try put(#"{"desiredState":"launched","name":"hello.service"}"#) == "204")
+            #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("hello.service") == [1] })
+        }
+    }
+}

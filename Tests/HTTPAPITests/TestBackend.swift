@@ -31,16 +31,22 @@ actor TestBackend: APIBackend {
 
     func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
         lastPut = request
-        if var existing = units[request.name.rawValue] {
-            existing.desiredState = request.desiredState
-            if let file = request.unitFile { existing.options = file.fleetOptions }
-            units[request.name.rawValue] = existing
+        let name = request.name.rawValue
+        let existing: UnitPutRules.Existing = units[name].map { unit in
+            let hash = ((try? UnitFile(fleetOptions: unit.options)) ?? UnitFile(sections: [])).hash
+            return request.name.form == .template ? .template(hash: hash) : .unit(hash: hash)
+        } ?? .none
+        switch try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: false) {
+        case .create(let file, let target):
+            units[name] = FleetUnit(name: name, options: file.fleetOptions, desiredState: target)
+            return .created
+        case .createInstanceOfTemplate:
+            throw .internalError("no templates here")
+        case .update(let file, let target):
+            if let file { units[name]?.options = file.fleetOptions }
+            if let target { units[name]?.desiredState = target }
             return .modified
         }
-        guard let file = request.unitFile else { throw .conflict("unit does not exist and options field empty") }
-        units[request.name.rawValue] = FleetUnit(name: request.name.rawValue, options: file.fleetOptions,
-                                                 desiredState: request.desiredState)
-        return .created
     }
 
     func destroyUnit(named name: UnitName) async throws(APIError) {
