@@ -14,153 +14,159 @@ struct ClusterTests {
 
     /// fleetctl's workflow on the shipped example units, then the failures fleet handled badly:
     /// a restarted daemon and a killed leader must not restart anything.
-    @Test func unitLifecycleWithTheExampleUnits() throws {
-        try FlotillaCluster.with(machines: 3, tag: "e2e") { cluster in
-            // Template instances with Conflicts: two instances, two machines, both serving.
-            try cluster.ctl(1, "submit", "\(Self.examples)/web@.service")
-            try cluster.ctl(1, "start", "web@1.service", "web@2.service")
-            let webMachines = [try cluster.machinesRunning("web@1.service"), try cluster.machinesRunning("web@2.service")]
-            #expect(webMachines.allSatisfy { $0.count == 1 }, "each instance runs exactly once: \(webMachines)")
-            #expect(Set(webMachines.flatMap { $0 }).count == 2, "Conflicts=web@*.service puts them apart: \(webMachines)")
-            if let machine = webMachines[0].first {
-                let page = try cluster.bed.exec(machine, "curl", "-sf", "--retry", "20", "--retry-delay", "1",
-                                                "--retry-connrefused", "http://127.0.0.1:8081/")
-                #expect(page.hasPrefix("web 1 on m\(machine)"), "the container serves its page: \(page)")
-            }
-
-            // list-units shows the truth: every launched unit active, on the machine systemd runs it on.
-            let listed = try cluster.ctl(2, "list-units", "--no-legend", "--full", "--fields=unit,active,machine")
-            for (index, name) in ["web@1.service", "web@2.service"].enumerated() {
-                let line = listed.split(separator: "\n").first { $0.hasPrefix(name) }.map(String.init) ?? ""
-                #expect(line.contains("active"), "\(name) in list-units: \(listed)")
-                if let machine = webMachines[index].first {
-                    #expect(line.contains(cluster.addresses[machine - 1]), "\(name) listed on m\(machine): \(line)")
+    @Test func unitLifecycleWithTheExampleUnits() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 3, tag: "e2e") { cluster in
+                // Template instances with Conflicts: two instances, two machines, both serving.
+                try cluster.ctl(1, "submit", "\(Self.examples)/web@.service")
+                try cluster.ctl(1, "start", "web@1.service", "web@2.service")
+                let webMachines = [try cluster.machinesRunning("web@1.service"), try cluster.machinesRunning("web@2.service")]
+                #expect(webMachines.allSatisfy { $0.count == 1 }, "each instance runs exactly once: \(webMachines)")
+                #expect(Set(webMachines.flatMap { $0 }).count == 2, "Conflicts=web@*.service puts them apart: \(webMachines)")
+                if let machine = webMachines[0].first {
+                    let page = try cluster.bed.exec(machine, "curl", "-sf", "--retry", "20", "--retry-delay", "1",
+                                                    "--retry-connrefused", "http://127.0.0.1:8081/")
+                    #expect(page.hasPrefix("web 1 on m\(machine)"), "the container serves its page: \(page)")
                 }
+
+                // list-units shows the truth: every launched unit active, on the machine systemd runs it on.
+                let listed = try cluster.ctl(2, "list-units", "--no-legend", "--full", "--fields=unit,active,machine")
+                for (index, name) in ["web@1.service", "web@2.service"].enumerated() {
+                    let line = listed.split(separator: "\n").first { $0.hasPrefix(name) }.map(String.init) ?? ""
+                    #expect(line.contains("active"), "\(name) in list-units: \(listed)")
+                    if let machine = webMachines[index].first {
+                        #expect(line.contains(cluster.addresses[machine - 1]), "\(name) listed on m\(machine): \(line)")
+                    }
+                }
+
+                // Any peer answers a local read from its own replica of the registry; a bad value is a 400.
+                for machine in 1...3 {
+                    let local = try cluster.bed.exec(machine, ["curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                               "http://localhost/fleet/v1/units?consistency=local"])
+                    #expect(local.contains("\"web@1.service\"") && local.contains("\"web@2.service\""), "m\(machine): \(local)")
+                }
+                let refused = try cluster.bed.execAllowingFailure(3, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                                                                  "/var/run/flotilla.sock", "http://localhost/fleet/v1/units?consistency=eventual")
+                #expect(refused.trimmedOutput == "400")
+
+                // A global unit runs everywhere; a MachineOf pair shares a machine; a Conflicts pair does not.
+                try cluster.ctl(3, "start", "\(Self.examples)/node-monitor.service", "\(Self.examples)/cache.service",
+                                "\(Self.examples)/cache-sidekick.service", "\(Self.examples)/db-primary.service",
+                                "\(Self.examples)/db-replica.service")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("node-monitor.service") == [1, 2, 3] })
+                let cache = try cluster.machinesRunning("cache.service")
+                let sidekick = try cluster.machinesRunning("cache-sidekick.service")
+                #expect(cache.count == 1 && sidekick == cache, "MachineOf: cache on \(cache), sidekick on \(sidekick)")
+                let primary = try cluster.machinesRunning("db-primary.service")
+                let replica = try cluster.machinesRunning("db-replica.service")
+                #expect(primary.count == 1 && replica.count == 1 && primary != replica, "Conflicts: \(primary) vs \(replica)")
+
+                // Journal and status come from the unit's machine through the API (fleet needed SSH).
+                let journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
+                #expect(journal.contains("cache up"), "journal: \(journal)")
+                let messages = try cluster.ctl(1, "journal", "--lines=5", "--output=cat", "cache.service")
+                #expect(messages.split(separator: "\n").contains("cache up"), "journal --output=cat: \(messages)")
+                let json = try cluster.ctl(2, "journal", "--lines=5", "--output=json", "cache.service")
+                #expect(json.contains("\"MESSAGE\":\"cache up\""), "journal --output=json: \(json)")
+                let status = try cluster.ctl(2, "status", "cache.service")
+                #expect(status.contains("active"), "status: \(status)")
+
+                // Restarting flotillad keeps its units running: the same MainPID before and after.
+                guard let webMachine = webMachines[0].first else { return }
+                let pidBefore = try cluster.property(webMachine, "web@1.service", "MainPID")
+                try cluster.bed.exec(webMachine, "systemctl", "restart", "flotillad.service")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) {
+                    try cluster.ctlAllowingFailure(webMachine, "list-machines", "--no-legend").succeeded
+                })
+                Thread.sleep(forTimeInterval: 3)
+                #expect(try cluster.property(webMachine, "web@1.service", "MainPID") == pidBefore, "restart kept the unit")
+
+                // kill -9 of every flotillad in turn's worth: kill the leader's; units stay, a new
+                // leader answers, and a new unit starts.
+                let pidsBefore = try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") }
+                let leader = try cluster.leaderMachine()
+                try cluster.bed.exec(leader, "systemctl", "kill", "-s", "KILL", "flotillad.service")
+                try cluster.ctl(leader == 1 ? 2 : 1, "start", "\(Self.examples)/demo-web.service")
+                #expect(try cluster.machinesRunning("demo-web.service").count == 1)
+                #expect(try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") } == pidsBefore,
+                        "no unit restarted by the leader's death")
+
+                // stop, unload, destroy: systemd follows each step.
+                try cluster.ctl(1, "stop", "db-replica.service")
+                #expect(try cluster.machinesRunning("db-replica.service").isEmpty)
+                try cluster.ctl(1, "unload", "db-replica.service")
+                try cluster.ctl(1, "destroy", "db-replica.service")
+                let files = try cluster.ctl(2, "list-unit-files", "--no-legend", "--fields=unit")
+                #expect(!files.contains("db-replica.service"), "destroyed unit still listed: \(files)")
+
+                // Replacing a unit's file replaces the running unit.
+                try cluster.bed.exec(1, "sh", "-c", "sed 's/cache up/cache v2 up/' \(Self.examples)/cache.service > /tmp/cache.service")
+                try cluster.ctl(1, "start", "--replace", "/tmp/cache.service")
+                let cat = try cluster.ctl(3, "cat", "cache.service")
+                #expect(cat.contains("cache v2 up"), "cat shows the new file: \(cat)")
+                let replaced = try Testbed.eventually(timeoutSeconds: 30) {
+                    guard let machine = try cluster.machinesRunning("cache.service").first else { return false }
+                    let file = try cluster.bed.execAllowingFailure(machine, "cat", "/run/flotilla/units/cache.service")
+                    let journal = try cluster.bed.execAllowingFailure(machine, "journalctl", "-u", "cache.service", "--no-pager")
+                    return file.standardOutput.contains("cache v2 up") && journal.standardOutput.contains("cache v2 up")
+                }
+                #expect(replaced, "the running unit was replaced by the new file")
             }
-
-            // Any peer answers a local read from its own replica of the registry; a bad value is a 400.
-            for machine in 1...3 {
-                let local = try cluster.bed.exec(machine, ["curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
-                                                           "http://localhost/fleet/v1/units?consistency=local"])
-                #expect(local.contains("\"web@1.service\"") && local.contains("\"web@2.service\""), "m\(machine): \(local)")
-            }
-            let refused = try cluster.bed.execAllowingFailure(3, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
-                                                              "/var/run/flotilla.sock", "http://localhost/fleet/v1/units?consistency=eventual")
-            #expect(refused.trimmedOutput == "400")
-
-            // A global unit runs everywhere; a MachineOf pair shares a machine; a Conflicts pair does not.
-            try cluster.ctl(3, "start", "\(Self.examples)/node-monitor.service", "\(Self.examples)/cache.service",
-                            "\(Self.examples)/cache-sidekick.service", "\(Self.examples)/db-primary.service",
-                            "\(Self.examples)/db-replica.service")
-            #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("node-monitor.service") == [1, 2, 3] })
-            let cache = try cluster.machinesRunning("cache.service")
-            let sidekick = try cluster.machinesRunning("cache-sidekick.service")
-            #expect(cache.count == 1 && sidekick == cache, "MachineOf: cache on \(cache), sidekick on \(sidekick)")
-            let primary = try cluster.machinesRunning("db-primary.service")
-            let replica = try cluster.machinesRunning("db-replica.service")
-            #expect(primary.count == 1 && replica.count == 1 && primary != replica, "Conflicts: \(primary) vs \(replica)")
-
-            // Journal and status come from the unit's machine through the API (fleet needed SSH).
-            let journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
-            #expect(journal.contains("cache up"), "journal: \(journal)")
-            let messages = try cluster.ctl(1, "journal", "--lines=5", "--output=cat", "cache.service")
-            #expect(messages.split(separator: "\n").contains("cache up"), "journal --output=cat: \(messages)")
-            let json = try cluster.ctl(2, "journal", "--lines=5", "--output=json", "cache.service")
-            #expect(json.contains("\"MESSAGE\":\"cache up\""), "journal --output=json: \(json)")
-            let status = try cluster.ctl(2, "status", "cache.service")
-            #expect(status.contains("active"), "status: \(status)")
-
-            // Restarting flotillad keeps its units running: the same MainPID before and after.
-            guard let webMachine = webMachines[0].first else { return }
-            let pidBefore = try cluster.property(webMachine, "web@1.service", "MainPID")
-            try cluster.bed.exec(webMachine, "systemctl", "restart", "flotillad.service")
-            #expect(try Testbed.eventually(timeoutSeconds: 30) {
-                try cluster.ctlAllowingFailure(webMachine, "list-machines", "--no-legend").succeeded
-            })
-            Thread.sleep(forTimeInterval: 3)
-            #expect(try cluster.property(webMachine, "web@1.service", "MainPID") == pidBefore, "restart kept the unit")
-
-            // kill -9 of every flotillad in turn's worth: kill the leader's; units stay, a new
-            // leader answers, and a new unit starts.
-            let pidsBefore = try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") }
-            let leader = try cluster.leaderMachine()
-            try cluster.bed.exec(leader, "systemctl", "kill", "-s", "KILL", "flotillad.service")
-            try cluster.ctl(leader == 1 ? 2 : 1, "start", "\(Self.examples)/demo-web.service")
-            #expect(try cluster.machinesRunning("demo-web.service").count == 1)
-            #expect(try [1, 2, 3].map { try cluster.property($0, "node-monitor.service", "MainPID") } == pidsBefore,
-                    "no unit restarted by the leader's death")
-
-            // stop, unload, destroy: systemd follows each step.
-            try cluster.ctl(1, "stop", "db-replica.service")
-            #expect(try cluster.machinesRunning("db-replica.service").isEmpty)
-            try cluster.ctl(1, "unload", "db-replica.service")
-            try cluster.ctl(1, "destroy", "db-replica.service")
-            let files = try cluster.ctl(2, "list-unit-files", "--no-legend", "--fields=unit")
-            #expect(!files.contains("db-replica.service"), "destroyed unit still listed: \(files)")
-
-            // Replacing a unit's file replaces the running unit.
-            try cluster.bed.exec(1, "sh", "-c", "sed 's/cache up/cache v2 up/' \(Self.examples)/cache.service > /tmp/cache.service")
-            try cluster.ctl(1, "start", "--replace", "/tmp/cache.service")
-            let cat = try cluster.ctl(3, "cat", "cache.service")
-            #expect(cat.contains("cache v2 up"), "cat shows the new file: \(cat)")
-            let replaced = try Testbed.eventually(timeoutSeconds: 30) {
-                guard let machine = try cluster.machinesRunning("cache.service").first else { return false }
-                let file = try cluster.bed.execAllowingFailure(machine, "cat", "/run/flotilla/units/cache.service")
-                let journal = try cluster.bed.execAllowingFailure(machine, "journalctl", "-u", "cache.service", "--no-pager")
-                return file.standardOutput.contains("cache v2 up") && journal.standardOutput.contains("cache v2 up")
-            }
-            #expect(replaced, "the running unit was replaced by the new file")
         }
     }
 
     /// A machine powered off: its units run elsewhere within seconds. A machine cut off the
     /// network: it stops its units before they start elsewhere, so nothing runs twice.
-    @Test func machineLossAndPartition() throws {
-        try FlotillaCluster.with(machines: 3, tag: "loss") { cluster in
-            try cluster.ctl(1, "start", "\(Self.examples)/cache.service", "\(Self.examples)/db-primary.service",
-                            "\(Self.examples)/db-replica.service")
-            // Cut off a machine that runs one of them and is not the leader's only copy of quorum.
-            let units = ["cache.service", "db-primary.service", "db-replica.service"]
-            let placed = try units.map { try cluster.machinesRunning($0) }
-            #expect(placed.allSatisfy { $0.count == 1 }, "\(placed)")
-            let victim = placed.compactMap(\.first).first!
-            let others = [1, 2, 3].filter { $0 != victim }
-            let victimUnits = zip(units, placed).filter { $0.1 == [victim] }.map(\.0)
+    @Test func machineLossAndPartition() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 3, tag: "loss") { cluster in
+                try cluster.ctl(1, "start", "\(Self.examples)/cache.service", "\(Self.examples)/db-primary.service",
+                                "\(Self.examples)/db-replica.service")
+                // Cut off a machine that runs one of them and is not the leader's only copy of quorum.
+                let units = ["cache.service", "db-primary.service", "db-replica.service"]
+                let placed = try units.map { try cluster.machinesRunning($0) }
+                #expect(placed.allSatisfy { $0.count == 1 }, "\(placed)")
+                let victim = placed.compactMap(\.first).first!
+                let others = [1, 2, 3].filter { $0 != victim }
+                let victimUnits = zip(units, placed).filter { $0.1 == [victim] }.map(\.0)
 
-            for other in others { try cluster.bed.cut(victim, other) }
-            var doubleRun: [String] = []
-            let moved = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.1) {
-                var allMoved = true
-                for unit in victimUnits {
-                    let running = try cluster.machinesRunning(unit)
-                    if running.count > 1 { doubleRun.append("\(unit) on \(running)") }
-                    if !running.contains(where: others.contains) { allMoved = false }
+                for other in others { try cluster.bed.cut(victim, other) }
+                var doubleRun: [String] = []
+                let moved = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.1) {
+                    var allMoved = true
+                    for unit in victimUnits {
+                        let running = try cluster.machinesRunning(unit)
+                        if running.count > 1 { doubleRun.append("\(unit) on \(running)") }
+                        if !running.contains(where: others.contains) { allMoved = false }
+                    }
+                    return allMoved
                 }
-                return allMoved
-            }
-            if !moved { Issue.record("the cut machine's units never ran elsewhere: \(try cluster.diagnostics())") }
-            #expect(doubleRun.isEmpty, "no unit ran on two machines at once: \(doubleRun)")
-            for other in others { try cluster.bed.heal(victim, other) }
-            // After the heal, for 10 s: no unit may ever run twice, and each must end up running
-            // exactly once (the healed machine rejoins, learns its units moved, keeps them stopped).
-            var afterHeal: [String: [[Int]]] = [:]
-            let healDeadline = Date().addingTimeInterval(10)
-            while Date() < healDeadline {
-                for unit in units { afterHeal[unit, default: []].append(try cluster.machinesRunning(unit)) }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-            for unit in units {
-                let samples = afterHeal[unit] ?? []
-                #expect(samples.allSatisfy { $0.count <= 1 }, "\(unit) ran twice after the heal: \(samples)")
-                #expect(samples.last?.count == 1, "\(unit) runs once after the heal: \(samples)")
-            }
+                if !moved { Issue.record("the cut machine's units never ran elsewhere: \(try cluster.diagnostics())") }
+                #expect(doubleRun.isEmpty, "no unit ran on two machines at once: \(doubleRun)")
+                for other in others { try cluster.bed.heal(victim, other) }
+                // After the heal, for 10 s: no unit may ever run twice, and each must end up running
+                // exactly once (the healed machine rejoins, learns its units moved, keeps them stopped).
+                var afterHeal: [String: [[Int]]] = [:]
+                let healDeadline = Date().addingTimeInterval(10)
+                while Date() < healDeadline {
+                    for unit in units { afterHeal[unit, default: []].append(try cluster.machinesRunning(unit)) }
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+                for unit in units {
+                    let samples = afterHeal[unit] ?? []
+                    #expect(samples.allSatisfy { $0.count <= 1 }, "\(unit) ran twice after the heal: \(samples)")
+                    #expect(samples.last?.count == 1, "\(unit) runs once after the heal: \(samples)")
+                }
 
-            // Power off a machine: its units are active elsewhere.
-            let second = try #require(try cluster.machinesRunning("cache.service").first, "cache.service runs somewhere before the power-off")
-            try cluster.bed.run(["poweroff", String(second)])
-            #expect(try Testbed.eventually(timeoutSeconds: 60) {
-                try cluster.machinesRunning("cache.service").contains { $0 != second }
-            })
+                // Power off a machine: its units are active elsewhere.
+                let second = try #require(try cluster.machinesRunning("cache.service").first, "cache.service runs somewhere before the power-off")
+                try cluster.bed.run(["poweroff", String(second)])
+                #expect(try Testbed.eventually(timeoutSeconds: 60) {
+                    try cluster.machinesRunning("cache.service").contains { $0 != second }
+                })
+            }
         }
     }
 }
@@ -168,31 +174,34 @@ struct ClusterTests {
 extension ClusterTests {
     /// Autopilot: a dead voter is replaced by an alive agent (learner, promoted, dead one
     /// removed), so the cluster survives losing a second of its founding voters.
-    @Test func aDeadVoterIsReplacedByAnAgent() throws {
-        try FlotillaCluster.with(machines: 4, tag: "autopilot") { cluster in
-            let leader = try cluster.leaderMachine()
-            let founding = [1, 2, 3].filter { $0 != leader }
-            try cluster.bed.run(["kill", String(founding[0])])
-            let agentAddress = cluster.addresses[3]
-            let promoted = try Testbed.eventually(timeoutSeconds: 90, intervalSeconds: 0.5) {
-                let listing = try cluster.ctlAllowingFailure(4, "list-machines", "--no-legend", "--full", "--fields=ip,role")
-                return listing.standardOutput.split(separator: "\n").contains { line in
-                    line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) == [agentAddress, "voter"]
+    @Test func aDeadVoterIsReplacedByAnAgent() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 4, tag: "autopilot") { cluster in
+                let leader = try cluster.leaderMachine()
+                let founding = [1, 2, 3].filter { $0 != leader }
+                try cluster.bed.run(["kill", String(founding[0])])
+                let agentAddress = cluster.addresses[3]
+                let promoted = try Testbed.eventually(timeoutSeconds: 90, intervalSeconds: 0.5) {
+                    let listing = try cluster.ctlAllowingFailure(4, "list-machines", "--no-legend", "--full", "--fields=ip,role")
+                    return listing.standardOutput.split(separator: "\n").contains { line in
+                        line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) == [agentAddress, "voter"]
+                    }
                 }
+                if !promoted { Issue.record("m4 never became a voter: \(try cluster.diagnostics())") }
+                // Wait until the dead voter is out of the configuration, then lose another founder.
+                let removed = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.5) {
+                    let status = try cluster.bed.execAllowingFailure(4, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                                     "http://localhost/flotilla/v1/cluster")
+                    return !status.standardOutput.contains("\"\(cluster.addresses[founding[0] - 1])\"")
+                        && status.standardOutput.contains("\"\(agentAddress)\"")
+                }
+                #expect(removed, "the dead voter left the configuration")
+                try cluster.bed.run(["kill", String(founding[1])])
+                try cluster.ctl(4, "start", "\(Self.examples)/cache.service")
+                #expect(try cluster.machinesRunning("cache.service").count == 1,
+                        "with 2 of 3 voters alive (one of them the promoted agent) the cluster still schedules")
             }
-            if !promoted { Issue.record("m4 never became a voter: \(try cluster.diagnostics())") }
-            // Wait until the dead voter is out of the configuration, then lose another founder.
-            let removed = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.5) {
-                let status = try cluster.bed.execAllowingFailure(4, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
-                                                                 "http://localhost/flotilla/v1/cluster")
-                return !status.standardOutput.contains("\"\(cluster.addresses[founding[0] - 1])\"")
-                    && status.standardOutput.contains("\"\(agentAddress)\"")
-            }
-            #expect(removed, "the dead voter left the configuration")
-            try cluster.bed.run(["kill", String(founding[1])])
-            try cluster.ctl(4, "start", "\(Self.examples)/cache.service")
-            #expect(try cluster.machinesRunning("cache.service").count == 1,
-                    "with 2 of 3 voters alive (one of them the promoted agent) the cluster still schedules")
         }
     }
 }
@@ -228,23 +237,26 @@ extension FlotillaCluster {
 extension ClusterTests {
     /// Units/flotilla.socket's way of running the API: systemd holds the socket, the first
     /// request starts flotillad, which serves on the inherited descriptor (LISTEN_FDS).
-    @Test func socketActivationServesTheAPI() throws {
-        try Testbed.with(machines: 1, tag: "socket") { bed in
-            let daemon = try #require(Testbed.binaryInMachine(named: "flotillad"))
-            let address = try bed.address(1)
-            try bed.exec(1, ["systemd-run", "--unit=flotillad", "--socket-property=ListenStream=/run/flotilla-activated.sock",
-                             "--socket-property=SocketMode=0660", "-p", "Type=notify", "-p", "NotifyAccess=main",
-                             daemon, "--public-ip=\(address)"])
-            let before = try bed.execAllowingFailure(1, "systemctl", "is-active", "flotillad.service").trimmedOutput
-            #expect(before == "inactive", "nothing runs before the first request")
-            let answer = try bed.exec(1, ["curl", "-sf", "--retry", "10", "--retry-connrefused", "--unix-socket",
-                                          "/run/flotilla-activated.sock", "http://localhost/flotilla/v1/cluster"])
-            #expect(answer.contains("\"voters\":[\"\(address)\"]"), "the activated daemon answers: \(answer)")
-            #expect(try bed.exec(1, "systemctl", "is-active", "flotillad.service") == "active")
-            let mode = try bed.exec(1, "stat", "-c", "%a", "/run/flotilla-activated.sock")
-            #expect(mode == "660")
-            let ownSocket = try bed.execAllowingFailure(1, "test", "-e", "/var/run/flotilla.sock")
-            #expect(!ownSocket.succeeded, "with an inherited socket flotillad opens no socket of its own")
+    @Test func socketActivationServesTheAPI() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try Testbed.with(machines: 1, tag: "socket") { bed in
+                let daemon = try #require(Testbed.binaryInMachine(named: "flotillad"))
+                let address = try bed.address(1)
+                try bed.exec(1, ["systemd-run", "--unit=flotillad", "--socket-property=ListenStream=/run/flotilla-activated.sock",
+                                 "--socket-property=SocketMode=0660", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                                 daemon, "--public-ip=\(address)"])
+                let before = try bed.execAllowingFailure(1, "systemctl", "is-active", "flotillad.service").trimmedOutput
+                #expect(before == "inactive", "nothing runs before the first request")
+                let answer = try bed.exec(1, ["curl", "-sf", "--retry", "10", "--retry-connrefused", "--unix-socket",
+                                              "/run/flotilla-activated.sock", "http://localhost/flotilla/v1/cluster"])
+                #expect(answer.contains("\"voters\":[\"\(address)\"]"), "the activated daemon answers: \(answer)")
+                #expect(try bed.exec(1, "systemctl", "is-active", "flotillad.service") == "active")
+                let mode = try bed.exec(1, "stat", "-c", "%a", "/run/flotilla-activated.sock")
+                #expect(mode == "660")
+                let ownSocket = try bed.execAllowingFailure(1, "test", "-e", "/var/run/flotilla.sock")
+                #expect(!ownSocket.succeeded, "with an inherited socket flotillad opens no socket of its own")
+            }
         }
     }
 }
@@ -253,20 +265,23 @@ extension ClusterTests {
     /// fleetctl 1.0's requests, as its HTTP client sends them, against a real flotillad: a PUT
     /// with the name and options and no desiredState (201, inactive), then a PUT with the state
     /// (204), and the unit runs.
-    @Test func fleetsClientCreatesThenStartsAUnit() throws {
-        try FlotillaCluster.with(machines: 1, tag: "fleetput") { cluster in
-            func put(_ body: String) throws -> String {
-                try cluster.bed.exec(1, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", "/var/run/flotilla.sock",
-                                     "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", body,
-                                     "http://localhost/fleet/v1/units/hello.service")
+    @Test func fleetsClientCreatesThenStartsAUnit() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 1, tag: "fleetput") { cluster in
+                func put(_ body: String) throws -> String {
+                    try cluster.bed.exec(1, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", "/var/run/flotilla.sock",
+                                         "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", body,
+                                         "http://localhost/fleet/v1/units/hello.service")
+                }
+                let create = #"{"name":"hello.service","options":[{"name":"ExecStart","section":"Service","value":"/bin/sleep 1000000"}]}"#
+                #expect(try put(create) == "201")
+                let unit = try cluster.bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/fleet/v1/units/hello.service")
+                #expect(unit.contains(#""desiredState":"inactive""#), "created inactive: \(unit)")
+                #expect(try put(create) == "409", "an existing unit without a desiredState is fleet's 409")
+                #expect(try put(#"{"desiredState":"launched","name":"hello.service"}"#) == "204")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("hello.service") == [1] })
             }
-            let create = #"{"name":"hello.service","options":[{"name":"ExecStart","section":"Service","value":"/bin/sleep 1000000"}]}"#
-            #expect(try put(create) == "201")
-            let unit = try cluster.bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/fleet/v1/units/hello.service")
-            #expect(unit.contains(#""desiredState":"inactive""#), "created inactive: \(unit)")
-            #expect(try put(create) == "409", "an existing unit without a desiredState is fleet's 409")
-            #expect(try put(#"{"desiredState":"launched","name":"hello.service"}"#) == "204")
-            #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("hello.service") == [1] })
         }
     }
 }

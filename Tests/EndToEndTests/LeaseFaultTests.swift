@@ -38,28 +38,31 @@ struct LeaseFaultTests {
     static let unitsPerMachine = 10
 
     @Test(arguments: [3, 5])
-    func leaderFaultsStopNothingOutsideTheFaultedMachine(machines: Int) throws {
-        try FlotillaCluster.with(machines: machines, tag: "lease\(machines)") { cluster in
-            let names = (1...machines * Self.unitsPerMachine).map { "lt-\($0).service" }
-            try cluster.startSleepUnits(names, on: 1)
-            try cluster.waitUntilEachRunsOnce(names)
-            for fault in Fault.allCases {
-                let leader = try cluster.leaderMachine()
-                let sampler = try UnitSampler(bed: cluster.bed, machines: Array(1...machines), pattern: "lt-*.service")
-                Thread.sleep(forTimeInterval: 1.5)
-                let faultAt = sampler.elapsedSeconds
-                try cluster.apply(fault, to: leader)
-                let settled = try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 60, throwing: false)
-                Thread.sleep(forTimeInterval: 2)
-                let samples = sampler.stop()
-                let report = FaultReport.analyse(samples, machines: Array(1...machines), faulted: fault.stopsTheFaultedMachine ? leader : nil,
-                                                 faultAt: faultAt)
-                print("lease fault \(fault) of leader m\(leader) (\(machines) machines): \(report)")
-                if !settled { Issue.record("\(fault): not every unit runs exactly once again afterwards: \(try cluster.diagnostics())") }
-                #expect(report.violations.isEmpty, "\(fault) of leader m\(leader), \(machines) machines: \(report)")
-                #expect(report.largestGapSeconds < 1.5, "\(fault): the sampler kept up (\(report))")
-                if fault.stopsTheFaultedMachine, let before = samples.last(where: { $0.machine == leader && $0.time < faultAt }) {
-                    #expect(report.movedCount == before.active.count, "\(fault): every unit of m\(leader) moved: \(report)")
+    func leaderFaultsStopNothingOutsideTheFaultedMachine(machines: Int) async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: machines, tag: "lease\(machines)") { cluster in
+                let names = (1...machines * Self.unitsPerMachine).map { "lt-\($0).service" }
+                try cluster.startSleepUnits(names, on: 1)
+                try cluster.waitUntilEachRunsOnce(names)
+                for fault in Fault.allCases {
+                    let leader = try cluster.leaderMachine()
+                    let sampler = try UnitSampler(bed: cluster.bed, machines: Array(1...machines), pattern: "lt-*.service")
+                    Thread.sleep(forTimeInterval: 1.5)
+                    let faultAt = sampler.elapsedSeconds
+                    try cluster.apply(fault, to: leader)
+                    let settled = try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 60, throwing: false)
+                    Thread.sleep(forTimeInterval: 2)
+                    let samples = sampler.stop()
+                    let report = FaultReport.analyse(samples, machines: Array(1...machines), faulted: fault.stopsTheFaultedMachine ? leader : nil,
+                                                     faultAt: faultAt)
+                    print("lease fault \(fault) of leader m\(leader) (\(machines) machines): \(report)")
+                    if !settled { Issue.record("\(fault): not every unit runs exactly once again afterwards: \(try cluster.diagnostics())") }
+                    #expect(report.violations.isEmpty, "\(fault) of leader m\(leader), \(machines) machines: \(report)")
+                    #expect(report.largestGapSeconds < 1.5, "\(fault): the sampler kept up (\(report))")
+                    if fault.stopsTheFaultedMachine, let before = samples.last(where: { $0.machine == leader && $0.time < faultAt }) {
+                        #expect(report.movedCount == before.active.count, "\(fault): every unit of m\(leader) moved: \(report)")
+                    }
                 }
             }
         }
@@ -74,68 +77,71 @@ extension LeaseFaultTests {
     /// (all 3,000 units stop) but nothing is revoked (the cut is shorter than the expiry). From the
     /// heal, the units must all be active again within 10 times what systemd itself takes to start
     /// the same units under other names on the same machines, measured here in the same run.
-    @Test func atOneThousandUnitsPerMachineTheHealStartsThemWithinTenTimesSystemdsOwnTime() throws {
-        let machines = 3
-        try FlotillaCluster.with(machines: machines, tag: "lease1k") { cluster in
-            let names = (1...machines * Self.manyUnitsPerMachine).map { "lk-\($0).service" }
-            try cluster.startSleepUnits(names, on: 1)
-            try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 900)
+    @Test func atOneThousandUnitsPerMachineTheHealStartsThemWithinTenTimesSystemdsOwnTime() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            let machines = 3
+            try FlotillaCluster.with(machines: machines, tag: "lease1k") { cluster in
+                let names = (1...machines * Self.manyUnitsPerMachine).map { "lk-\($0).service" }
+                try cluster.startSleepUnits(names, on: 1)
+                try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 900)
 
-            let leader = try cluster.leaderMachine()
-            let sampler = try UnitSampler(bed: cluster.bed, machines: Array(1...machines), pattern: "lk-*.service")
-            Thread.sleep(forTimeInterval: 2)
-            let faultAt = sampler.elapsedSeconds
-            try cluster.apply(.isolate, to: leader)
-            let settled = try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 300, throwing: false)
-            Thread.sleep(forTimeInterval: 2)
-            let report = FaultReport.analyse(sampler.stop(), machines: Array(1...machines), faulted: leader, faultAt: faultAt)
-            print("lease fault isolate of leader m\(leader) with \(names.count) units: \(report)")
-            #expect(settled, "every unit runs exactly once after the isolation")
-            #expect(report.violations.isEmpty, "isolation with \(names.count) units: \(report.violations.prefix(20))")
+                let leader = try cluster.leaderMachine()
+                let sampler = try UnitSampler(bed: cluster.bed, machines: Array(1...machines), pattern: "lk-*.service")
+                Thread.sleep(forTimeInterval: 2)
+                let faultAt = sampler.elapsedSeconds
+                try cluster.apply(.isolate, to: leader)
+                let settled = try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 300, throwing: false)
+                Thread.sleep(forTimeInterval: 2)
+                let report = FaultReport.analyse(sampler.stop(), machines: Array(1...machines), faulted: leader, faultAt: faultAt)
+                print("lease fault isolate of leader m\(leader) with \(names.count) units: \(report)")
+                #expect(settled, "every unit runs exactly once after the isolation")
+                #expect(report.violations.isEmpty, "isolation with \(names.count) units: \(report.violations.prefix(20))")
 
-            // Every machine cut off for 3 s.
-            let pids = try (1...machines).map { try cluster.bed.run(["pid", String($0)]).trimmedOutput }
-            let before = pids.map { UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? [:] }
-            let cut = Date()
-            for machine in 1...machines { try cluster.bed.run(["isolate", String(machine)]) }
-            let allStopped = Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.1) {
-                pids.allSatisfy { (UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? ["?": "?"]).isEmpty }
-            }
-            #expect(allStopped, "every lease lapsed and every unit stopped while no machine reached a majority")
-            Thread.sleep(forTimeInterval: max(0, 3 - Date().timeIntervalSince(cut)))
-            let healed = Date()
-            for machine in 1...machines { try cluster.bed.run(["rejoin", String(machine)]) }
-            try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 600)
-            let regainSeconds = Date().timeIntervalSince(healed)
-            let after = pids.map { UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? [:] }
-            #expect(zip(before, after).allSatisfy { Set($0.keys) == Set($1.keys) }, "no unit moved: nothing was revoked")
-
-            // systemd's own time for the same files as sd-N.service, each machine starting its share.
-            for (index, pid) in pids.enumerated() {
-                let share = (after[index].keys).map { "sd-" + $0.dropFirst(3) }
-                let directory = "/proc/\(pid)/root/run/systemd/system"
-                for unit in share {
-                    try Data("[Unit]\nDescription=lease test\n\n[Service]\nExecStart=/bin/sleep 1000000\n".utf8)
-                        .write(to: URL(fileURLWithPath: directory + "/" + unit))
+                // Every machine cut off for 3 s.
+                let pids = try (1...machines).map { try cluster.bed.run(["pid", String($0)]).trimmedOutput }
+                let before = pids.map { UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? [:] }
+                let cut = Date()
+                for machine in 1...machines { try cluster.bed.run(["isolate", String(machine)]) }
+                let allStopped = Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.1) {
+                    pids.allSatisfy { (UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? ["?": "?"]).isEmpty }
                 }
-                try cluster.bed.exec(index + 1, "systemctl", "daemon-reload")
+                #expect(allStopped, "every lease lapsed and every unit stopped while no machine reached a majority")
+                Thread.sleep(forTimeInterval: max(0, 3 - Date().timeIntervalSince(cut)))
+                let healed = Date()
+                for machine in 1...machines { try cluster.bed.run(["rejoin", String(machine)]) }
+                try cluster.waitUntilEachRunsOnce(names, timeoutSeconds: 600)
+                let regainSeconds = Date().timeIntervalSince(healed)
+                let after = pids.map { UnitSampler.read(pid: $0, pattern: "lk-*.service") ?? [:] }
+                #expect(zip(before, after).allSatisfy { Set($0.keys) == Set($1.keys) }, "no unit moved: nothing was revoked")
+
+                // systemd's own time for the same files as sd-N.service, each machine starting its share.
+                for (index, pid) in pids.enumerated() {
+                    let share = (after[index].keys).map { "sd-" + $0.dropFirst(3) }
+                    let directory = "/proc/\(pid)/root/run/systemd/system"
+                    for unit in share {
+                        try Data("[Unit]\nDescription=lease test\n\n[Service]\nExecStart=/bin/sleep 1000000\n".utf8)
+                            .write(to: URL(fileURLWithPath: directory + "/" + unit))
+                    }
+                    try cluster.bed.exec(index + 1, "systemctl", "daemon-reload")
+                }
+                let ownStart = Date()
+                // One shell starts all three at once, as the agents did.
+                let script = pids.enumerated().map { index, pid in
+                    "/usr/bin/nsenter -t \(pid) -a systemctl start --no-block " + after[index].keys.map { "sd-" + $0.dropFirst(3) }.joined(separator: " ")
+                }.joined(separator: " & ") + "; wait"
+                let started = try ChildProcess.run(["/bin/sh", "-c", script], timeoutSeconds: 300)
+                #expect(started.status == 0, "systemctl start of the copies: \(started.standardError)")
+                let ownDone = Testbed.eventually(timeoutSeconds: 600, intervalSeconds: 0.1) {
+                    pids.map { (UnitSampler.read(pid: $0, pattern: "sd-*.service") ?? [:]).count }.reduce(0, +) == names.count
+                }
+                let ownSeconds = Date().timeIntervalSince(ownStart)
+                #expect(ownDone, "systemd started the \(names.count) copies")
+                print("lease quorum loss with \(names.count) units: heal -> all active \(String(format: "%.2f", regainSeconds)) s; "
+                      + "systemd's own start of the same units \(String(format: "%.2f", ownSeconds)) s")
+                #expect(regainSeconds <= 10 * ownSeconds,
+                        "heal -> all active took \(regainSeconds) s, more than 10 x systemd's own \(ownSeconds) s")
             }
-            let ownStart = Date()
-            // One shell starts all three at once, as the agents did.
-            let script = pids.enumerated().map { index, pid in
-                "/usr/bin/nsenter -t \(pid) -a systemctl start --no-block " + after[index].keys.map { "sd-" + $0.dropFirst(3) }.joined(separator: " ")
-            }.joined(separator: " & ") + "; wait"
-            let started = try ChildProcess.run(["/bin/sh", "-c", script], timeoutSeconds: 300)
-            #expect(started.status == 0, "systemctl start of the copies: \(started.standardError)")
-            let ownDone = Testbed.eventually(timeoutSeconds: 600, intervalSeconds: 0.1) {
-                pids.map { (UnitSampler.read(pid: $0, pattern: "sd-*.service") ?? [:]).count }.reduce(0, +) == names.count
-            }
-            let ownSeconds = Date().timeIntervalSince(ownStart)
-            #expect(ownDone, "systemd started the \(names.count) copies")
-            print("lease quorum loss with \(names.count) units: heal -> all active \(String(format: "%.2f", regainSeconds)) s; "
-                  + "systemd's own start of the same units \(String(format: "%.2f", ownSeconds)) s")
-            #expect(regainSeconds <= 10 * ownSeconds,
-                    "heal -> all active took \(regainSeconds) s, more than 10 x systemd's own \(ownSeconds) s")
         }
     }
 }

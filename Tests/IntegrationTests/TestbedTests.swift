@@ -16,56 +16,62 @@ struct TestbedTests {
     static let machineCount = 3
     static let listenerPort = 7000
 
-    @Test func dockerUnitStartsAndStopsOnEveryMachine() throws {
-        try Testbed.with(machines: Self.machineCount, tag: "docker") { bed in
-            for machine in 1...Self.machineCount {
-                try checkDockerUnit(on: machine, of: bed)
+    @Test func dockerUnitStartsAndStopsOnEveryMachine() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try Testbed.with(machines: Self.machineCount, tag: "docker") { bed in
+                for machine in 1...Self.machineCount {
+                    try checkDockerUnit(on: machine, of: bed)
+                }
             }
         }
     }
 
-    @Test func cutDropsTCPBetweenThePairAndHealRestoresIt() throws {
-        try Testbed.with(machines: Self.machineCount, tag: "cut") { bed in
-            // A persistent listener on m2 (busybox's nc: -ll keeps listening), run as a unit so
-            // that it belongs to m2's systemd rather than to the host.
-            try bed.exec(
-                2, "systemd-run", "--unit=flotilla-listen", "busybox", "nc", "-ll",
-                "-p", String(Self.listenerPort), "-e", "/bin/echo", "hello")
-            let address = try bed.address(2)
+    @Test func cutDropsTCPBetweenThePairAndHealRestoresIt() async throws {
+        // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
+        try await onOwnThread {
+            try Testbed.with(machines: Self.machineCount, tag: "cut") { bed in
+                // A persistent listener on m2 (busybox's nc: -ll keeps listening), run as a unit so
+                // that it belongs to m2's systemd rather than to the host.
+                try bed.exec(
+                    2, "systemd-run", "--unit=flotilla-listen", "busybox", "nc", "-ll",
+                    "-p", String(Self.listenerPort), "-e", "/bin/echo", "hello")
+                let address = try bed.address(2)
 
-            let reachableBeforeCut = try Testbed.eventually(timeoutSeconds: 10) {
-                try connects(from: 1, to: address, in: bed)
-            }
-            #expect(reachableBeforeCut, "m1 cannot reach the listener on m2 before any cut")
-
-            try bed.cut(1, 2)
-            let started = Date()
-            #expect(try !connects(from: 1, to: address, in: bed), "m1 reached m2 through the cut")
-            // Cut links drop packets, so the attempt must have waited for its own timeout rather
-            // than being refused.
-            #expect(Date().timeIntervalSince(started) >= 1.5)
-            // One attempt can miss on a loaded host (busybox nc's 2 s bound), so retry: a cut of
-            // m3-m2 would fail every attempt.
-            let reachableFromThirdMachine = try Testbed.eventually(timeoutSeconds: 10) {
-                try connects(from: 3, to: address, in: bed)
-            }
-            #expect(reachableFromThirdMachine, "the cut of m1-m2 also cut m3-m2")
-
-            try bed.heal(1, 2)
-            // 30 s only bounds "never heals": one full run on a loaded host needed more than 10 s
-            // (cause not found yet), so a failure now says what the machines saw.
-            let reachableAfterHeal = try Testbed.eventually(timeoutSeconds: 30) {
-                try connects(from: 1, to: address, in: bed)
-            }
-            if !reachableAfterHeal {
-                let diagnostics = [
-                    ["exec", "1", "nft", "list", "ruleset"], ["exec", "2", "nft", "list", "ruleset"],
-                    ["exec", "2", "systemctl", "status", "--no-pager", "flotilla-listen.service"],
-                    ["exec", "2", "ss", "-tan"], ["exec", "1", "ss", "-tan"],
-                ].map { arguments in
-                    (try? bed.run(arguments).trimmedOutput) ?? "\(arguments.joined(separator: " ")) failed"
+                let reachableBeforeCut = try Testbed.eventually(timeoutSeconds: 10) {
+                    try connects(from: 1, to: address, in: bed)
                 }
-                Issue.record("m1 cannot reach m2 after heal:\n\(diagnostics.joined(separator: "\n---\n"))")
+                #expect(reachableBeforeCut, "m1 cannot reach the listener on m2 before any cut")
+
+                try bed.cut(1, 2)
+                let started = Date()
+                #expect(try !connects(from: 1, to: address, in: bed), "m1 reached m2 through the cut")
+                // Cut links drop packets, so the attempt must have waited for its own timeout rather
+                // than being refused.
+                #expect(Date().timeIntervalSince(started) >= 1.5)
+                // One attempt can miss on a loaded host (busybox nc's 2 s bound), so retry: a cut of
+                // m3-m2 would fail every attempt.
+                let reachableFromThirdMachine = try Testbed.eventually(timeoutSeconds: 10) {
+                    try connects(from: 3, to: address, in: bed)
+                }
+                #expect(reachableFromThirdMachine, "the cut of m1-m2 also cut m3-m2")
+
+                try bed.heal(1, 2)
+                // 30 s only bounds "never heals": one full run on a loaded host needed more than 10 s
+                // (cause not found yet), so a failure now says what the machines saw.
+                let reachableAfterHeal = try Testbed.eventually(timeoutSeconds: 30) {
+                    try connects(from: 1, to: address, in: bed)
+                }
+                if !reachableAfterHeal {
+                    let diagnostics = [
+                        ["exec", "1", "nft", "list", "ruleset"], ["exec", "2", "nft", "list", "ruleset"],
+                        ["exec", "2", "systemctl", "status", "--no-pager", "flotilla-listen.service"],
+                        ["exec", "2", "ss", "-tan"], ["exec", "1", "ss", "-tan"],
+                    ].map { arguments in
+                        (try? bed.run(arguments).trimmedOutput) ?? "\(arguments.joined(separator: " ")) failed"
+                    }
+                    Issue.record("m1 cannot reach m2 after heal:\n\(diagnostics.joined(separator: "\n---\n"))")
+                }
             }
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 @testable import SystemdBus
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
