@@ -85,7 +85,8 @@ actor MachineAgent {
     private var versionFloor: UInt64
     private var versionFloorEndsAtMilliseconds: Int64?
     static let versionFloorGraceMilliseconds: Int64 = 10_000
-    private var versionFloorPath: String { unitsDirectory + ".schedule-version" }
+    private var versionFloorPath: String { Self.versionFloorPath(unitsDirectory: unitsDirectory) }
+    static func versionFloorPath(unitsDirectory: String) -> String { unitsDirectory + ".schedule-version" }
 
     struct AgentCounters: Sendable {
         var actions = 0
@@ -111,7 +112,7 @@ actor MachineAgent {
         self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
         self.logger = logger
         lease = MachineLease(timing: timing)
-        versionFloor = Self.readVersionFloor(unitsDirectory + ".schedule-version", logger: logger)
+        versionFloor = Self.readVersionFloor(Self.versionFloorPath(unitsDirectory: unitsDirectory), logger: logger)
         // One pending trigger is enough: a reconcile observes everything anew.
         (triggers, trigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (leaseUnitTriggers, leaseUnitTrigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))

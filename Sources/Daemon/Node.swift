@@ -488,6 +488,8 @@ final class Node: Sendable {
     /// splitting the coroutine) on this body inlined into the closure.
     func agentSchedule(afterVersion: UInt64, waitMilliseconds wait: Int, preferred: String?) async throws -> MachineSchedule {
         if voter != nil, await leadership().isMember {
+            // Rethrown as an untyped error on purpose: letting the typed `APIError` propagate
+            // straight through made the release optimizer crash too (tried).
             do {
                 return try await localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
             } catch {
