@@ -185,18 +185,24 @@ public final class RaftReplica: Sendable {
         transport.setPeer(id, address: address)
     }
 
+    /// Nil once stopped. The stopped check comes first because the caller shuts the loop down
+    /// after `stop`, and NIO reports (and will trap on) work submitted to a loop that is gone.
     public func status() async -> ReplicaStatus? {
-        try? await eventLoop.submit { self.loop.value.status() }.get()
+        guard !inbox.isClosed else { return nil }
+        return try? await eventLoop.submit { self.loop.value.status() }.get()
     }
 
-    /// The entries this replica holds after its snapshot, in order (tests and tools).
+    /// The entries this replica holds after its snapshot, in order (tests and tools); none once
+    /// stopped.
     public func logEntries() async -> [Entry] {
-        (try? await eventLoop.submit { self.loop.value.logEntries() }.get()) ?? []
+        guard !inbox.isClosed else { return [] }
+        return (try? await eventLoop.submit { self.loop.value.logEntries() }.get()) ?? []
     }
 
     /// Stops ticking and taking input, closes the transport and the log. Pending proposals fail
-    /// with `stopped`. The caller shuts down the event loops afterwards.
+    /// with `stopped`. The caller shuts down the event loops afterwards. Stopping twice is fine.
     public func stop() async {
+        guard !inbox.isClosed else { return }
         try? await eventLoop.submit { self.loop.value.close() }.get()
         await transport.shutdown()
     }

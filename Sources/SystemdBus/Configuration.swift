@@ -47,6 +47,9 @@ public struct SystemdBusConfiguration: Sendable {
     public var unitFileDirectory: UnitFileDirectory = .runtimeDefault
     /// sd-bus timeout of every method call.
     public var callTimeout: Duration = .seconds(10)
+    /// sd-bus timeout of `Reload` (daemon-reload), which takes longer the more units and the
+    /// busier the machine. systemctl allows daemon-reload twice its default timeout (2 x 90 s).
+    public var reloadTimeout: Duration = .seconds(180)
     /// How long `startUnit` and friends wait for the job's `JobRemoved`. systemd's own default
     /// start timeout is 90 s, so the default leaves room for it to report `timeout` itself.
     public var jobTimeout: Duration = .seconds(120)
@@ -79,6 +82,7 @@ public struct SystemdBusConfiguration: Sendable {
     /// Checks the relations between the settings; a bad configuration is a programmer error.
     public func validate() {
         precondition(callTimeout > .zero, "callTimeout must be positive, is \(callTimeout)")
+        precondition(reloadTimeout >= callTimeout, "reloadTimeout (\(reloadTimeout)) must be at least callTimeout (\(callTimeout))")
         precondition(jobTimeout > .zero, "jobTimeout must be positive, is \(jobTimeout)")
         precondition(connectTimeout > .zero, "connectTimeout must be positive")
         precondition(

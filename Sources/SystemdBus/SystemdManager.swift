@@ -67,6 +67,7 @@ public actor SystemdManager {
         let interface: String
         let member: String
         let operation: String
+        let timeout: Duration
         let arguments: (MessageWriter) throws(SystemdBusError) -> Void
         let completion: (Result<MessageReader, SystemdBusError>) -> Void
     }
@@ -360,7 +361,7 @@ public actor SystemdManager {
     /// with the reply readable only during the call. Applying a reply there (not after an async
     /// hop) keeps replies and signals in wire order.
     private func send(
-        path: String, interface: String, member: String, operation: String,
+        path: String, interface: String, member: String, operation: String, timeout: Duration,
         arguments: @escaping (MessageWriter) throws(SystemdBusError) -> Void,
         completion: @escaping (Result<MessageReader, SystemdBusError>) -> Void
     ) {
@@ -374,12 +375,13 @@ public actor SystemdManager {
                 return
             }
             queuedCalls.append(QueuedCall(
-                path: path, interface: interface, member: member, operation: operation,
+                path: path, interface: interface, member: member, operation: operation, timeout: timeout,
                 arguments: arguments, completion: completion))
             return
         }
         do throws(SystemdBusError) {
-            let cookie = try sendNow(path: path, interface: interface, member: member, arguments: arguments)
+            let cookie = try sendNow(
+                path: path, interface: interface, member: member, timeout: timeout, arguments: arguments)
             pendingCalls[cookie] = PendingCall(operation: operation, completion: completion)
         } catch {
             completion(.failure(error))
@@ -387,7 +389,7 @@ public actor SystemdManager {
     }
 
     private func sendNow(
-        path: String, interface: String, member: String,
+        path: String, interface: String, member: String, timeout: Duration,
         arguments: (MessageWriter) throws(SystemdBusError) -> Void
     ) throws(SystemdBusError) -> UInt64 {
         guard let bus else { throw .notConnected }
@@ -396,8 +398,8 @@ public actor SystemdManager {
         guard rc >= 0, let message else { throw .system(operation: "sd_bus_message_new_method_call", errno: -rc) }
         defer { sd_bus_message_unref(message) }
         try arguments(MessageWriter(message: message))
-        let timeoutUsec = UInt64(configuration.callTimeout.components.seconds) * 1_000_000
-            + UInt64(configuration.callTimeout.components.attoseconds / 1_000_000_000_000)
+        let timeoutUsec = UInt64(timeout.components.seconds) * 1_000_000
+            + UInt64(timeout.components.attoseconds / 1_000_000_000_000)
         rc = sd_bus_call_async(bus, nil, message, replyTrampoline, Unmanaged.passUnretained(self).toOpaque(), timeoutUsec)
         if rc < 0 { throw .system(operation: "sd_bus_call_async \(member)", errno: -rc) }
         var cookie: UInt64 = 0
@@ -431,7 +433,7 @@ public actor SystemdManager {
             let call = queuedCalls[queuedCallsHead]
             queuedCallsHead += 1
             send(path: call.path, interface: call.interface, member: call.member, operation: call.operation,
-                 arguments: call.arguments, completion: call.completion)
+                 timeout: call.timeout, arguments: call.arguments, completion: call.completion)
         }
         if queuedCallsHead == queuedCalls.count {
             queuedCalls.removeAll(keepingCapacity: true)
@@ -444,12 +446,14 @@ public actor SystemdManager {
 
     /// A call whose reply is decoded by `decode`, inside the reply callback.
     private func call<T: Sendable>(
-        _ path: String, _ interface: String, _ member: String, operation: String,
+        _ path: String, _ interface: String, _ member: String, operation: String, timeout: Duration? = nil,
         arguments: @escaping (MessageWriter) throws(SystemdBusError) -> Void,
         decode: @escaping (MessageReader) throws(SystemdBusError) -> T
     ) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            send(path: path, interface: interface, member: member, operation: operation, arguments: arguments) { result in
+        let timeout = timeout ?? configuration.callTimeout
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            send(path: path, interface: interface, member: member, operation: operation, timeout: timeout,
+                 arguments: arguments) { result in
                 switch result {
                 case .failure(let error):
                     continuation.resume(throwing: error)
@@ -465,10 +469,11 @@ public actor SystemdManager {
     }
 
     private func callVoid(
-        _ path: String, _ interface: String, _ member: String, operation: String,
+        _ path: String, _ interface: String, _ member: String, operation: String, timeout: Duration? = nil,
         arguments: @escaping (MessageWriter) throws(SystemdBusError) -> Void
     ) async throws {
-        let _: Bool = try await call(path, interface, member, operation: operation, arguments: arguments) { _ in true }
+        let _: Bool = try await call(
+            path, interface, member, operation: operation, timeout: timeout, arguments: arguments) { _ in true }
     }
 
     // MARK: - Signals
@@ -692,9 +697,14 @@ public actor SystemdManager {
     }
 
     /// `Reload` (daemon-reload). Its reply comes after the reload is done. About 70 ms on the test
-    /// bed: reload once for many changed files.
+    /// bed: reload once for many changed files. It waits `reloadTimeout`, not `callTimeout`: the
+    /// reload re-reads every unit and its time grows with their number and the machine's load
+    /// (over 5 s on a busy 2-core CI machine), and giving up early helps nobody, as systemd goes on
+    /// reloading and a retry only queues a second reload behind the first.
     public func reload() async throws {
-        try await callVoid(managerObjectPath, managerInterface, "Reload", operation: "Reload") { _ in }
+        try await callVoid(
+            managerObjectPath, managerInterface, "Reload", operation: "Reload", timeout: configuration.reloadTimeout
+        ) { _ in }
     }
 
     /// `StartUnit`, then waits for the job's `JobRemoved` and returns its result.
@@ -721,7 +731,7 @@ public actor SystemdManager {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobResult, any Error>) in
                 send(path: managerObjectPath, interface: managerInterface, member: method,
-                     operation: "\(method) \(unit)",
+                     operation: "\(method) \(unit)", timeout: configuration.callTimeout,
                      arguments: { writer throws(SystemdBusError) in
                          try writer.append(unit.rawValue)
                          try writer.append(mode.rawValue)
