@@ -13,6 +13,10 @@ public struct UnitRecord: Hashable, Sendable {
     public internal(set) var targetState: TargetState
     /// Where the scheduler placed the unit; always nil for global units.
     public internal(set) var machine: MachineID?
+    /// The registry version (log index) at which the target last left `inactive`; 0 while
+    /// inactive. It orders global units that conflict with each other: the one launched first
+    /// keeps the machines (fleet's TestScheduleGlobalConflicts), the same on every replica.
+    public internal(set) var activeSince: UInt64 = 0
 }
 
 /// A template (`name@.type`): stored so instances can be created from it, never scheduled.

@@ -85,7 +85,8 @@ extension RegistryState {
             throw .tooManyUnits(limit: limits.unitsMax)
         }
         for (submission, file) in created {
-            store(submission.name, file, targetState: submission.targetState, machine: nil)
+            store(submission.name, file, targetState: submission.targetState, machine: nil,
+                  activeSince: submission.targetState == .inactive ? 0 : version)
         }
         return created.count
     }
@@ -103,7 +104,8 @@ extension RegistryState {
             if validated.hash != existing { changed.append((submission.name, validated)) }
         }
         for (name, file) in changed {
-            store(name, file, targetState: units[name]?.targetState ?? .inactive, machine: units[name]?.machine)
+            store(name, file, targetState: units[name]?.targetState ?? .inactive, machine: units[name]?.machine,
+                  activeSince: units[name]?.activeSince ?? 0)
         }
         return changed.count
     }
@@ -116,6 +118,11 @@ extension RegistryState {
         }
         var changedCount = 0
         for name in names where units[name] != nil && units[name]!.targetState != target {
+            if target == .inactive {
+                units[name]!.activeSince = 0
+            } else if units[name]!.targetState == .inactive {
+                units[name]!.activeSince = version
+            }
             units[name]!.targetState = target
             changedCount += 1
         }
@@ -230,14 +237,17 @@ extension RegistryState {
         units[name]?.hash ?? templates[name]?.hash
     }
 
-    mutating func store(_ name: UnitName, _ file: ValidatedFile, targetState: TargetState, machine: MachineID?) {
+    mutating func store(
+        _ name: UnitName, _ file: ValidatedFile, targetState: TargetState, machine: MachineID?, activeSince: UInt64 = 0
+    ) {
         if name.form == .template {
             templates[name] = TemplateRecord(name: name, file: file.bytes, hash: file.hash)
         } else {
             // A unit that became global can no longer hold a placement.
             units[name] = UnitRecord(
                 name: name, file: file.bytes, hash: file.hash, options: file.options,
-                targetState: targetState, machine: file.options.isGlobal ? nil : machine)
+                targetState: targetState, machine: file.options.isGlobal ? nil : machine,
+                activeSince: targetState == .inactive ? 0 : activeSince)
         }
     }
 }

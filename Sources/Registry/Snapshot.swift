@@ -27,10 +27,10 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
     }
 }
 
-/// Snapshot format 2, all integers little-endian:
+/// Snapshot format 3, all integers little-endian:
 ///
-///     "FLRG" u16 format=2 u64 version
-///     u32 count, units sorted by name:      str name, bytes file, u8 target, u8 hasMachine [str machine]
+///     "FLRG" u16 format=3 u64 version
+///     u32 count, units sorted by name:      str name, bytes file, u8 target, u64 activeSince, u8 hasMachine [str machine]
 ///     u32 count, templates sorted by name:  str name, bytes file
 ///     u32 count, machines sorted by id:     str id, u8 drained, u64 lease epoch, u16 count [str key, str value]...
 ///     u32 count, sessions sorted by client: u64 client, u64 sequence, u64 index, result
@@ -38,12 +38,13 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
 /// Hashes and `[X-Fleet]` options are not stored: restore recomputes them from the files, so a
 /// snapshot cannot carry a hash that disagrees with its file. Requiring sorted, unique keys makes
 /// the encoding canonical: one state, one byte string. Format 1 (before lease epochs) is still
-/// read: its machines are at epoch 0. Integrity (checksums) belongs to the
-/// snapshot file that carries these bytes (Storage).
+/// read: its machines are at epoch 0; formats 1 and 2 (before `activeSince`) read their active
+/// units as launched at version 0, so conflicting global units fall back to name order.
+/// Integrity (checksums) belongs to the snapshot file that carries these bytes (Storage).
 extension RegistryState {
     static let snapshotMagic: [UInt8] = Array("FLRG".utf8)
-    public static let snapshotFormatVersion: UInt16 = 2
-    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...2
+    public static let snapshotFormatVersion: UInt16 = 3
+    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...3
 
     public func snapshot() -> [UInt8] {
         var writer = ByteWriter()
@@ -55,6 +56,7 @@ extension RegistryState {
             writer.string(unit.name.rawValue)
             writer.blob(unit.file)
             writer.u8(unit.targetState.rawValue)
+            writer.u64(unit.activeSince)
             writer.u8(unit.machine == nil ? 0 : 1)
             if let machine = unit.machine { writer.string(machine.rawValue) }
         }
@@ -93,7 +95,7 @@ extension RegistryState {
         guard Self.snapshotFormatVersionsRead.contains(format) else { throw .unsupportedFormatVersion(format) }
         var restored = RegistryState(limits: limits)
         restored.version = try reader.u64()
-        try restored.readUnits(&reader)
+        try restored.readUnits(&reader, hasActiveSince: format >= 3)
         try restored.readTemplates(&reader)
         try restored.readMachines(&reader, hasLeaseEpochs: format >= 2)
         try restored.readSessions(&reader)
@@ -115,7 +117,7 @@ extension RegistryState {
         try reader.machineID()
     }
 
-    private mutating func readUnits(_ reader: inout ByteReader) throws(RegistrySnapshotError) {
+    private mutating func readUnits(_ reader: inout ByteReader, hasActiveSince: Bool) throws(RegistrySnapshotError) {
         let unitCount = try count(&reader, "units", limit: limits.unitsMax)
         var previous: UnitName?
         for _ in 0..<unitCount {
@@ -125,6 +127,10 @@ extension RegistryState {
             let file = try reader.blob(lengthMax: limits.unitFileSizeMax)
             let tag = try reader.u8()
             guard let target = TargetState(rawValue: tag) else { throw .invalidTag(what: "target state", tag: tag) }
+            let activeSince = hasActiveSince ? try reader.u64() : 0
+            guard activeSince <= version, target != .inactive || activeSince == 0 else {
+                throw .invalidRecord("\(name): launched at version \(activeSince) with target \(target) in a snapshot at version \(version)")
+            }
             let hasMachine = try reader.u8()
             guard hasMachine <= 1 else { throw .invalidTag(what: "machine presence", tag: hasMachine) }
             let machine = hasMachine == 1 ? try Self.machineID(&reader) : nil
@@ -136,7 +142,7 @@ extension RegistryState {
             guard machine == nil || !validated.options.isGlobal else {
                 throw .invalidRecord("global unit \(name) has a machine")
             }
-            store(name, validated, targetState: target, machine: machine)
+            store(name, validated, targetState: target, machine: machine, activeSince: activeSince)
         }
     }
 

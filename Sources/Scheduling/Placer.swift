@@ -100,17 +100,19 @@ struct Placer {
             slotIndexByID[machine.id] = slots.count
             slots.append(Slot(machine: machine))
         }
+        var globals: [UnitRecord] = []
         for record in registry.unitsSortedByName where record.targetState != .inactive {
-            let unit = Unit(record: record)
-            units[record.name] = unit
-            if record.options.isGlobal {
-                for index in slots.indices where unit.matcher.isSatisfied(by: slots[index].machine.metadata) {
-                    slots[index].globalNames.insert(record.name)
-                    // Units arrive in name order, so appending keeps the array sorted.
-                    slots[index].sortedNames.append(record.name.rawValue)
-                }
-            } else {
-                schedulable.append(record.name)
+            units[record.name] = Unit(record: record)
+            if record.options.isGlobal { globals.append(record) } else { schedulable.append(record.name) }
+        }
+        for index in slots.indices {
+            let candidates = globals.filter { units[$0.name]!.matcher.isSatisfied(by: slots[index].machine.metadata) }
+            // Admitted in name order, so appending keeps `sortedNames` sorted.
+            for record in GlobalUnits.admitted(candidates) {
+                slots[index].globalNames.insert(record.name)
+                slots[index].sortedNames.append(record.name.rawValue)
+                // A global unit's own globs keep conflicting units off its machines.
+                slots[index].conflictGlobs += units[record.name]!.conflicts.map { OwnedGlob(owner: record.name, glob: $0) }
             }
         }
     }

@@ -13,7 +13,8 @@ import UnitFile
 ///   ... to ensure their MachineOf options are always fulfilled"); a global peer is on every
 ///   machine its metadata matches;
 /// - `Conflicts`: never on a machine holding a unit matching one of its globs, in both directions,
-///   global units included;
+///   global units included; a unit never conflicts with itself. Of global units that conflict
+///   with each other, the one launched first runs (`GlobalUnits`);
 /// - `Replaces`: a unit placed on a machine pushes the units its globs match off that machine, and
 ///   they may never be placed beside it;
 /// - `Global`: never assigned; such a unit runs on every live machine its metadata matches
@@ -36,13 +37,11 @@ public enum Scheduler {
         return placer.plan(batchCountMax: min(configuration.batchCountMax, registry.limits.batchCountMax))
     }
 
-    /// The global units that run on `machine`: those not inactive whose metadata it matches,
-    /// sorted by name. Global units are computed, never assigned.
+    /// The global units that run on `machine`: those not inactive whose metadata it matches and
+    /// that no global unit launched before them conflicts with (`GlobalUnits`), sorted by name.
+    /// Global units are computed, never assigned.
     public static func globalUnits(in registry: RegistryState, on machine: LiveMachine) -> [UnitName] {
-        registry.unitsSortedByName.filter { unit in
-            unit.options.isGlobal && unit.targetState != .inactive
-                && MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
-        }.map(\.name)
+        GlobalUnits.admitted(GlobalUnits.candidates(in: registry, metadata: machine.metadata)).map(\.name)
     }
 
     /// What `machine`'s agent should hold: the units assigned to it and the global units it
@@ -50,12 +49,15 @@ public enum Scheduler {
     /// Filters first and sorts only what it keeps: a machine's share is small, and sorting
     /// every unit name for every agent's long poll made adding units one by one quadratic.
     public static func units(for machine: LiveMachine, in registry: RegistryState) -> [UnitRecord] {
-        registry.units.values.filter { unit in
-            guard unit.targetState != .inactive else { return false }
+        var assigned: [UnitRecord] = []
+        var globals: [UnitRecord] = []
+        for unit in registry.units.values where unit.targetState != .inactive {
             if unit.options.isGlobal {
-                return MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata)
+                if MetadataMatcher(unit.options.machineMetadata).isSatisfied(by: machine.metadata) { globals.append(unit) }
+            } else if unit.machine == machine.id {
+                assigned.append(unit)
             }
-            return unit.machine == machine.id
-        }.sorted { $0.name < $1.name }
+        }
+        return (assigned + GlobalUnits.admitted(globals)).sorted { $0.name < $1.name }
     }
 }

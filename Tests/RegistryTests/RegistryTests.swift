@@ -40,7 +40,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
 
     /// Invalid submissions, each rejected with its own reason and without changing the units.
     enum InvalidSubmission: String, CaseIterable, Sendable {
-        case hashOfAnotherFile, nonCanonicalFile, globalWithConflicts, machineOfSelf, launchedTemplate,
+        case hashOfAnotherFile, nonCanonicalFile, globalWithReplaces, machineOfSelf, launchedTemplate,
              instanceWithoutTemplate, unparsableFile, unknownUnitType
 
         var invalidSubmission: UnitSubmission {
@@ -54,7 +54,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
                 unit.hash = submission("b.service", "Global=true").hash
                 return unit
             case .nonCanonicalFile: return raw("a.service", "[Service]\nExecStart = x\n")
-            case .globalWithConflicts: return submission("a.service", "Global=true\nConflicts=b*")
+            case .globalWithReplaces: return submission("a.service", "Global=true\nReplaces=b*")
             case .machineOfSelf: return submission("a.service", "MachineOf=a.service")
             case .launchedTemplate: return submission("a@.service")
             case .instanceWithoutTemplate:
@@ -67,7 +67,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         func matches(_ result: RegistryResult) -> Bool {
             switch (self, result) {
             case (.hashOfAnotherFile, .rejected(.hashMismatch)), (.nonCanonicalFile, .rejected(.unitFileNotCanonical)),
-                 (.globalWithConflicts, .rejected(.invalidFleetOptions)), (.machineOfSelf, .rejected(.invalidFleetOptions)),
+                 (.globalWithReplaces, .rejected(.invalidFleetOptions)), (.machineOfSelf, .rejected(.invalidFleetOptions)),
                  (.launchedTemplate, .rejected(.templateCannotBeLaunched)),
                  (.instanceWithoutTemplate, .rejected(.templateNotFound)), (.unparsableFile, .rejected(.invalidUnitFile)),
                  (.unknownUnitType, .rejected(.notSchedulable)):

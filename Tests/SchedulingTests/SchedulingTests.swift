@@ -285,3 +285,120 @@ struct Cluster {
         #expect(Scheduler.units(for: cluster.live[0], in: cluster.registry).map(\.name.rawValue) == ["a.service", "g.service"])
     }
 }
+
+/// A unit never conflicts with itself, and of global units that conflict with each other the one
+/// launched first runs (fleet's TestScheduleGlobalConflicts and its fixture conflict-global.N).
+@Suite struct GlobalConflictTests {
+    static let conflictGlobal = ["Global=true", "Conflicts=conflict-global.*.service"]
+
+    func threeMachines() -> Cluster {
+        var cluster = Cluster()
+        for id in ["m1", "m2", "m3"] { cluster.machine(id) }
+        return cluster
+    }
+
+    /// What every machine runs of the global units, by the scheduler's answer and by the agent's
+    /// (`units(for:)`); the two must agree.
+    func globalsOnEachMachine(_ cluster: Cluster) -> [[String]] {
+        cluster.live.map { machine in
+            let globals = Scheduler.globalUnits(in: cluster.registry, on: machine).map(\.rawValue)
+            let held = Scheduler.units(for: machine, in: cluster.registry).filter(\.options.isGlobal).map(\.name.rawValue)
+            #expect(globals == held, "scheduler and agent disagree on \(machine.id)")
+            return globals
+        }
+    }
+
+    @Test func aGlobalUnitWhoseGlobMatchesItsOwnNameRunsOnEveryMachine() {
+        var cluster = threeMachines()
+        cluster.submit("conflict-global.0.service", Self.conflictGlobal)
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.0.service"], count: 3))
+    }
+
+    @Test func ofTwoConflictingGlobalUnitsTheOneLaunchedFirstKeepsEveryMachine() {
+        var cluster = threeMachines()
+        // Launched first although its name sorts second.
+        cluster.submit("conflict-global.1.service", Self.conflictGlobal)
+        cluster.submit("conflict-global.0.service", Self.conflictGlobal)
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.1.service"], count: 3))
+
+        // Stopping the first lets the other run; launching the first again does not displace it.
+        cluster.apply(.setTargetState([name("conflict-global.1.service")], .inactive))
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.0.service"], count: 3))
+        cluster.apply(.setTargetState([name("conflict-global.1.service")], .launched))
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.0.service"], count: 3))
+
+        // loaded -> launched is not a new launch: the order stays.
+        cluster.apply(.setTargetState([name("conflict-global.0.service")], .loaded))
+        cluster.apply(.setTargetState([name("conflict-global.0.service")], .launched))
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.0.service"], count: 3))
+    }
+
+    @Test func conflictingGlobalUnitsLaunchedByOneCommandRunTheFirstByNameNeverNeither() {
+        var cluster = threeMachines()
+        let file = try! UnitFile(parsing: "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\n" + Self.conflictGlobal.joined(separator: "\n") + "\n")
+        cluster.apply(.submitUnits(["conflict-global.b.service", "conflict-global.a.service"].map {
+            UnitSubmission(name: name($0), unitFile: file, targetState: .inactive)
+        }))
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: [], count: 3))
+        cluster.apply(.setTargetState([name("conflict-global.b.service"), name("conflict-global.a.service")], .launched))
+        #expect(globalsOnEachMachine(cluster) == Array(repeating: ["conflict-global.a.service"], count: 3))
+    }
+
+    @Test func aConflictingGlobalUnitRunsWhereTheEarlierOneDoesNotMatch() {
+        var cluster = Cluster()
+        cluster.machine("m1", ["role": "edge"])
+        cluster.machine("m2")
+        cluster.submit("edge.service", ["Global=true", "MachineMetadata=role=edge", "Conflicts=plain.service"])
+        cluster.submit("plain.service", ["Global=true"])
+        #expect(globalsOnEachMachine(cluster) == [["edge.service"], ["plain.service"]])
+    }
+
+    @Test func aGlobalUnitsOwnGlobsKeepNonGlobalUnitsOffItsMachines() {
+        var cluster = Cluster()
+        cluster.machine("m1", ["role": "edge"])
+        cluster.submit("web.service")
+        cluster.schedule()
+        #expect(cluster.machineOf("web.service") == "m1")
+
+        // A global unit launched later whose Conflicts names web moves web away, never itself.
+        cluster.machine("m2")
+        cluster.submit("proxy.service", ["Global=true", "MachineMetadata=role=edge", "Conflicts=web*"])
+        cluster.schedule()
+        #expect(cluster.machineOf("web.service") == "m2")
+        #expect(globalsOnEachMachine(cluster) == [["proxy.service"], []])
+    }
+
+    @Test func aUnitsOwnReplacesGlobNeverPushesItselfOff() {
+        var cluster = Cluster()
+        cluster.machine("m1")
+        cluster.machine("m2")
+        cluster.submit("replace.0.service")
+        cluster.schedule()
+        cluster.submit("replace.1.service", ["Replaces=replace.*.service"])
+        let plan = cluster.schedule()
+        #expect(plan.unscheduled.isEmpty, "\(plan.unscheduled)")
+        let placed = [cluster.machineOf("replace.0.service"), cluster.machineOf("replace.1.service")]
+        #expect(placed.allSatisfy { $0 != nil } && placed[0] != placed[1], "\(placed)")
+    }
+
+    @Test func theLaunchVersionIsReplicatedStateAndSurvivesASnapshot() throws {
+        var cluster = threeMachines()
+        cluster.submit("a.service", target: .inactive)
+        #expect(cluster.registry.units[name("a.service")]!.activeSince == 0)
+        cluster.apply(.setTargetState([name("a.service")], .loaded))
+        let launchedAt = cluster.registry.version
+        #expect(cluster.registry.units[name("a.service")]!.activeSince == launchedAt)
+        cluster.apply(.setTargetState([name("a.service")], .launched))
+        let changed = try UnitFile(parsing: "[Service]\nExecStart=/bin/false\n")
+        cluster.apply(.replaceUnitFiles([UnitSubmission(name: name("a.service"), unitFile: changed, targetState: .launched)]))
+        #expect(cluster.registry.units[name("a.service")]!.activeSince == launchedAt)
+
+        var restored = RegistryState()
+        try restored.restore(from: cluster.registry.snapshot())
+        #expect(restored == cluster.registry)
+        #expect(restored.units[name("a.service")]!.activeSince == launchedAt)
+
+        cluster.apply(.setTargetState([name("a.service")], .inactive))
+        #expect(cluster.registry.units[name("a.service")]!.activeSince == 0)
+    }
+}

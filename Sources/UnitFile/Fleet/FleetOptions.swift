@@ -15,10 +15,11 @@
 ///
 /// Refused combinations, checked in fleet's order, after refusing a `MachineOf` unit that
 /// matches one of the unit's `Conflicts` or `Replaces` globs: `MachineID` with `MachineOf`,
-/// `Conflicts`, `Global` or `Replaces`; `Global` with `MachineOf`, `Conflicts` or `Replaces`;
-/// `Conflicts` with `Replaces`. fleet's documentation says a global unit may carry nothing but
-/// `MachineMetadata`; some fleet versions let `Global` pass with `Conflicts`, the stricter rule
-/// is kept here.
+/// `Conflicts`, `Global` or `Replaces`; `Global` with `MachineOf` or `Replaces`; `Conflicts`
+/// with `Replaces`. `Global` with `Conflicts` is accepted, as fleet 1.0 does: its functional test
+/// TestScheduleGlobalConflicts starts two global units that conflict with each other and expects
+/// the first on every machine (the scheduler's `admittedGlobalUnits`). A glob matching the
+/// unit's own name never conflicts with the unit itself.
 public struct FleetOptions: Hashable, Sendable {
     /// The section fleet reads.
     public static let sectionName = "X-Fleet"
@@ -192,7 +193,7 @@ public struct FleetOptions: Hashable, Sendable {
         ]
         let refusedPairs: [(FleetOptionName, FleetOptionName)] = [
             (.machineID, .machineOf), (.machineID, .conflicts), (.machineID, .global),
-            (.machineID, .replaces), (.global, .machineOf), (.global, .conflicts),
+            (.machineID, .replaces), (.global, .machineOf),
             (.global, .replaces), (.conflicts, .replaces),
         ]
         for (first, second) in refusedPairs where present[first] == true && present[second] == true {
