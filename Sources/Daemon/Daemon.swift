@@ -26,6 +26,12 @@ public enum Daemon {
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
+
+    /// The process's exit status after `run` threw: 78 (EX_CONFIG) for a machine ID that another
+    /// live machine uses, which a restart cannot fix; 1 otherwise.
+    public static func exitStatus(for error: any Error) -> Int32 {
+        error is DuplicateMachineID ? MachineIdentityCheck.refusedExitStatus : 1
+    }
 }
 
 struct DaemonService: Service {
@@ -67,6 +73,17 @@ struct DaemonService: Service {
             return try? MemberAddress(host: String(parts[0]), port: port)
         }
         try await membership.join(seeds: seeds)
+        do {
+            try await MachineIdentityCheck.refuseDuplicate(
+                membership: membership, machineID: machineID.rawValue)
+        } catch {
+            // Stop what already runs (the voter's replica, the gossip sockets) before refusing.
+            await membership.stop()
+            await voter.stop()
+            await manager.close()
+            try? await ioGroup.shutdownGracefully()
+            throw error
+        }
 
         let leaseTiming = try configuration.leaseTiming()
         let ledger = try LeaseLedgerStore(timing: leaseTiming, dataDirectory: configuration.dataDirectory, logger: logger)
@@ -105,6 +122,10 @@ struct DaemonService: Service {
             group.addTask { await node.revocationLoop() }
             group.addTask { await agent.run() }
             group.addTask { await Self.watchdog() }
+            group.addTask {
+                await MachineIdentityCheck.reportLaterClash(membership: membership, machineID: machineID.rawValue, logger: logger)
+                try? await Task.sleep(for: .seconds(1_000_000_000))
+            }
             group.addTask { try? await gracefulShutdown() }
             // The first task to end is the shutdown signal (the others loop until cancelled).
             await group.next()

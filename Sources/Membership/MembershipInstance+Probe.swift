@@ -155,6 +155,11 @@ extension MembershipInstance {
     }
 
     mutating func handleAck(_ ack: Ack, now: MonotonicInstant, into effects: inout [Effect]) {
+        if let position = identityProbes.firstIndex(where: { $0.sequenceNumber == ack.sequenceNumber }) {
+            let answered = identityProbes.remove(at: position)
+            if now < answered.expireAt, identityClash == nil { identityClash = answered.address }
+            return
+        }
         if var current = probe, current.sequenceNumber == ack.sequenceNumber {
             if !current.acked {
                 current.acked = true
@@ -188,4 +193,36 @@ extension MembershipInstance {
         }
         relays.removeAll { now >= $0.expireAt }
     }
+}
+
+/// A ping naming our own ID, sent to another address that announced it.
+struct IdentityProbe: Hashable, Sendable {
+    let sequenceNumber: UInt32
+    let address: MemberAddress
+    let expireAt: MonotonicInstant
+}
+
+extension MembershipInstance {
+    static let identityProbesMax = 4
+
+    /// Someone announced our ID from another address. Either it is an earlier life of this machine
+    /// (restarted with a new address; nothing answers there any more, or a different machine
+    /// that stays silent to a ping naming another ID) or a second live machine with our machine
+    /// ID, which answers a ping for that ID like we would: that is the clash memberlist reports
+    /// as a conflict and fleet refused at start-up (its functional test TestDetectMachineId).
+    /// One probe per address in flight; it counts only if acked within a probe timeout.
+    mutating func probeIdentity(at address: MemberAddress, now: MonotonicInstant, into effects: inout [Effect]) {
+        guard identityClash == nil, identityProbes.count < Self.identityProbesMax,
+              !identityProbes.contains(where: { $0.address == address }) else { return }
+        let sequenceNumber = takeSequenceNumber()
+        identityProbes.append(IdentityProbe(sequenceNumber: sequenceNumber, address: address,
+                                            expireAt: now + configuration.probeTimeoutMilliseconds))
+        effects.append(.send(datagram(.ping(Ping(sequenceNumber: sequenceNumber, targetID: localMember.id))), to: address))
+    }
+
+    /// Whether an identity probe waits for its ack (pruned on the tick after it expires).
+    public var hasIdentityProbesInFlight: Bool { !identityProbes.isEmpty }
+
+    /// Whether the join has finished: a seed answered (or there were none to ask).
+    public var hasJoined: Bool { joinRetryAt == nil }
 }

@@ -25,6 +25,7 @@ extension MembershipInstance {
                 || (announced.incarnation == localMember.incarnation && !announced.hasSameData(as: localMember)) {
                 refute(accusedIncarnation: announced.incarnation)
             }
+            if announced.address != localMember.address { probeIdentity(at: announced.address, now: now, into: &effects) }
             return
         }
         // Bad data from outside is dropped, never trusted: it must fit our bounds.

@@ -51,6 +51,13 @@ public struct MembershipInstance: Sendable {
     var nextSequenceNumber: UInt32 = 0
     var probe: ProbeState?
     var relays: [Relay] = []
+    /// Pings to addresses that announced our own ID (see `probeIdentity`), at most
+    /// `identityProbesMax` in flight.
+    var identityProbes: [IdentityProbe] = []
+    /// An address where another live member answers to our ID: two machines share one machine
+    /// ID (a cloned image). Set once, never cleared; the shell reports it and the daemon refuses
+    /// to run its agent beside the other machine.
+    public internal(set) var identityClash: MemberAddress?
 
     var nextProbeAt: MonotonicInstant
     var nextGossipAt: MonotonicInstant
@@ -149,6 +156,7 @@ public struct MembershipInstance: Sendable {
         retryJoinIfDue(now: now, into: &effects)
         runProbeTimers(now: now, into: &effects)
         runRelayTimers(now: now, into: &effects)
+        identityProbes.removeAll { now >= $0.expireAt }
         expireSuspicions(now: now, into: &effects)
         forgetExpiredDead(now: now, into: &effects)
         gossipIfDue(now: now, into: &effects)

@@ -110,6 +110,22 @@ public final class MembershipShell: Sendable {
         return member
     }
 
+    /// An address where another live member answers to this member's ID (two machines with one
+    /// machine ID), once seen; nil otherwise.
+    public func identityClash() async throws(MembershipShellError) -> MemberAddress? {
+        try await onLoop { shell in shell.state.value.instance?.identityClash }
+    }
+
+    /// Whether a ping to an address that announced this member's ID is still waiting for its ack.
+    public func identityProbesInFlight() async throws(MembershipShellError) -> Bool {
+        try await onLoop { shell in shell.state.value.instance?.hasIdentityProbesInFlight ?? false }
+    }
+
+    /// Whether a seed has answered the join (true at once when there were none to ask).
+    public func hasJoined() async throws(MembershipShellError) -> Bool {
+        try await onLoop { shell in shell.state.value.instance?.hasJoined ?? false }
+    }
+
     public func counters() async -> MembershipShellCounters {
         (try? await onLoop { shell in shell.state.value.counters }) ?? MembershipShellCounters()
     }

@@ -93,5 +93,5 @@ do {
 } catch {
     logger.critical("flotillad failed: \(error)")
     FileHandle.standardError.write(Data("flotillad: \(error)\n".utf8))
-    exit(1)
+    exit(Daemon.exitStatus(for: error))
 }

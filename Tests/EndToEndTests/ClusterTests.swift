@@ -285,3 +285,57 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    /// Two machines with one machine ID (a cloned image, fleet's TestDetectMachineId): the
+    /// newcomer refuses to start, naming the clash and the fix, with the exit status systemd is
+    /// told not to restart on; the first machine keeps its units; with its own ID the newcomer
+    /// joins normally.
+    @Test func aMachineWithAnotherMachinesIDIsRefusedAndJoinsOnceItHasItsOwn() async throws {
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 3, tag: "dupid") { cluster in
+                let firstID = try cluster.bed.exec(1, "cat", "/etc/machine-id")
+                let pinned = "[Service]\nExecStart=/bin/sleep 1000000\n\n[X-Fleet]\nMachineID=\(firstID)\n"
+                try cluster.bed.exec(1, "sh", "-c", "printf '%s' '\(pinned)' > /tmp/pinned.service")
+                try cluster.ctl(1, "start", "/tmp/pinned.service")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("pinned.service") == [1] })
+
+                // Machine 3 comes back as a clone of machine 1: the same ID, its own address.
+                try cluster.bed.exec(3, "systemctl", "stop", "flotillad.service")
+                _ = try cluster.bed.execAllowingFailure(3, "systemctl", "reset-failed", "flotillad.service")
+                try cluster.bed.exec(3, "sh", "-c", "printf '%s\\n' \(firstID) > /run/cloned-machine-id")
+                _ = try cluster.bed.execAllowingFailure(
+                    3, "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                    "-p", "Restart=always", "-p", "RestartSec=200ms", "-p", "RestartPreventExitStatus=78", cluster.daemon,
+                    "--public-ip=\(cluster.addresses[2])", "--voters=\(cluster.voters)", "--machine-id-path=/run/cloned-machine-id")
+                let refused = try Testbed.eventually(timeoutSeconds: 30) {
+                    let status = try cluster.property(3, "flotillad.service", "ExecMainStatus")
+                    let state = try cluster.property(3, "flotillad.service", "ActiveState")
+                    return status == "78" && state == "failed"
+                }
+                let journal = try cluster.bed.execAllowingFailure(3, "journalctl", "-u", "flotillad", "--no-pager", "-n", "20").standardOutput
+                #expect(refused, "the clone was not refused: \(journal)")
+                #expect(journal.contains("already used by the live member at \(cluster.addresses[0])"), "\(journal)")
+                #expect(journal.contains("systemd-machine-id-setup"), "\(journal)")
+
+                // Nothing ran twice, and machine 1's ID still belongs to machine 1's address.
+                #expect(try cluster.machinesRunning("pinned.service") == [1])
+                let machines = try cluster.ctl(2, "list-machines", "--no-legend", "--full")
+                let firstLine = machines.split(separator: "\n").first { $0.hasPrefix(firstID) }.map(String.init) ?? ""
+                #expect(firstLine.contains(cluster.addresses[0]), "list-machines: \(machines)")
+
+                // With its own ID again, machine 3 joins as before.
+                _ = try cluster.bed.execAllowingFailure(3, "systemctl", "reset-failed", "flotillad.service")
+                try cluster.startDaemon(3)
+                let rejoined = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
+                    let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
+                    let active = try cluster.property(3, "flotillad.service", "ActiveState")
+                    return output.succeeded && output.trimmedOutput.split(separator: "\n").count == 3 && active == "active"
+                }
+                let diagnostics = rejoined ? "" : try cluster.diagnostics()
+                #expect(rejoined, "machine 3 did not rejoin: \(diagnostics)")
+                #expect(try cluster.machinesRunning("pinned.service") == [1])
+            }
+        }
+    }
+}
