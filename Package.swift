@@ -193,7 +193,8 @@ let package = Package(
         // Thin executable: the peer daemon on every machine.
         .executableTarget(
             name: "flotillad",
-            dependencies: ["Daemon", "SystemdBus", "CSystemd", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Daemon", "SystemdBus", "CSystemd", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).
         .target(

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Daemon
 import Foundation
 #if canImport(Glibc)
@@ -10,88 +11,98 @@ _ = mallopt(M_ARENA_MAX, 2)
 import Logging
 import SystemdBus
 
-// flotillad: the peer daemon on every machine. Configuration: /etc/flotilla/flotilla.conf (or
-// --config=PATH / FLOTILLA_CONFIG), FLOTILLA_* environment variables, then flags.
-let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.contains("--help") || arguments.contains("-h") {
-    print("""
-    usage: flotillad [--config=PATH] [--KEY=VALUE ...]
-    Every setting of /etc/flotilla/flotilla.conf can be given as a flag (--public-ip=10.0.0.1) or
-    as an environment variable (FLOTILLA_PUBLIC_IP=10.0.0.1). See Contrib/flotilla.conf.sample.
-    """)
-    exit(0)
-}
-if arguments.contains("--version") {
-    print("flotillad \(FlotillaVersion.current)")
-    exit(0)
-}
+/// flotillad: the peer daemon on every machine. Settings come from (lowest to highest)
+/// defaults, /etc/flotilla/flotilla.conf (or --config / FLOTILLA_CONFIG), FLOTILLA_* environment
+/// variables, then `--KEY=VALUE` flags; `DaemonConfiguration.resolve` reads all of them, so a key
+/// means the same in every place. swift-argument-parser handles --config, --help and --version
+/// and hands every other flag over as it came.
+struct Flotillad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flotillad",
+        abstract: "The Flotilla peer daemon: one per machine, run by systemd (Units/flotillad.service).",
+        usage: "flotillad [--config PATH] [--KEY=VALUE ...]",
+        discussion: """
+        Every setting can be given in the configuration file (key=value), as an
+        environment variable (FLOTILLA_PUBLIC_IP=10.0.0.1) or as a flag
+        (--public-ip=10.0.0.1 or --public-ip 10.0.0.1; dashes and underscores are the
+        same). Flags win over the environment, which wins over the file. Settings:
 
-var configPath = ProcessInfo.processInfo.environment["FLOTILLA_CONFIG"] ?? "/etc/flotilla/flotilla.conf"
-var explicitConfig = ProcessInfo.processInfo.environment["FLOTILLA_CONFIG"] != nil
-var flags: [String] = []
-var index = 0
-while index < arguments.count {
-    let argument = arguments[index]
-    if argument.hasPrefix("--config=") {
-        configPath = String(argument.dropFirst("--config=".count))
-        explicitConfig = true
-    } else if argument == "--config", index + 1 < arguments.count {
-        configPath = arguments[index + 1]
-        explicitConfig = true
-        index += 1
-    } else {
-        flags.append(argument)
+        \(DaemonConfiguration.settingsHelp())
+        """,
+        version: "flotillad \(FlotillaVersion.current)")
+
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "The configuration file (default: $FLOTILLA_CONFIG, else /etc/flotilla/flotilla.conf, which may be absent).",
+        valueName: "path"))
+    var configPath: String?
+
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Settings as --KEY=VALUE (the list above).", valueName: "--KEY=VALUE"))
+    var settings: [String] = []
+
+    func run() async throws {
+        let environmentConfig = ProcessInfo.processInfo.environment["FLOTILLA_CONFIG"]
+        let path = configPath ?? environmentConfig ?? "/etc/flotilla/flotilla.conf"
+        let explicitConfig = configPath != nil || environmentConfig != nil
+        let fileText: String?
+        if FileManager.default.fileExists(atPath: path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                fail("cannot read configuration file \(path)", status: 1)
+            }
+            fileText = text
+        } else if explicitConfig {
+            fail("configuration file \(path) does not exist", status: 1)
+        } else {
+            fileText = nil
+        }
+
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "FLOTILLA_CONFIG")
+        let configuration: DaemonConfiguration
+        let warnings: [String]
+        do {
+            (configuration, warnings) = try DaemonConfiguration.resolve(fileText: fileText, environment: environment, arguments: settings)
+        } catch {
+            fail("\(error)", status: 2)
+        }
+
+        // Under systemd, log to the journal with priorities; otherwise to standard error.
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        if SystemdNotifier.isStandardErrorJournal {
+            LoggingSystem.bootstrap { label in
+                var handler = JournalLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        } else {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        let logger = Logger(label: "flotillad")
+        for warning in warnings { logger.warning("\(warning)") }
+
+        do {
+            try await Daemon.run(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("flotillad failed: \(error)")
+            fail("\(error)", status: Daemon.exitStatus(for: error))
+        }
     }
-    index += 1
-}
 
-var environment = ProcessInfo.processInfo.environment
-environment.removeValue(forKey: "FLOTILLA_CONFIG")
-let fileText: String?
-if FileManager.default.fileExists(atPath: configPath) {
-    guard let text = try? String(contentsOfFile: configPath, encoding: .utf8) else {
-        FileHandle.standardError.write(Data("flotillad: cannot read configuration file \(configPath)\n".utf8))
-        exit(1)
+    func fail(_ message: String, status: Int32) -> Never {
+        FileHandle.standardError.write(Data("flotillad: \(message)\n".utf8))
+        Foundation.exit(status)
     }
-    fileText = text
-} else if explicitConfig {
-    FileHandle.standardError.write(Data("flotillad: configuration file \(configPath) does not exist\n".utf8))
-    exit(1)
-} else {
-    fileText = nil
 }
 
-let configuration: DaemonConfiguration
-let warnings: [String]
+// Parsed here rather than through `main()`, whose async form needs a platform availability
+// annotation that Linux has no use for. --help and --version arrive as errors that `exit(withError:)`
+// prints and turns into status 0.
 do {
-    (configuration, warnings) = try DaemonConfiguration.resolve(fileText: fileText, environment: environment, arguments: flags)
+    let command = try Flotillad.parse()
+    try await command.run()
 } catch {
-    FileHandle.standardError.write(Data("flotillad: \(error)\n".utf8))
-    exit(2)
-}
-
-// Under systemd, log to the journal with priorities; otherwise to standard error.
-let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
-if SystemdNotifier.isStandardErrorJournal {
-    LoggingSystem.bootstrap { label in
-        var handler = JournalLogHandler(label: label)
-        handler.logLevel = level
-        return handler
-    }
-} else {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
-}
-let logger = Logger(label: "flotillad")
-for warning in warnings { logger.warning("\(warning)") }
-
-do {
-    try await Daemon.run(configuration: configuration, logger: logger)
-} catch {
-    logger.critical("flotillad failed: \(error)")
-    FileHandle.standardError.write(Data("flotillad: \(error)\n".utf8))
-    exit(Daemon.exitStatus(for: error))
+    Flotillad.exit(withError: error)
 }

@@ -95,3 +95,45 @@ import Testing
         #expect(DaemonConfiguration.parseDurationMilliseconds("5") == nil)
     }
 }
+
+/// `flotillad --help` lists every setting with its default, from `DaemonConfiguration.settings`.
+@Suite struct ConfigurationReferenceTests {
+    @Test func everyListedSettingIsAcceptedAndItsDefaultRoundTrips() throws {
+        let defaults = DaemonConfiguration()
+        #expect(Set(DaemonConfiguration.settings.map(\.key)).count == DaemonConfiguration.settings.count)
+        for setting in DaemonConfiguration.settings {
+            let value = try #require(defaults.value(of: setting.key), "\(setting.key) has no value")
+            var configuration = DaemonConfiguration()
+            try configuration.set(setting.key, value, source: "test")
+            #expect(configuration == defaults, "\(setting.key)=\(value) changed the defaults")
+        }
+    }
+
+    /// A configuration written back out as a file, key by key, reads in as the same one: so every
+    /// field that a key sets is covered by the list.
+    @Test func aConfigurationWrittenOutKeyByKeyReadsBackTheSame() throws {
+        let (configuration, _) = try DaemonConfiguration.resolve(fileText: nil, environment: [:], arguments: [
+            "--public-ip=10.0.0.2", "--voters=10.0.0.1,10.0.0.2,10.0.0.3", "--seeds=10.0.0.9:7000",
+            "--metadata=region=eu,disk=ssd", "--machine-id-path=/run/id", "--data-dir=/srv/flotilla",
+            "--units-directory=/run/u", "--api-socket=/run/f.sock", "--api-listen=0.0.0.0:4001",
+            "--gossip-port=8000", "--peer-port=8001", "--raft-port=8002", "--agent-ttl=3s",
+            "--agent-renew-interval=900ms", "--agent-stop-allowance=2s", "--engine-reconcile-interval=7s",
+            "--agent-reconcile-interval=9s", "--token-limit=50", "--systemd-user", "--gossip-profile=lan",
+            "--log-level=debug", "--raft-tick=20ms", "--raft-election-ticks=40", "--raft-snapshot-entries=500",
+        ])
+        let file = DaemonConfiguration.settings.map { "\($0.key)=\(configuration.value(of: $0.key)!)" }.joined(separator: "\n")
+        let (reread, warnings) = try DaemonConfiguration.resolve(fileText: file, environment: [:], arguments: [])
+        #expect(warnings.isEmpty)
+        #expect(reread == configuration, "\(file)")
+        #expect(reread != DaemonConfiguration())
+    }
+
+    @Test func theHelpListsEveryKeyWithItsDefault() {
+        let help = DaemonConfiguration.settingsHelp()
+        for setting in DaemonConfiguration.settings {
+            let value = DaemonConfiguration().value(of: setting.key)!
+            #expect(help.contains("  \(setting.key) (default: \(value.isEmpty ? "empty" : value))"), "\(setting.key)")
+        }
+        #expect(help.contains("agent_ttl (default: 2s)") && help.contains("gossip_port (default: 7946)"))
+    }
+}

@@ -295,6 +295,9 @@ extension ClusterTests {
         try await onOwnThread {
             try FlotillaCluster.with(machines: 3, tag: "dupid") { cluster in
                 let firstID = try cluster.bed.exec(1, "cat", "/etc/machine-id")
+                // The built daemon's own --help lists its settings with their defaults.
+                let help = try cluster.bed.exec(1, cluster.daemon, "--help")
+                #expect(help.contains("agent_ttl (default: 2s)") && help.contains("machine_id_path (default: /etc/machine-id)"), "\(help)")
                 let pinned = "[Service]\nExecStart=/bin/sleep 1000000\n\n[X-Fleet]\nMachineID=\(firstID)\n"
                 try cluster.bed.exec(1, "sh", "-c", "printf '%s' '\(pinned)' > /tmp/pinned.service")
                 try cluster.ctl(1, "start", "/tmp/pinned.service")
