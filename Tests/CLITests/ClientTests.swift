@@ -110,15 +110,19 @@ struct ClientTransportTests {
         await server.shutdown()
     }
 
+    /// The server answers after 1 s, beyond the 300 ms request timeout: only a long poll's own
+    /// allowance (its wait on top) lets the answer through. The wait is 10 s rather than just
+    /// above the delay: the suite starts hundreds of tests at once on two cores, and a fresh-clone
+    /// run resumed this one's reply after the 800 ms a 500 ms wait allowed.
     @Test func longPollTimeoutIsTheWaitPlusTheRequestTimeout() async throws {
         let server = try await MiniHTTPServer(socketPath: temporarySocketPath("poll")) { _ in
             .full(status: 200, contentType: "application/json", body: Array(#"{"events":[],"lastIndex":7,"isTruncated":false}"#.utf8),
-                  delay: .milliseconds(400), keepAlive: true)
+                  delay: .seconds(1), keepAlive: true)
         }
         let client = FlotillaClient(endpoint: .unix(path: server.socketPath), requestTimeout: .milliseconds(300))
-        let page = try await client.events(afterIndex: 3, waitMilliseconds: 500)
+        let page = try await client.events(afterIndex: 3, waitMilliseconds: 10_000)
         #expect(page.lastIndex == 7)
-        #expect(server.log.first?.uri == "/flotilla/v1/watch?afterIndex=3&waitMilliseconds=500")
+        #expect(server.log.first?.uri == "/flotilla/v1/watch?afterIndex=3&waitMilliseconds=10000")
         await server.shutdown()
     }
 
