@@ -17,6 +17,18 @@ public struct FleetUnitOption: Codable, Hashable, Sendable {
         self.name = name
         self.value = value
     }
+
+    private enum CodingKeys: String, CodingKey { case section, name, value }
+
+    /// An absent `value` is the empty value: fleet's generated Go client marks it `omitempty`, so
+    /// a unit file line `Environment=` goes out as `{"name":"Environment","section":"Service"}`,
+    /// and fleet's server read that as "".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        section = try container.decode(String.self, forKey: .section)
+        name = try container.decode(String.self, forKey: .name)
+        value = try container.decodeIfPresent(String.self, forKey: .value) ?? ""
+    }
 }
 
 /// fleet's desired/current unit states, spelled as on the wire.
@@ -44,8 +56,9 @@ public struct FleetUnit: Codable, Hashable, Sendable {
     }
 }
 
-/// The body of `PUT /fleet/v1/units/<name>`: `desiredState` is required; `options` only when
-/// creating (or, beyond fleet 0.x, replacing) the unit; `name`, if present, must match the URL.
+/// The body of `PUT /fleet/v1/units/<name>`: `desiredState` (absent when fleetctl creates a
+/// unit, see `UnitPutRules`), `options` when creating (or, beyond fleet 0.x, replacing) the
+/// unit; `name`, if present, must match the URL.
 public struct FleetUnitPutRequest: Codable, Hashable, Sendable {
     public var name: String?
     public var desiredState: FleetUnitTargetState?
