@@ -12,6 +12,20 @@ struct APIRequest: Sendable {
     var body: [UInt8]
 
     var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
+
+    /// The origin form (`/path?query`) of a request target. A target in absolute form
+    /// (`http://domain-sock/fleet/v1/units?alt=json`, which fleet's older generated Go client
+    /// made net/http write) loses its scheme and authority: RFC 7230 §5.3.2 has servers accept
+    /// it. Any other target is returned as it is (the router refuses what is not a path).
+    static func originForm(of target: String) -> String {
+        for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
+            let afterScheme = target.dropFirst(scheme.count)
+            guard let end = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+            let rest = afterScheme[end...]
+            return rest.hasPrefix("?") ? "/" + rest : String(rest)
+        }
+        return target
+    }
     var query: Substring {
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         return parts.count > 1 ? parts[1] : ""

@@ -73,7 +73,7 @@ struct HTTPConnection: Sendable {
                 }
                 body.append(contentsOf: chunk.readableBytesView)
             case .end:
-                let request = APIRequest(method: head.method, target: head.uri, headers: head.headers, body: body)
+                let request = APIRequest(method: head.method, target: APIRequest.originForm(of: head.uri), headers: head.headers, body: body)
                 return .request(request, version: head.version, keepAlive: head.isKeepAlive)
             }
         }

@@ -1,6 +1,6 @@
 import FleetAPI
 import Foundation
-import HTTPAPI
+@testable import HTTPAPI
 import Testing
 
 /// # Every request fleet 1.0's own client sends, as it sends it
@@ -72,11 +72,6 @@ import Testing
 /// These fail against the current Sources, so they are described here rather than tested
 /// (a test is added once the server changes):
 ///
-/// - The request target in absolute form, `GET http://domain-sock/fleet/v1/units?alt=json`.
-///   Older generated clients (the ones calling `googleapi.SetOpaque`, before `googleapi.Expand`)
-///   made Go write the full URL in the request line; RFC 7230 section 5.3.2 requires a server
-///   to accept it. flotillad answers 400 "path must start with '/'". fleet 1.0's regenerated
-///   client writes the origin form tested here.
 /// - `UnitState.Get`, `GET /fleet/v1/state/{unitName}?alt=json`, in fleet's last
 ///   `schema/v1.json` and generated client (fleet's server answered 200 with one UnitState or 404
 ///   "unit state does not exist"). fleetctl never calls it; flotillad has no such route (404
@@ -223,6 +218,26 @@ import Testing
             try expectEmptyAnswer(try await client.put("units/empty-value.service", body: body), status: 201)
             let unit = try decode(FleetUnit.self, try await client.get("units/empty-value.service"))
             #expect(unit.options == options)
+            await client.close()
+        }
+    }
+
+    /// The request target in absolute form, `GET http://domain-sock/fleet/v1/units?alt=json`:
+    /// older generated clients (calling `googleapi.SetOpaque`, before `googleapi.Expand`) made Go
+    /// write the full URL in the request line, and RFC 7230 section 5.3.2 has servers accept it.
+    /// (flotillad answered 400 "path must start with '/'" until this test.)
+    @Test func aRequestTargetInAbsoluteFormIsServedLikeItsPath() async throws {
+        try await ServerFixture.run { fixture in
+            await fixture.backend.setUnits([unit("web@1.service", desiredState: .launched)])
+            let client = try await FleetGoClient.connect(fixture)
+            for target in ["http://domain-sock/fleet/v1/units?alt=json", "http://domain-sock/fleet/v1/units/web%401.service?alt=json"] {
+                try await client.connection.send(FleetGoClient.request("GET", target, host: FleetGoClient.unixHost, body: nil))
+                let answer = try await client.connection.readResponse()
+                try expectFleetJSONAnswer(answer, status: 200)
+            }
+            #expect(APIRequest.originForm(of: "HTTP://h:80?x=1") == "/?x=1")
+            #expect(APIRequest.originForm(of: "https://h") == "/")
+            #expect(APIRequest.originForm(of: "/fleet/v1/units") == "/fleet/v1/units")
             await client.close()
         }
     }
