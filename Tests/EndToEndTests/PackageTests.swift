@@ -14,7 +14,7 @@ struct PackageTests {
         let output = "\(repo)/.build-static/deb-test"
         // Niced: on a fresh clone this is a release build of everything, minutes of both cores,
         // while the rest of the suite runs beside it with its timers.
-        let result = try ChildProcess.run(["nice", "-n", "10", repo + "/Contrib/build-deb", output], timeoutSeconds: 3_600)
+        let result = try ChildProcess.run(["/usr/bin/nice", "-n", "10", repo + "/Contrib/build-deb", output], timeoutSeconds: 3_600)
         guard result.status == 0 else {
             throw PackageFailure(description: "Contrib/build-deb failed:\n\(result.standardOutput)\n\(result.standardError)")
         }
