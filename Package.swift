@@ -128,12 +128,12 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "Wire", "Raft", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["Transport", "Wire", "Raft", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "RaftReplicaTests",
-            dependencies: ["RaftReplica", "Transport", "Storage", "Raft", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["RaftReplica", "Transport", "Storage", "Raft", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).

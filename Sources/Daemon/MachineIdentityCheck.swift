@@ -13,9 +13,11 @@ enum MachineIdentityCheck {
     static let refusedExitStatus: Int32 = 78  // EX_CONFIG
 
     /// How long start-up waits for a seed to answer the join before going on unchecked (seeds
-    /// that are not up yet: the first machines of a new cluster), then for identity probes.
+    /// that are not up yet: the first machines of a new cluster), then for identity probes (each
+    /// lasts `MembershipInstance.identityProbeSends` probe timeouts, 2 s on a LAN; this bounds
+    /// the wait should gossip keep starting new ones).
     static let joinWaitMilliseconds = 3_000
-    static let probeWaitMilliseconds = 2_000
+    static let probeWaitMilliseconds = 4_000
     static let pollMilliseconds = 20
 
     /// Returns once the join has settled with no clash; throws `DuplicateMachineID` otherwise.

@@ -157,7 +157,7 @@ extension MembershipInstance {
     mutating func handleAck(_ ack: Ack, now: MonotonicInstant, into effects: inout [Effect]) {
         if let position = identityProbes.firstIndex(where: { $0.sequenceNumber == ack.sequenceNumber }) {
             let answered = identityProbes.remove(at: position)
-            if now < answered.expireAt, identityClash == nil { identityClash = answered.address }
+            if now < answered.giveUpAt, identityClash == nil { identityClash = answered.address }
             return
         }
         if var current = probe, current.sequenceNumber == ack.sequenceNumber {
@@ -199,28 +199,53 @@ extension MembershipInstance {
 struct IdentityProbe: Hashable, Sendable {
     let sequenceNumber: UInt32
     let address: MemberAddress
-    let expireAt: MonotonicInstant
+    var resendAt: MonotonicInstant
+    let giveUpAt: MonotonicInstant
 }
 
 extension MembershipInstance {
     static let identityProbesMax = 4
+    /// How many times one probe's ping is sent, a probe timeout apart, before the address counts
+    /// as silent. One ping was not enough: with the machines busy (a full test run on two cores)
+    /// the clone's ack came after the first timeout, the new machine started unchecked and the
+    /// clash showed only a second later, when both were already running.
+    public static let identityProbeSends = 4
 
     /// Someone announced our ID from another address. Either it is an earlier life of this machine
     /// (restarted with a new address; nothing answers there any more, or a different machine
     /// that stays silent to a ping naming another ID) or a second live machine with our machine
     /// ID, which answers a ping for that ID like we would: that is the clash memberlist reports
     /// as a conflict and fleet refused at start-up (its functional test TestDetectMachineId).
-    /// One probe per address in flight; it counts only if acked within a probe timeout.
+    /// One probe per address in flight, its ping resent every probe timeout up to
+    /// `identityProbeSends` times (a lost datagram or a slow answer is not silence); an ack of any
+    /// of them counts until the last one's timeout.
     mutating func probeIdentity(at address: MemberAddress, now: MonotonicInstant, into effects: inout [Effect]) {
         guard identityClash == nil, identityProbes.count < Self.identityProbesMax,
               !identityProbes.contains(where: { $0.address == address }) else { return }
         let sequenceNumber = takeSequenceNumber()
-        identityProbes.append(IdentityProbe(sequenceNumber: sequenceNumber, address: address,
-                                            expireAt: now + configuration.probeTimeoutMilliseconds))
-        effects.append(.send(datagram(.ping(Ping(sequenceNumber: sequenceNumber, targetID: localMember.id))), to: address))
+        let timeout = configuration.probeTimeoutMilliseconds
+        let probe = IdentityProbe(sequenceNumber: sequenceNumber, address: address, resendAt: now + timeout,
+                                  giveUpAt: now + timeout * Int64(Self.identityProbeSends))
+        identityProbes.append(probe)
+        effects.append(.send(identityPing(probe), to: address))
     }
 
-    /// Whether an identity probe waits for its ack (pruned on the tick after it expires).
+    mutating func identityPing(_ probe: IdentityProbe) -> MembershipMessage {
+        datagram(.ping(Ping(sequenceNumber: probe.sequenceNumber, targetID: localMember.id)))
+    }
+
+    /// Drops the probes whose last ping went unanswered and resends the others' when due.
+    mutating func runIdentityProbeTimers(now: MonotonicInstant, into effects: inout [Effect]) {
+        guard !identityProbes.isEmpty else { return }
+        identityProbes.removeAll { now >= $0.giveUpAt }
+        for position in identityProbes.indices where now >= identityProbes[position].resendAt {
+            identityProbes[position].resendAt = now + configuration.probeTimeoutMilliseconds
+            let probe = identityProbes[position]
+            effects.append(.send(identityPing(probe), to: probe.address))
+        }
+    }
+
+    /// Whether an identity probe waits for its ack.
     public var hasIdentityProbesInFlight: Bool { !identityProbes.isEmpty }
 
     /// Whether the join has finished: a seed answered (or there were none to ask).

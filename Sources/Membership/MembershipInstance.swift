@@ -156,7 +156,7 @@ public struct MembershipInstance: Sendable {
         retryJoinIfDue(now: now, into: &effects)
         runProbeTimers(now: now, into: &effects)
         runRelayTimers(now: now, into: &effects)
-        identityProbes.removeAll { now >= $0.expireAt }
+        runIdentityProbeTimers(now: now, into: &effects)
         expireSuspicions(now: now, into: &effects)
         forgetExpiredDead(now: now, into: &effects)
         gossipIfDue(now: now, into: &effects)
@@ -272,6 +272,7 @@ public struct MembershipInstance: Sendable {
         }
         if let joinRetryAt { earliest = min(earliest, joinRetryAt) }
         for relay in relays { earliest = min(earliest, relay.nextDeadline) }
+        for probe in identityProbes { earliest = min(earliest, probe.resendAt, probe.giveUpAt) }
         for id in suspectIDs {
             if let deadline = suspicions[id]?.deadline {
                 earliest = min(earliest, deadline)

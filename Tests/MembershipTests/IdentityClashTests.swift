@@ -5,7 +5,15 @@ import Membership
 /// machine from an earlier life of this one at another address (fleet's TestDetectMachineId).
 @Suite struct IdentityClashTests {
     func pings(_ directives: [MessageDirective], to target: MemberAddress) -> [MembershipMessage] {
-        directives.sent.filter { $0.1 == target && $0.0.pingSequence != nil }.map(\.0)
+        pings(directives.sent, to: target)
+    }
+
+    func pings(_ directives: [TickDirective], to target: MemberAddress) -> [MembershipMessage] {
+        pings(directives.sent, to: target)
+    }
+
+    func pings(_ sent: [(MembershipMessage, MemberAddress)], to target: MemberAddress) -> [MembershipMessage] {
+        sent.filter { $0.1 == target && $0.0.pingSequence != nil }.map(\.0)
     }
 
     @Test func aLiveMachineAnsweringToOurIDAtAnotherAddressIsAClash() throws {
@@ -43,12 +51,40 @@ import Membership
         // Still refutes, as before: its own record must win over the stale one.
         #expect(restarted.localMember.incarnation > 2)
 
-        // Nobody answers within the probe timeout; a late ack no longer counts.
-        _ = restarted.run(until: ms(Int64(MembershipConfiguration.lan.probeTimeoutMilliseconds) + 1_000))
+        // Nobody answers any of its pings (resent a probe timeout apart); an ack after the last
+        // one's timeout no longer counts.
+        let window = MembershipConfiguration.lan.probeTimeoutMilliseconds * Int64(MembershipInstance.identityProbeSends)
+        let resent = pings(restarted.run(until: ms(window + 100)), to: address(6))
+        #expect(resent.count == MembershipInstance.identityProbeSends - 1)
+        #expect(resent.allSatisfy { $0.pingSequence == sent[0].pingSequence })
         #expect(!restarted.hasIdentityProbesInFlight)
         let lateAck = MembershipMessage(.ack(Ack(sequenceNumber: sent[0].pingSequence!)))
-        _ = restarted.onMessage(lateAck, from: address(6), now: ms(2_000))
+        _ = restarted.onMessage(lateAck, from: address(6), now: ms(window + 200))
         #expect(restarted.identityClash == nil)
+    }
+
+    /// A busy clone answers after the first ping's timeout, or the first ping is lost: the probe
+    /// is resent and the answer still counts (a new machine started unchecked in a fresh-clone
+    /// run when one unanswered ping ended the probe).
+    @Test func aSlowOrLostFirstAnswerStillShowsTheClash() throws {
+        var newcomer = makeInstance(1)
+        let originalMember = Member(id: memberID(1), address: address(5), role: .agent, version: "1.0", incarnation: 3)
+        var original = try MembershipInstance(localMember: originalMember, random: MembershipRandom(seed: 2), now: .zero)
+        let first = pings(newcomer.receive(.alive(originalMember), from: 5), to: address(5))
+        #expect(first.count == 1)
+
+        // The first ping is lost; a probe timeout later it goes out again and is answered.
+        let timeout = MembershipConfiguration.lan.probeTimeoutMilliseconds
+        let again = pings(newcomer.run(until: ms(timeout + 10)), to: address(5))
+        #expect(again.count == 1 && again[0].pingSequence == first[0].pingSequence)
+        #expect(newcomer.hasIdentityProbesInFlight && newcomer.identityClash == nil)
+        let acks = original.onMessage(again[0], from: address(1), now: ms(timeout + 20)).sent
+            .filter { $0.1 == address(1) }.map(\.0).filter { if case .ack = $0.body { true } else { false } }
+        #expect(acks.count == 1)
+        // It arrives late, after the second ping's timeout too: still within the probe's window.
+        _ = newcomer.onMessage(acks[0], from: address(5), now: ms(timeout * 2 + 50))
+        #expect(newcomer.identityClash == address(5))
+        #expect(!newcomer.hasIdentityProbesInFlight)
     }
 
     @Test func anotherMachineNowAtTheOldAddressStaysSilentSoNoClash() throws {

@@ -6,6 +6,7 @@ import Raft
 import Storage
 import Synchronization
 import Testing
+import TestSupport
 import Transport
 
 @testable import RaftReplica
@@ -99,7 +100,7 @@ final class LoopbackCluster {
 
     func start() async throws {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        for id in ids { try await start(id, port: try freePortBelowEphemeralRange(), peers: [:]) }
+        for id in ids { try await start(id, port: try LoopbackPorts.reserve(), peers: [:]) }
         for id in ids {
             for other in ids where other != id {
                 replicas[id]!.transport.setPeer(other, address: address(of: other))
@@ -115,7 +116,7 @@ final class LoopbackCluster {
     func startJoining(_ id: NodeID) async throws {
         joiners.insert(id)
         let peers = Dictionary(uniqueKeysWithValues: replicas.keys.map { ($0, address(of: $0)) })
-        try await start(id, port: try freePortBelowEphemeralRange(), peers: peers)
+        try await start(id, port: try LoopbackPorts.reserve(), peers: peers)
     }
 
     func start(_ id: NodeID, port: Int, peers: [NodeID: PeerAddress]) async throws {
@@ -325,29 +326,3 @@ struct SingleReplicaTests {
     }
 }
 
-/// A loopback TCP port below Linux's ephemeral range (32768-60999 by default) that is free now.
-///
-/// A replica restarts on its old port, as a daemon with a configured port does. A port the kernel
-/// handed out (port 0) can be taken while the replica is down, as the source port of another
-/// test's outgoing connection, and the restart would fail to bind; ports below the range are only
-/// ever taken by explicit binds.
-func freePortBelowEphemeralRange() throws -> Int {
-    for _ in 0..<200 {
-        let port = Int.random(in: 20_000..<32_000)
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { continue }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if bound == 0 { return port }
-    }
-    struct NoFreePort: Error {}
-    throw NoFreePort()
-}

@@ -4,6 +4,7 @@ import NIOPosix
 import Raft
 import Synchronization
 import Testing
+import TestSupport
 import Wire
 
 @testable import Transport
@@ -112,20 +113,9 @@ struct TransportTests {
     @Test func reconnectsAfterThePeerRestarts() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let firstLife = ReceivedMessages()
-        // A port below Linux's ephemeral range (32768-60999 by default), as a daemon's configured
-        // port would be: a port the kernel handed out can be taken, while the peer is down, as
-        // the source port of some other test's outgoing connection, and the restart could not
-        // bind it again.
-        var random = SystemRandomNumberGenerator()
-        var b: Transport?
-        for _ in 0..<50 where b == nil {
-            b = try? await startTransport(id: 2, port: Int.random(in: 20_000..<32_000, using: &random),
-                                          group: group, received: firstLife)
-        }
-        guard let b else {
-            Issue.record("no free port below the ephemeral range in 50 tries")
-            return
-        }
+        // A port of its own below the ephemeral range, as a daemon's configured port would be
+        // (LoopbackPorts says why): the restart below binds it again.
+        let b = try await startTransport(id: 2, port: try LoopbackPorts.reserve(), group: group, received: firstLife)
         let port = b.listenPort
         let a = try await startTransport(id: 1, peers: [NodeID(2): PeerAddress(host: loopback, port: port)],
                                          group: group, received: ReceivedMessages())
