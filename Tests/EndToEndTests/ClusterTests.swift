@@ -63,8 +63,14 @@ struct ClusterTests {
                 #expect(primary.count == 1 && replica.count == 1 && primary != replica, "Conflicts: \(primary) vs \(replica)")
 
                 // Journal and status come from the unit's machine through the API (fleet needed SSH).
-                let journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
-                #expect(journal.contains("cache up"), "journal: \(journal)")
+                // systemd reports a Type=simple unit active once it has forked it, so the shell's
+                // "cache up" reaches the journal some time after `start` returned: wait for it there.
+                var journal = ""
+                let logged = try Testbed.eventually(timeoutSeconds: 30) {
+                    journal = try cluster.ctl(1, "journal", "--lines=5", "cache.service")
+                    return journal.contains("cache up")
+                }
+                #expect(logged, "journal: \(journal)")
                 let messages = try cluster.ctl(1, "journal", "--lines=5", "--output=cat", "cache.service")
                 #expect(messages.split(separator: "\n").contains("cache up"), "journal --output=cat: \(messages)")
                 let json = try cluster.ctl(2, "journal", "--lines=5", "--output=json", "cache.service")
