@@ -8,7 +8,7 @@ import UnitFile
 /// - only units whose target state is `loaded` or `launched` are placed; `inactive` units are
 ///   unassigned;
 /// - `MachineID`: only that machine; `MachineMetadata`: AND across keys, OR across values of one
-///   key (plus Flotilla's `!=`, `>=`, `<=`, see `MetadataMatcher`);
+///   key, or fleet's comparisons (`ram>=1024`, `disk!=hdd`; see `MetadataMatcher`);
 /// - `MachineOf`: on the machine of every named peer ("follower units will reschedule themselves
 ///   ... to ensure their MachineOf options are always fulfilled"); a global peer is on every
 ///   machine its metadata matches;

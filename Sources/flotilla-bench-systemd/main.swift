@@ -175,6 +175,10 @@ case "log":
     guard arguments.count == 2 else { fail("usage: log MESSAGE") }
     let logger = Logger(label: "flotilla.bench") { JournalLogHandler(label: $0, syslogIdentifier: "flotilla-bench") }
     logger.warning("\(arguments[1])", metadata: ["unit": "sdbus-example.service", "attempt": "3"])
+    // Stay alive until stopped: journald reads a datagram sender's unit from /proc/PID/cgroup
+    // when it gets to the datagram, and a sender that has already exited gets no _SYSTEMD_UNIT
+    // (systemd 252), so its entry would not be found by unit.
+    while true { sleep(3600) }
 default:
     fail("usage: flotilla-bench-systemd start-latency|track|notify|log ...")
 }

@@ -64,10 +64,10 @@ struct Cluster {
              units: [("a.service", ["MachineMetadata=ram>=4096", "MachineMetadata=disk!=hdd"]),
                      ("b.service", ["MachineMetadata=ram<=4096"]), ("c.service", ["MachineMetadata=ram>=lots"])],
              expected: ["a.service": "m3", "b.service": "m1", "c.service": nil]),
-        Case(label: "strict metadata operators =>n =<n (a non-numeric > value is plain equality)",
-             machines: [("m1", ["ram": "4096"]), ("m2", ["ram": "8192"]), ("m3", ["ram": ">x"])],
-             units: [("a.service", ["MachineMetadata=ram=>4096"]), ("b.service", ["MachineMetadata=ram=<8192"]),
-                     ("c.service", ["MachineMetadata=ram=>8192"]), ("d.service", ["MachineMetadata=ram=>x"])],
+        Case(label: "strict metadata operators > < and text == (fleet 1.0's forms)",
+             machines: [("m1", ["ram": "4096"]), ("m2", ["ram": "8192"]), ("m3", ["ram": "x"])],
+             units: [("a.service", ["MachineMetadata=ram>4096"]), ("b.service", ["MachineMetadata=ram<8192"]),
+                     ("c.service", ["MachineMetadata=ram>8192"]), ("d.service", ["MachineMetadata=ram==x"])],
              expected: ["a.service": "m2", "b.service": "m1", "c.service": nil, "d.service": "m3"]),
         Case(label: "MachineOf chains follow their peers", machines: [("m1", [:]), ("m2", [:])],
              units: [("z.service", []), ("y.service", ["MachineOf=z.service"]), ("x.service", ["MachineOf=y.service"]),
@@ -268,11 +268,37 @@ struct Cluster {
         let file = try UnitFile(parsing: "[X-Fleet]\nMachineMetadata=disk!=hdd\nMachineMetadata=disk!=tape\nMachineMetadata=ram>=4096\n")
         let options = try FleetOptions(unitFile: file, unitName: name("a.service"))
         let matcher = MetadataMatcher(options.machineMetadata)
-        #expect(matcher.isSatisfied(by: ["ram": "8192"]))                  // != holds when the key is absent
+        #expect(!matcher.isSatisfied(by: ["ram": "8192"]))                  // fleet: a machine without the key never qualifies
         #expect(!matcher.isSatisfied(by: ["ram": "8192", "disk": "tape"]))  // != is "none of", not "any of"
         #expect(matcher.isSatisfied(by: ["ram": "8192", "disk": "ssd"]))
-        #expect(!matcher.isSatisfied(by: ["ram": "lots"]))                  // >= needs a number
+        #expect(!matcher.isSatisfied(by: ["ram": "lots", "disk": "ssd"]))   // >= needs a number
         #expect(!matcher.isSatisfied(by: [:]))
+    }
+
+    /// fleet's functional TestMetadataOperator, case by case: a machine with `ram=1024` and one
+    /// unit requiring each of these.
+    @Test(arguments: [
+        ("ram>=1024", true), ("ram<=1024", true), ("ram>1023", true), ("ram<1025", true), ("ram!=1025", true),
+        ("ram==1024", true), ("ram>=1025", false), ("ram<=1023", false), ("ram>1024", false), ("ram<1024", false),
+        ("ram!=1024", false), ("ram==1025", false),
+    ])
+    func fleetsMetadataOperatorTable(_ requirement: String, _ schedules: Bool) throws {
+        let file = try UnitFile(parsing: "[X-Fleet]\nMachineMetadata=\"\(requirement)\"\n")
+        let options = try FleetOptions(unitFile: file, unitName: name("metadata-op.service"))
+        #expect(MetadataMatcher(options.machineMetadata).isSatisfied(by: ["ram": "1024"]) == schedules, "\(requirement)")
+    }
+
+    /// Comparisons on one key all hold together (a range); plain values are alternatives.
+    @Test func comparisonsOnOneKeyFormARangeAndPlainValuesAreAlternatives() throws {
+        let range = try FleetOptions(
+            unitFile: UnitFile(parsing: "[X-Fleet]\nMachineMetadata=ram>=1024 ram<=4096\n"), unitName: name("a.service"))
+        let matcher = MetadataMatcher(range.machineMetadata)
+        #expect(matcher.isSatisfied(by: ["ram": "2048"]))
+        #expect(!matcher.isSatisfied(by: ["ram": "8192"]) && !matcher.isSatisfied(by: ["ram": "512"]))
+        let either = try FleetOptions(
+            unitFile: UnitFile(parsing: "[X-Fleet]\nMachineMetadata=region=eu region=us\n"), unitName: name("b.service"))
+        #expect(MetadataMatcher(either.machineMetadata).isSatisfied(by: ["region": "us"]))
+        #expect(!MetadataMatcher(either.machineMetadata).isSatisfied(by: ["region": "ap"]))
     }
 
     @Test func aMachinesUnitsAreItsAssignedAndMatchingGlobalOnes() {

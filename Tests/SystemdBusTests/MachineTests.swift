@@ -327,7 +327,11 @@ struct MachineTests {
         try await onOwnThread {
             let helper = try helperPathInMachine()
             let unit = try UnitName("sdbus-logger.service")
-            try machine.exec("systemd-run --wait --quiet --unit=sdbus-logger.service \(helper) log 'hello from swift-log'")
+            // The helper logs, then stays up until stopped (see its `log` mode: an exited sender's
+            // entry can lack _SYSTEMD_UNIT).
+            _ = try? machine.exec("systemctl stop sdbus-logger.service; systemctl reset-failed sdbus-logger.service")
+            try machine.exec("systemd-run --quiet --unit=sdbus-logger.service \(helper) log 'hello from swift-log'")
+            defer { _ = try? machine.exec("systemctl stop sdbus-logger.service") }
             let source = JournalSource.directory("/proc/\(machine.pid()!)/root/run/log/journal")
             let entry = try await eventually { () -> JournalEntry? in
                 try await UnitJournal.lastEntries(unit: unit, count: 50, source: source).first { $0.message == "hello from swift-log" }

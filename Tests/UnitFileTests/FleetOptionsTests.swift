@@ -81,9 +81,20 @@ struct IncompatibleCase: Sendable, CustomTestStringConvertible {
         #expect(try fleetOptions(xFleet).machineMetadata == expected)
     }
 
-    @Test(arguments: ["a", "a=", "=b", "a=b=c"])
+    @Test(arguments: ["a", "a=", "=b", "a=b=c", "ram>=", ">=4", "ram<", "disk!="])
     func malformedMachineMetadataIsRefused(_ pair: String) {
         #expect(fleetOptionsError("MachineMetadata=\(pair)") == .invalidMachineMetadata(key: "MachineMetadata", value: pair))
+    }
+
+    /// fleet 1.0 splits at the first comparison operator and keeps it on the value.
+    @Test func comparisonsKeepTheirOperatorOnTheValue() throws {
+        let file = try UnitFile(parsing: "[X-Fleet]\nMachineMetadata=ram>=1024 ram<8192 disk!=hdd zone==a\n")
+        let options = try FleetOptions(unitFile: file, unitName: UnitName("a.service"))
+        #expect(options.machineMetadata == [
+            MachineMetadataRequirement(key: "disk", allowedValues: ["!=hdd"]),
+            MachineMetadataRequirement(key: "ram", allowedValues: [">=1024", "<8192"]),
+            MachineMetadataRequirement(key: "zone", allowedValues: ["==a"]),
+        ])
     }
 
     @Test func repeatedMetadataKeysAreAlternativesAndDifferentKeysAreAllRequired() throws {

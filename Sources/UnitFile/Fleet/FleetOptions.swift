@@ -73,9 +73,9 @@ public struct FleetOptions: Hashable, Sendable {
     }
 
     /// Whether a machine with this metadata meets every metadata requirement (fleet's
-    /// `machine.HasMetadata`): each required key present with one of its allowed values.
+    /// `machine.HasMetadata`, see `MetadataMatcher`).
     public func isSatisfied(byMachineMetadata metadata: [String: String]) -> Bool {
-        machineMetadata.allSatisfy { $0.isSatisfied(by: metadata[$0.key]) }
+        MetadataMatcher(machineMetadata).isSatisfied(by: metadata)
     }
 
     /// A word of an `[X-Fleet]` value with the key it was written under, for error messages.
@@ -164,16 +164,37 @@ public struct FleetOptions: Hashable, Sendable {
     {
         var valuesByKey: [String: [String]] = [:]
         for word in words {
-            let parts = word.text.split(separator: "=", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            guard let (key, value) = metadataPair(word.text), !key.isEmpty, !value.isEmpty,
+                  value.count > comparisonOperatorLength(value) else {
                 throw .invalidMachineMetadata(key: word.key, value: word.text)
             }
-            valuesByKey[String(parts[0]), default: []].append(String(parts[1]))
+            valuesByKey[key, default: []].append(value)
         }
         // Dictionary order is seeded per process; sort so equal units compare and print equal.
         return valuesByKey.keys.sorted().map { key in
             MachineMetadataRequirement(key: key, allowedValues: uniqued(valuesByKey[key] ?? []))
         }
+    }
+
+    /// fleet 1.0's split of a `MachineMetadata` word: at the first of its comparison operators
+    /// that occurs, tried in this order and kept on the value (`ram>=1024`: `ram`, `>=1024`);
+    /// otherwise at its only `=` (`region=east`). fleet skipped a word that fits neither; here it
+    /// is refused, so a typo does not silently drop a placement rule.
+    static let comparisonOperators = ["<=", ">=", "!=", "==", "<", ">"]
+
+    private static func metadataPair(_ text: String) -> (String, String)? {
+        for comparison in comparisonOperators {
+            if let start = text.indices.first(where: { text[$0...].hasPrefix(comparison) }) {
+                return (String(text[..<start]), String(text[start...]))
+            }
+        }
+        let parts = text.split(separator: "=", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        return (String(parts[0]), String(parts[1]))
+    }
+
+    private static func comparisonOperatorLength(_ value: String) -> Int {
+        comparisonOperators.first { value.hasPrefix($0) }?.count ?? 0
     }
 
     /// fleet's `ValidateOptions`, in fleet's order, plus the self-reference check.
@@ -205,14 +226,9 @@ public struct FleetOptions: Hashable, Sendable {
 /// One metadata key and the values a machine may have for it.
 public struct MachineMetadataRequirement: Hashable, Sendable {
     public let key: String
-    /// In the order first written, without repeats; any one of them satisfies the requirement.
+    /// In the order first written, without repeats, a comparison's operator at its start
+    /// (`>=1024`); the scheduler's `MetadataMatcher` says how they combine.
     public let allowedValues: [String]
-
-    /// Whether a machine whose value for `key` is `machineValue` (nil: key absent) qualifies.
-    public func isSatisfied(by machineValue: String?) -> Bool {
-        guard let machineValue else { return false }
-        return allowedValues.contains(machineValue)
-    }
 }
 
 /// The elements in order, later repeats removed.
