@@ -8,6 +8,8 @@ struct FlotillaCluster {
     let daemon: String
     let control: String
     let addresses: [String]
+    /// Extra flags for each machine's flotillad, by machine index - 1.
+    var daemonArguments: [[String]] = []
 
     static let missingCapability: String? = {
         if let missing = Testbed.missingHostCapability { return missing }
@@ -18,11 +20,17 @@ struct FlotillaCluster {
 
     /// Boots `machines` machines, starts flotillad on each (all of the first three are voters),
     /// waits until the API answers with every machine listed, runs `body`, tears down.
-    static func with<Result>(machines: Int, tag: String, _ body: (FlotillaCluster) throws -> Result) throws -> Result {
+    /// `daemonArguments` adds flags to each machine's flotillad (`--metadata=...`), asked once per
+    /// machine with the booted test bed and the machine's index.
+    static func with<Result>(machines: Int, tag: String,
+                             daemonArguments: (Testbed, Int) throws -> [String] = { _, _ in [] },
+                             _ body: (FlotillaCluster) throws -> Result) throws -> Result {
         try Testbed.with(machines: machines, tag: tag) { bed in
             let addresses = try (1...machines).map { try bed.address($0) }
+            let arguments = try (1...machines).map { try daemonArguments(bed, $0) }
             let cluster = FlotillaCluster(bed: bed, daemon: Testbed.binaryInMachine(named: "flotillad")!,
-                                          control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses)
+                                          control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses,
+                                          daemonArguments: arguments)
             for machine in 1...machines { try cluster.startDaemon(machine) }
             let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
                 let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
@@ -42,9 +50,9 @@ struct FlotillaCluster {
     /// run through log compaction and, on restarts, recovery from a snapshot.
     func startDaemon(_ machine: Int) throws {
         _ = try bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
-        try bed.exec(machine, "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
+        try bed.exec(machine, ["systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
                      "-p", "Restart=always", "-p", "RestartSec=200ms", daemon, "--public-ip=\(addresses[machine - 1])",
-                     "--voters=\(voters)", "--raft-snapshot-entries=32")
+                     "--voters=\(voters)", "--raft-snapshot-entries=32"] + (daemonArguments.indices.contains(machine - 1) ? daemonArguments[machine - 1] : []))
     }
 
     @discardableResult
