@@ -145,6 +145,44 @@ public struct FleetMachinePatchOperation: Codable, Hashable, Sendable {
         self.path = path
         self.value = value
     }
+
+    /// As fleet's server (Go's encoding/json) reads it: keys match whatever their case (`Value`
+    /// as well as `value`), an exact match first. The value is a string, or an object holding
+    /// it as `value`: the shape fleet's own functional test (machines_test.go) sends,
+    /// `"Value":{"value":"bar"}`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        func key(_ name: String) -> AnyKey? {
+            container.allKeys.first { $0.stringValue == name }
+                ?? container.allKeys.first { $0.stringValue.lowercased() == name }
+        }
+        guard let opKey = key("op") else {
+            throw DecodingError.keyNotFound(CodingKeys.op, .init(codingPath: container.codingPath, debugDescription: "op is required"))
+        }
+        guard let pathKey = key("path") else {
+            throw DecodingError.keyNotFound(CodingKeys.path, .init(codingPath: container.codingPath, debugDescription: "path is required"))
+        }
+        op = try container.decode(String.self, forKey: opKey)
+        path = try container.decode(String.self, forKey: pathKey)
+        guard let valueKey = key("value"), !(try container.decodeNil(forKey: valueKey)) else {
+            value = nil
+            return
+        }
+        if let text = try? container.decode(String.self, forKey: valueKey) {
+            value = text
+        } else {
+            let wrapped = try container.nestedContainer(keyedBy: AnyKey.self, forKey: valueKey)
+            let inner = wrapped.allKeys.first { $0.stringValue == "value" } ?? wrapped.allKeys.first { $0.stringValue.lowercased() == "value" }
+            value = try inner.map { try wrapped.decode(String.self, forKey: $0) }
+        }
+    }
+
+    private struct AnyKey: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
 }
 
 /// fleet's error entity: `{"error":{"code":400,"message":"..."}}`.

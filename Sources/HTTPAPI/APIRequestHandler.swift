@@ -45,8 +45,10 @@ enum APIResponse: Sendable {
         return .complete(status: status, headers: headers, body: JSONBodies.encode(entity))
     }
 
+    /// No body, but fleet's Content-Type all the same: fleet's server set application/json on
+    /// every answer, its 204s too, and its functional tests check that header on them.
     static func empty(_ status: HTTPResponseStatus) -> APIResponse {
-        .complete(status: status, headers: HTTPHeaders(), body: [])
+        .complete(status: status, headers: HTTPHeaders([("Content-Type", "application/json")]), body: [])
     }
 
     /// fleet's error entity with the status as its code.

@@ -78,13 +78,16 @@ enum JSONBodies {
 /// Which keys a body's objects may have.
 indirect enum BodySchema: Sendable {
     case object([String: BodySchema])
+    /// An object whose keys match whatever their case, as Go's encoding/json matches them (the
+    /// machines PATCH, whose fleet clients send `Value`).
+    case objectIgnoringCase([String: BodySchema])
     case array(of: BodySchema)
     /// Any value; its type is checked by the entity's decoder.
     case value
 
     var expectation: String {
         switch self {
-        case .object: return "a JSON object"
+        case .object, .objectIgnoringCase: return "a JSON object"
         case .array: return "a JSON array"
         case .value: return "a JSON value"
         }
@@ -102,9 +105,17 @@ indirect enum BodySchema: Sendable {
             }
         case (.array(let element), .array(let items)):
             for (index, item) in items.enumerated() { try element.check(item, path: "\(path)[\(index)]") }
-        case (.object, .null), (.array, .null), (.value, _):
+        case (.objectIgnoringCase(let fields), .object(let members)):
+            for key in members.keys.sorted() {
+                guard let field = fields[key] ?? fields[key.lowercased()] else {
+                    let known = fields.keys.sorted().joined(separator: ", ")
+                    throw .badRequest("unknown field \((path.isEmpty ? key : path + "." + key).debugDescription) (known fields: \(known))")
+                }
+                try field.check(members[key]!, path: path.isEmpty ? key : path + "." + key)
+            }
+        case (.object, .null), (.objectIgnoringCase, .null), (.array, .null), (.value, _):
             return
-        case (.object, _), (.array, _):
+        case (.object, _), (.objectIgnoringCase, _), (.array, _):
             throw .badRequest(path.isEmpty ? "request body must be \(expectation)" : "field \(path) must be \(expectation)")
         }
     }
@@ -116,7 +127,7 @@ indirect enum BodySchema: Sendable {
         "name": .value, "desiredState": .value, "options": .array(of: unitOption),
         "currentState": .value, "machineID": .value,
     ])
-    static let machinePatch = BodySchema.array(of: .object(["op": .value, "path": .value, "value": .value]))
+    static let machinePatch = BodySchema.array(of: .objectIgnoringCase(["op": .value, "path": .value, "value": .value]))
     static let unitState = BodySchema.object([
         "name": .value, "hash": .value, "machineID": .value, "systemdLoadState": .value,
         "systemdActiveState": .value, "systemdSubState": .value,

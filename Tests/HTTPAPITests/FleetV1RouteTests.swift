@@ -229,6 +229,31 @@ import Testing
         }
     }
 
+    /// Keys in any case, as Go's encoding/json reads them, and the value wrapped as fleet's
+    /// functional test (machines_test.go) sends it: `"Value":{"value":"bar"}`.
+    @Test func patchMachinesReadsKeysInAnyCaseAndAWrappedValue() async throws {
+        try await ServerFixture.run { fixture in
+            let body = #"[{"op":"add","path":"/m1/metadata/foo","Value":{"value":"bar"}},"#
+                + #"{"Op":"replace","Path":"/m2/metadata/ping","VALUE":"splat"},"#
+                + #"{"op":"remove","path":"/m1/metadata/old","Value":{"value":""}}]"#
+            let response = try await fixture.request("PATCH", "/fleet/v1/machines", body: body)
+            #expect(response.status == 204, "\(response.text)")
+            #expect(response.header("Content-Type") == "application/json", "fleet's 204s carried its content type")
+            #expect(await fixture.backend.metadataChanges == [[
+                MachineMetadataChange(machineID: "m1", key: "foo", operation: .set("bar")),
+                MachineMetadataChange(machineID: "m2", key: "ping", operation: .set("splat")),
+                MachineMetadataChange(machineID: "m1", key: "old", operation: .remove),
+            ]])
+            // A wrapped empty value is still no value for add.
+            let empty = try await fixture.request("PATCH", "/fleet/v1/machines",
+                                                  body: #"[{"op":"add","path":"/m1/metadata/foo","Value":{"value":""}}]"#)
+            #expect(empty.status == 400)
+            let unknown = try await fixture.request("PATCH", "/fleet/v1/machines",
+                                                    body: #"[{"op":"add","path":"/m1/metadata/foo","value":"x","extra":1}]"#)
+            #expect(unknown.status == 400)
+        }
+    }
+
     @Test(arguments: [
         (#"[{"op":"move","path":"/m1/metadata/a","value":"x"}]"#, "op"),
         (#"[{"op":"add","path":"/m1/meta/a","value":"x"}]"#, "path"),
