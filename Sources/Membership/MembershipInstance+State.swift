@@ -86,10 +86,13 @@ extension MembershipInstance {
     mutating func applyDead(_ id: MemberID, _ incarnation: Incarnation, from: MemberID,
                             now: MonotonicInstant, into effects: inout [Effect]) {
         if id == localMember.id {
-            // Our own goodbye coming back is fine; anyone else's verdict is refuted while we live.
-            if from != localMember.id && !isLeaving && incarnation >= localMember.incarnation {
+            // Our own goodbye echoing back while we leave is fine. Any verdict while we are not
+            // leaving is refuted, our own goodbye included: it is from an earlier life of this
+            // machine (a clean reboot leaves the pool), and unrefuted it kept the machine out of
+            // the member list for good after it came back (seen on the test bed).
+            if !isLeaving && incarnation >= localMember.incarnation {
                 refute(accusedIncarnation: incarnation)
-            } else if from != localMember.id && !isLeaving {
+            } else if !isLeaving {
                 reannounceOverStaleAccusation()
             }
             return

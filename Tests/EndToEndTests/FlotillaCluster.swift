@@ -81,6 +81,10 @@ struct FlotillaCluster {
         for machine in 1...bed.machineCount {
             let log = try bed.execAllowingFailure(machine, "journalctl", "-u", "flotillad", "--no-pager", "-n", "30")
             text += "--- m\(machine) flotillad journal:\n\(log.standardOutput)\n"
+            // A crash's reason and frames scroll out of the last 30 lines behind its register dump.
+            let crash = try bed.execAllowingFailure(machine, "sh", "-c",
+                "journalctl -u flotillad --no-pager -o cat | grep -E -A60 'Fatal error|Crash|💣' | grep -E 'Fatal error|Crash|💣| at /|^ *[0-9]+ ' | head -80")
+            if !crash.standardOutput.isEmpty { text += "--- m\(machine) flotillad crashed:\n\(crash.standardOutput)\n" }
         }
         return text
     }
