@@ -114,7 +114,7 @@ let package = Package(
             dependencies: ["MembershipShell", "Membership", .product(name: "NIOPosix", package: "swift-nio")]
         ),
 
-        .testTarget(name: "UnitFileTests", dependencies: ["UnitFile"]),
+        .testTarget(name: "UnitFileTests", dependencies: ["UnitFile", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile", "Registry", "TestSupport"]),

@@ -112,7 +112,14 @@ actor MachineAgent {
         self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
         self.logger = logger
         lease = MachineLease(timing: timing)
-        versionFloor = Self.readVersionFloor(Self.versionFloorPath(unitsDirectory: unitsDirectory), logger: logger)
+        let floor = Self.readVersionFloor(Self.versionFloorPath(unitsDirectory: unitsDirectory), logger: logger)
+        versionFloor = floor.version
+        // The previous process's epoch: a restarted daemon renews at once, before any schedule
+        // has come (a restarted voter's registry first catches up with the leader), so the lease
+        // unit the previous process extended never runs out in between. A stale epoch (the
+        // lease was revoked meanwhile) gets no grant, only `revoked`, and the schedule's epoch
+        // replaces it.
+        if let epoch = floor.leaseEpoch { lease.adopt(epoch: epoch) }
         // One pending trigger is enough: a reconcile observes everything anew.
         (triggers, trigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (leaseUnitTriggers, leaseUnitTrigger) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -199,7 +206,7 @@ actor MachineAgent {
                 return
             }
         }
-        if fresh.version > versionFloor { recordVersionFloor(fresh.version) }
+        if fresh.version > versionFloor { recordVersionFloor(fresh.version, leaseEpoch: fresh.leaseEpoch ?? 0) }
         if let voters = fresh.voters, !voters.isEmpty { updateVoters(voters) }
         lease.adopt(epoch: fresh.leaseEpoch ?? 0)
         if fresh.leaderTerm != reportedTerm { needsResync = true }
@@ -209,20 +216,27 @@ actor MachineAgent {
         }
     }
 
-    private static func readVersionFloor(_ path: String, logger: Logger) -> UInt64 {
+    /// The floor file: the schedule version (8 bytes, little-endian), then the lease epoch of
+    /// that schedule (8 more; files written before it have none).
+    private static func readVersionFloor(_ path: String, logger: Logger) -> (version: UInt64, leaseEpoch: UInt64?) {
+        func number(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+            bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        }
         do {
-            guard let bytes = try DurableFile.read(path, payloadBytesMax: 8), bytes.count == 8 else { return 0 }
-            return bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            guard let bytes = try DurableFile.read(path, payloadBytesMax: 16), bytes.count == 8 || bytes.count == 16 else {
+                return (0, nil)
+            }
+            return (number(bytes[0..<8]), bytes.count == 16 ? number(bytes[8..<16]) : nil)
         } catch {
             // Unreadable: start from nothing, as after a reboot (the first schedule is taken).
             logger.warning("the last schedule version is unreadable; taking the first schedule offered", metadata: ["error": "\(error)"])
-            return 0
+            return (0, nil)
         }
     }
 
-    private func recordVersionFloor(_ version: UInt64) {
+    private func recordVersionFloor(_ version: UInt64, leaseEpoch: UInt64) {
         versionFloor = version
-        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: version >> (8 * UInt64($0))) }
+        let bytes = [version, leaseEpoch].flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
         do {
             // The first schedule can come before the first unit file made the directory.
             let parent = (versionFloorPath as NSString).deletingLastPathComponent

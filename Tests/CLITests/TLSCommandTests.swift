@@ -49,7 +49,7 @@ struct TLSCommandTests {
     /// `body` gets the certificates and the server's endpoint as a user writes it
     /// (`https://localhost:PORT`: the certificate names localhost).
     private func withTLSServer(_ body: (TestCertificates, String) async throws -> Void) async throws {
-        let certificates = try TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
         defer { certificates.remove() }
         let server = try await HTTPAPIServer.start(
             listeners: [.tls(host: "127.0.0.1", port: 0, certificateChainPath: certificates.serverCertificatePath,

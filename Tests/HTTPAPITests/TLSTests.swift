@@ -68,7 +68,7 @@ import TestSupport
     }
 
     @Test func aCAFileThatCannotBeUsedFailsEveryRequestNamingTheFile() async throws {
-        let certificates = try TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
         defer { certificates.remove() }
         let notPEM = certificates.directory + "/not-pem.txt"
         try "hello\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
@@ -87,7 +87,7 @@ import TestSupport
     }
 
     @Test func certificateOrKeyFilesThatCannotBeUsedFailTheStartNamingTheFile() async throws {
-        let certificates = try TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
         defer { certificates.remove() }
         let notPEM = certificates.directory + "/not-pem.txt"
         try "hello\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
@@ -124,7 +124,7 @@ import TestSupport
     /// A server with one TLS listener on a free loopback port, certificates made for it, both
     /// torn down whatever `body` did.
     private func withTLSServer(_ body: (TestCertificates, TestBackend, Int) async throws -> Void) async throws {
-        let certificates = try TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
         defer { certificates.remove() }
         let backend = TestBackend()
         let server = try await HTTPAPIServer.start(

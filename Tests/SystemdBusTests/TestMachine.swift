@@ -94,11 +94,18 @@ struct BootedMachine: SuiteTrait, TestScoping {
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
         let machine = TestMachine(prefix: "sdbus-\(getpid())")
-        defer { _ = try? machine.testbed(["down"], timeoutSeconds: 120) }
-        try machine.testbed(["up", "1"], timeoutSeconds: 180)
-        try await BootedMachine.$current.withValue(machine) {
-            try await function()
+        // The boot and the teardown wait on the test bed script for up to minutes: on a thread of
+        // their own, not on one of the cooperative pool's two (CI), which every other suite needs.
+        do {
+            try await onDedicatedThread { try machine.testbed(["up", "1"], timeoutSeconds: 180) }
+            try await BootedMachine.$current.withValue(machine) {
+                try await function()
+            }
+        } catch {
+            _ = try? await onDedicatedThread { try machine.testbed(["down"], timeoutSeconds: 120) }
+            throw error
         }
+        _ = try? await onDedicatedThread { try machine.testbed(["down"], timeoutSeconds: 120) }
     }
 }
 

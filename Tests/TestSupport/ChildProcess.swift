@@ -89,3 +89,12 @@ public enum ChildProcess {
             standardError: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
     }
 }
+
+extension ChildProcess {
+    /// `run` on a thread of its own, for async tests: the wait for the child never holds one of
+    /// the cooperative pool's threads (two on CI), which every other suite's async tests need.
+    public static func runOnOwnThread(_ arguments: [String], environment: [String: String] = [:],
+                                      timeoutSeconds: Double) async throws -> Result {
+        try await onDedicatedThread { try run(arguments, environment: environment, timeoutSeconds: timeoutSeconds) }
+    }
+}

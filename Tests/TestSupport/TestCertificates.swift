@@ -24,8 +24,14 @@ public struct TestCertificates: Sendable {
 
     public static let opensslPath = "/usr/bin/openssl"
 
-    /// Makes the files; `remove()` deletes them.
-    public static func generate() throws -> TestCertificates {
+    /// Makes the files; `remove()` deletes them. openssl runs on a thread of its own: waiting
+    /// for it on the cooperative pool held one of its two threads on CI while openssl shared the
+    /// cores with the whole suite, and every async test of every suite waited with it.
+    public static func generate() async throws -> TestCertificates {
+        try await onDedicatedThread { try generateBlocking() }
+    }
+
+    private static func generateBlocking() throws -> TestCertificates {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("flotilla-tls-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -63,24 +69,17 @@ public struct TestCertificates: Sendable {
         ])
     }
 
+    /// Through `ChildProcess` (posix_spawn and waitpid): Foundation's Process was seen not to
+    /// notice a child's exit inside swift-testing on this toolchain.
     private func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.opensslPath)
-        process.arguments = arguments
-        let standardError = Pipe()
-        process.standardError = standardError
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
+        let result: ChildProcess.Result
         do {
-            try process.run()
+            result = try ChildProcess.run([Self.opensslPath] + arguments, timeoutSeconds: 120)
         } catch {
             throw GenerationFailure(arguments: arguments, standardError: "\(error)")
         }
-        // openssl writes little to stderr; reading to the end before waiting cannot deadlock.
-        let errorText = String(decoding: standardError.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw GenerationFailure(arguments: arguments, standardError: errorText)
+        guard result.status == 0 else {
+            throw GenerationFailure(arguments: arguments, standardError: result.standardError)
         }
     }
 }

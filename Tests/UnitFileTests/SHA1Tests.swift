@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import UnitFile
 
@@ -41,27 +42,22 @@ import Testing
 
     /// Cross-checks padding at every block boundary against the system's sha1sum.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/sha1sum")))
-    func digestMatchesSha1sumAroundBlockBoundaries() throws {
+    func digestMatchesSha1sumAroundBlockBoundaries() async throws {
         var generator = SplitMix64(seed: 3174)
         for length in [1, 54, 55, 56, 63, 64, 65, 111, 112, 119, 128, 4097] {
             let message = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            #expect(hex(SHA1.digest(of: message)) == (try sha1sum(message)), "length \(length)")
+            let expected = try await sha1sum(message)
+            #expect(hex(SHA1.digest(of: message)) == expected, "length \(length)")
         }
     }
 }
 
-/// Runs /usr/bin/sha1sum on the given bytes and returns its hex digest.
-func sha1sum(_ bytes: [UInt8]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha1sum")
-    let input = Pipe()
-    let output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    try process.run()
-    input.fileHandleForWriting.write(Data(bytes))
-    try input.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+/// Runs /usr/bin/sha1sum on the given bytes (from a file: ChildProcess gives the child
+/// /dev/null as its input) and returns its hex digest.
+func sha1sum(_ bytes: [UInt8]) async throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sha1-\(UUID().uuidString)").path
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let result = try await ChildProcess.runOnOwnThread(["/usr/bin/sha1sum", path], timeoutSeconds: 60)
+    return result.standardOutput.split(separator: " ").first.map(String.init) ?? ""
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import UnitFile
 
@@ -58,7 +59,7 @@ enum SystemUnitFiles {
     /// An independent check of SHA-1 and of the hash input on real files: the system's
     /// sha1sum, run once over all canonical forms, must agree with `UnitFile.hash`.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/sha1sum")))
-    func systemUnitHashesAgreeWithSha1sum() throws {
+    func systemUnitHashesAgreeWithSha1sum() async throws {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("unitfile-hash-\(ProcessInfo.processInfo.processIdentifier)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -75,17 +76,11 @@ enum SystemUnitFiles {
         }
         #expect(expected.count >= SystemUnitFiles.countMin)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha1sum")
-        process.arguments = expected.keys.sorted()
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let result = try await ChildProcess.runOnOwnThread(["/usr/bin/sha1sum"] + expected.keys.sorted(), timeoutSeconds: 120)
+        #expect(result.status == 0, "\(result.standardError)")
 
         var checked = 0
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in result.standardOutput.split(separator: "\n") {
             let fields = line.split(separator: " ", maxSplits: 1)
             guard fields.count == 2 else { continue }
             let path = fields[1].trimmingCharacters(in: .whitespaces)
