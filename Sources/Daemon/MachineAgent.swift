@@ -218,15 +218,25 @@ actor MachineAgent {
 
     /// The floor file: the schedule version (8 bytes, little-endian), then the lease epoch of
     /// that schedule (8 more; files written before it have none).
-    private static func readVersionFloor(_ path: String, logger: Logger) -> (version: UInt64, leaseEpoch: UInt64?) {
+    static func encodeVersionFloor(version: UInt64, leaseEpoch: UInt64) -> [UInt8] {
+        [version, leaseEpoch].flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
+    }
+
+    /// nil for a payload of any other length than 8 or 16 bytes.
+    static func decodeVersionFloor(_ bytes: [UInt8]) -> (version: UInt64, leaseEpoch: UInt64?)? {
         func number(_ bytes: ArraySlice<UInt8>) -> UInt64 {
             bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         }
+        guard bytes.count == 8 || bytes.count == 16 else { return nil }
+        return (number(bytes[0..<8]), bytes.count == 16 ? number(bytes[8..<16]) : nil)
+    }
+
+    private static func readVersionFloor(_ path: String, logger: Logger) -> (version: UInt64, leaseEpoch: UInt64?) {
         do {
-            guard let bytes = try DurableFile.read(path, payloadBytesMax: 16), bytes.count == 8 || bytes.count == 16 else {
+            guard let bytes = try DurableFile.read(path, payloadBytesMax: 16), let floor = decodeVersionFloor(bytes) else {
                 return (0, nil)
             }
-            return (number(bytes[0..<8]), bytes.count == 16 ? number(bytes[8..<16]) : nil)
+            return floor
         } catch {
             // Unreadable: start from nothing, as after a reboot (the first schedule is taken).
             logger.warning("the last schedule version is unreadable; taking the first schedule offered", metadata: ["error": "\(error)"])
@@ -236,7 +246,7 @@ actor MachineAgent {
 
     private func recordVersionFloor(_ version: UInt64, leaseEpoch: UInt64) {
         versionFloor = version
-        let bytes = [version, leaseEpoch].flatMap { value in (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
+        let bytes = Self.encodeVersionFloor(version: version, leaseEpoch: leaseEpoch)
         do {
             // The first schedule can come before the first unit file made the directory.
             let parent = (versionFloorPath as NSString).deletingLastPathComponent
