@@ -8,12 +8,13 @@ import TestSupport
 @Suite(.enabled(if: Testbed.missingHostCapability == nil, "needs \(Testbed.missingHostCapability ?? "")"))
 struct PackageTests {
     /// Builds the package (incremental after the first build, which compiles the release build of
-    /// everything: minutes) and returns its path inside the machines.
+    /// everything: minutes) and returns its path inside the machines. A full `Contrib/test` has
+    /// built it before the suite started, so that here it is a no-op.
     static func buildPackage() throws -> String {
         let repo = Testbed.repositoryRoot.standardizedFileURL.path
         let output = "\(repo)/.build-static/deb-test"
-        // Niced: on a fresh clone this is a release build of everything, minutes of both cores,
-        // while the rest of the suite runs beside it with its timers.
+        // Niced: run alone (`swift test --filter PackageTests` on a fresh clone) this is a release
+        // build of everything, minutes of both cores, beside whatever else the run selected.
         let result = try ChildProcess.run(["/usr/bin/nice", "-n", "10", repo + "/Contrib/build-deb", output], timeoutSeconds: 3_600)
         guard result.status == 0 else {
             throw PackageFailure(description: "Contrib/build-deb failed:\n\(result.standardOutput)\n\(result.standardError)")
