@@ -96,6 +96,8 @@ struct BootedMachine: SuiteTrait, TestScoping {
         let machine = TestMachine(prefix: "sdbus-\(getpid())")
         // The boot and the teardown wait on the test bed script for up to minutes: on a thread of
         // their own, not on one of the cooperative pool's two (CI), which every other suite needs.
+        let taken = await onDedicatedThread { MachineSlots.acquire(1) }
+        defer { MachineSlots.release(taken) }
         do {
             try await onDedicatedThread { try machine.testbed(["up", "1"], timeoutSeconds: 180) }
             try await BootedMachine.$current.withValue(machine) {

@@ -103,6 +103,14 @@ public struct Testbed: Sendable {
         tag: String,
         _ body: (Testbed) throws -> Result
     ) throws -> Result {
+        try MachineSlots.withSlots(machines) { try withSlotsHeld(machines: machines, tag: tag, body) }
+    }
+
+    private static func withSlotsHeld<Result>(
+        machines: Int,
+        tag: String,
+        _ body: (Testbed) throws -> Result
+    ) throws -> Result {
         let bed = Testbed(prefix: uniquePrefix(tag), machineCount: machines)
         defer {
             do {
