@@ -35,11 +35,9 @@ struct GossipTestbed: Sendable {
 
     /// Boots `machines` machines without docker, runs `body`, and always tears the bed down.
     static func with<Result>(prefix: String, machines: Int, _ body: (GossipTestbed) throws -> Result) throws -> Result {
-        try MachineSlots.withSlots(machines) { try withSlotsHeld(prefix: prefix, machines: machines, body) }
-    }
-
-    private static func withSlotsHeld<Result>(prefix: String, machines: Int,
-                                              _ body: (GossipTestbed) throws -> Result) throws -> Result {
+        // Released after the teardown below (defers run last-declared first).
+        let slots = MachineSlots.acquire(machines)
+        defer { MachineSlots.release(slots) }
         let bed = GossipTestbed(prefix: prefix)
         // A bed left over by a run that was killed: `down` is idempotent.
         _ = try? bed.runAllowingFailure(["down"], timeoutSeconds: 120)

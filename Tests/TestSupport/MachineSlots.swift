@@ -34,11 +34,4 @@ public enum MachineSlots {
         condition.broadcast()
         condition.unlock()
     }
-
-    /// Runs `body` holding slots for `machines` machines (on the calling thread, which blocks).
-    public static func withSlots<Result>(_ machines: Int, _ body: () throws -> Result) rethrows -> Result {
-        let taken = acquire(machines)
-        defer { release(taken) }
-        return try body()
-    }
 }

@@ -103,14 +103,9 @@ public struct Testbed: Sendable {
         tag: String,
         _ body: (Testbed) throws -> Result
     ) throws -> Result {
-        try MachineSlots.withSlots(machines) { try withSlotsHeld(machines: machines, tag: tag, body) }
-    }
-
-    private static func withSlotsHeld<Result>(
-        machines: Int,
-        tag: String,
-        _ body: (Testbed) throws -> Result
-    ) throws -> Result {
+        // Released after the teardown below (defers run last-declared first).
+        let slots = MachineSlots.acquire(machines)
+        defer { MachineSlots.release(slots) }
         let bed = Testbed(prefix: uniquePrefix(tag), machineCount: machines)
         defer {
             do {
