@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
@@ -99,11 +100,13 @@ let package = Package(
             ]
         ),
 
-        // Shell: one membership instance for real (UDP probes and gossip, TCP push-pull, SwiftNIO).
+        // Shell: one membership instance for real (UDP probes and gossip, TCP push-pull, SwiftNIO),
+        // sealed with the cluster's gossip keyring (AES-256-GCM, swift-crypto).
         .target(
             name: "MembershipShell",
             dependencies: [
                 "Membership",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

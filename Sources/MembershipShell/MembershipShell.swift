@@ -51,7 +51,7 @@ public final class MembershipShell: Sendable {
         let seed = configuration.randomSeed ?? systemRandom.next()
         let (events, continuation) = AsyncStream.makeStream(
             of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(configuration.memberEventsBufferMax))
-        let state = NIOLoopBoundBox.makeBoxSendingValue(ShellState(continuation: continuation),
+        let state = NIOLoopBoundBox.makeBoxSendingValue(ShellState(continuation: continuation, keyring: configuration.keyring),
                                                         as: ShellState.self, eventLoop: eventLoop)
         let sockets = try await bindSockets(configuration: configuration, eventLoop: eventLoop, state: state)
         let address = MemberAddress(host: configuration.advertisedHost, port: UInt16(sockets.port))
@@ -124,6 +124,23 @@ public final class MembershipShell: Sendable {
     /// Whether a seed has answered the join (true at once when there were none to ask).
     public func hasJoined() async throws(MembershipShellError) -> Bool {
         try await onLoop { shell in shell.state.value.instance?.hasJoined ?? false }
+    }
+
+    /// Replaces the keyring (a rotation step: a key installed, made primary, or removed). Takes
+    /// effect for the next packet in either direction. Going between nil and a keyring is
+    /// refused: a member that switched alone would be cut off from every other.
+    public func setKeyring(_ keyring: GossipKeyring) async throws(MembershipShellError) {
+        let changed: Bool = try await onLoop { shell in
+            guard shell.state.value.keyring != nil else { return false }
+            shell.state.value.keyring = keyring
+            return true
+        }
+        guard changed else { throw .invalidConfiguration("this member gossips in plain text: start it with a keyring to use one") }
+    }
+
+    /// The keyring in use (nil: plain text).
+    public func keyring() async throws(MembershipShellError) -> GossipKeyring? {
+        try await onLoop { shell in shell.state.value.keyring }
     }
 
     public func counters() async -> MembershipShellCounters {

@@ -26,6 +26,10 @@ public struct MembershipShellConfiguration: Sendable {
     /// The core's random seed. Nil: drawn once from the system generator at start; the shell
     /// reports the seed it used (`MembershipShell.randomSeed`) so a run can be replayed.
     public var randomSeed: UInt64?
+    /// The gossip encryption keys (`GossipKeyring`). Nil: datagrams and frames travel in plain
+    /// text and anyone who reaches the port can forge membership; only for tests of the
+    /// plaintext path and clusters on a trusted network.
+    public var keyring: GossipKeyring?
 
     /// A push-pull frame carries the whole table; larger frames are refused (and counted) before
     /// any of their payload is buffered. 8 MiB holds 16,384 members of typical size.
@@ -55,6 +59,7 @@ public struct MembershipShellConfiguration: Sendable {
         version: String = "",
         membership: MembershipConfiguration = .lan,
         randomSeed: UInt64? = nil,
+        keyring: GossipKeyring? = nil,
         streamFrameBytesMax: Int = 8 << 20,
         streamTimeout: TimeAmount = .seconds(10),
         inboundStreamsMax: Int = 32,
@@ -71,6 +76,7 @@ public struct MembershipShellConfiguration: Sendable {
         self.version = version
         self.membership = membership
         self.randomSeed = randomSeed
+        self.keyring = keyring
         self.streamFrameBytesMax = streamFrameBytesMax
         self.streamTimeout = streamTimeout
         self.inboundStreamsMax = inboundStreamsMax

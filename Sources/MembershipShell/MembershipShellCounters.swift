@@ -8,6 +8,9 @@ public struct MembershipShellCounters: Hashable, Sendable {
     public var datagramsDroppedUndecodable = 0
     /// Decodable datagrams that carried a push-pull, which belongs on a stream.
     public var datagramsDroppedStreamMessage = 0
+    /// Datagrams no key of the keyring opened (plaintext, another cluster's key, forged or
+    /// damaged): dropped before any decoding.
+    public var datagramsDroppedUnauthenticated = 0
     public var datagramsSent = 0
     /// Datagrams not sent because the socket's buffer was full (SWIM tolerates loss).
     public var datagramsDroppedUnwritable = 0
@@ -22,6 +25,8 @@ public struct MembershipShellCounters: Hashable, Sendable {
     /// Inbound or outbound frames that were too large, empty, undecodable, or not the push-pull
     /// kind expected on that side of the exchange.
     public var streamFramesDroppedUndecodable = 0
+    /// Push-pull frames no key of the keyring opened; their connection is closed.
+    public var streamFramesDroppedUnauthenticated = 0
     public var streamsTimedOut = 0
     public var streamsOpened = 0
     public var streamsDroppedOverLimit = 0
@@ -35,6 +40,9 @@ public struct MembershipShellCounters: Hashable, Sendable {
     public var ticks = 0
 
     public init() {}
+
+    /// Everything that arrived without the cluster's key.
+    public var unauthenticatedDropped: Int { datagramsDroppedUnauthenticated + streamFramesDroppedUnauthenticated }
 
     /// Everything that arrived from the network and was thrown away as malformed.
     public var garbageDropped: Int {

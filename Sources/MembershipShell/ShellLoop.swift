@@ -13,6 +13,9 @@ final class ShellState {
     var serverChannel: (any Channel)?
     var timer: Scheduled<Void>?
     var counters = MembershipShellCounters()
+    /// Seals everything sent and opens everything received; nil: plaintext (not recommended).
+    /// Replaced whole by `setKeyring` during a rotation.
+    var keyring: GossipKeyring?
     let continuation: AsyncStream<MembershipEvent>.Continuation
     var inboundStreams: [ObjectIdentifier: any Channel] = [:]
     var outboundStreams: [ObjectIdentifier: any Channel] = [:]
@@ -22,8 +25,25 @@ final class ShellState {
     /// the core's response (addressed to the request's source) goes back on it.
     var pendingReply: (address: MemberAddress, channel: any Channel, replied: Bool)?
 
-    init(continuation: AsyncStream<MembershipEvent>.Continuation) {
+    init(continuation: AsyncStream<MembershipEvent>.Continuation, keyring: GossipKeyring?) {
         self.continuation = continuation
+        self.keyring = keyring
+    }
+
+    /// The bytes to decode, or nil (counted) when a keyring is set and no key of it opens them.
+    /// Without a keyring, the bytes as they came.
+    func open(_ bytes: [UInt8], channel: GossipKeyring.Channel) -> [UInt8]? {
+        guard let keyring else { return bytes }
+        if let plaintext = keyring.open(bytes, channel: channel) { return plaintext }
+        switch channel {
+        case .datagram: counters.datagramsDroppedUnauthenticated += 1
+        case .stream: counters.streamFramesDroppedUnauthenticated += 1
+        }
+        return nil
+    }
+
+    func seal(_ bytes: [UInt8], channel: GossipKeyring.Channel) -> [UInt8] {
+        keyring?.seal(bytes, channel: channel) ?? bytes
     }
 }
 
@@ -106,6 +126,7 @@ extension MembershipShell {
         let state = state.value
         guard isRunning, state.instance != nil else { return }
         state.counters.datagramsReceived += 1
+        guard let bytes = state.open(bytes, channel: .datagram) else { return }
         let message: MembershipMessage
         do {
             message = try MembershipCodec.decode(bytes, metadataBytesMax: configuration.membership.metadataBytesMax,
@@ -149,7 +170,8 @@ extension MembershipShell {
     }
 
     /// Only push-pulls travel on streams: requests and joins inbound, responses outbound.
-    func decodeStream(_ payload: [UInt8], expectingResponse: Bool) -> MembershipMessage? {
+    func decodeStream(_ sealed: [UInt8], expectingResponse: Bool) -> MembershipMessage? {
+        guard let payload = state.value.open(sealed, channel: .stream) else { return nil }
         guard let message = try? MembershipCodec.decode(payload, metadataBytesMax: configuration.membership.metadataBytesMax,
                                                         membersMax: configuration.membership.membersMax),
               case .pushPull(let pushPull) = message.body,
@@ -233,7 +255,7 @@ extension MembershipShell {
             state.counters.datagramsDroppedUnwritable += 1
             return
         }
-        let bytes = MembershipCodec.encode(message)
+        let bytes = state.seal(MembershipCodec.encode(message), channel: .datagram)
         var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         channel.write(AddressedEnvelope(remoteAddress: socketAddress, data: buffer), promise: nil)
@@ -255,7 +277,7 @@ extension MembershipShell {
                 return
             }
             state.pendingReply?.replied = true
-            let frame = StreamFrame.encode(MembershipCodec.encode(message), allocator: pending.channel.allocator)
+            let frame = StreamFrame.encode(state.seal(MembershipCodec.encode(message), channel: .stream), allocator: pending.channel.allocator)
             let channel = pending.channel
             channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
             return
@@ -270,7 +292,7 @@ extension MembershipShell {
         }
         state.outboundStreamsInFlight += 1
         state.counters.streamsOpened += 1
-        let request = MembershipCodec.encode(message)
+        let request = state.seal(MembershipCodec.encode(message), channel: .stream)
         let configuration = configuration
         let deadline = NIODeadline.now() + configuration.streamTimeout
         ClientBootstrap(group: eventLoop)
