@@ -213,7 +213,7 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "FleetAPI", "HTTPAPI", "Registry", "Scheduling", "UnitFile", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Registry", "Scheduling", "UnitFile", "TestSupport"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
         .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
     ],

@@ -24,6 +24,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// stays plain HTTP (peers talk to each other on the cluster's own network).
     public var apiTLSCertificatePath = ""
     public var apiTLSKeyPath = ""
+    /// The gossip keyring file (`GossipKeyring`'s format: one base64 AES-256 key per line, the
+    /// first encrypts). Every membership packet is sealed with it; a member without the key can
+    /// neither join nor forge a member's state. The same file on every machine, mode 0600.
+    public var gossipKeyringPath = "/etc/flotilla/gossip.keyring"
+    /// Gossip in plain text instead (anyone who reaches gossip_port can then declare any member
+    /// dead). Must be asked for; flotillad warns at every start when it is.
+    public var gossipInsecurePlaintext = false
     /// Peer-to-peer ports: gossip (UDP + TCP), peer HTTP (agents follow voters, forwarding), Raft.
     public var gossipPort = 7946
     public var peerPort = 7948
@@ -125,8 +132,8 @@ extension DaemonConfiguration {
             let body = argument.dropFirst(2)
             if let equals = body.firstIndex(of: "=") {
                 settings.append((normalized(String(body[..<equals])), String(body[body.index(after: equals)...]), "flag \(argument)"))
-            } else if normalized(String(body)) == "systemd_user" {
-                settings.append(("systemd_user", "true", "flag \(argument)"))
+            } else if Self.booleanFlags.contains(normalized(String(body))) {
+                settings.append((normalized(String(body)), "true", "flag \(argument)"))
             } else {
                 guard index + 1 < arguments.count else { throw ConfigurationError("flag \(argument) needs a value") }
                 index += 1
@@ -151,6 +158,9 @@ extension DaemonConfiguration {
         return (configuration, warnings)
     }
 
+    /// Flags that mean `=true` when given without a value.
+    static let booleanFlags: Set<String> = ["systemd_user", "gossip_insecure_plaintext"]
+
     static func normalized(_ key: String) -> String {
         key.trimmingWhitespace().lowercased().replacingAll("-", with: "_")
     }
@@ -167,6 +177,12 @@ extension DaemonConfiguration {
                 throw ConfigurationError("\(source): \(key) must be a duration like 500ms, 2s or 1m, got \(value.debugDescription)")
             }
             return milliseconds
+        }
+        func boolean() throws(ConfigurationError) -> Bool {
+            guard let flag = ["true": true, "1": true, "yes": true, "false": false, "0": false, "no": false][value.lowercased()] else {
+                throw ConfigurationError("\(source): \(key) must be true or false, got \(value.debugDescription)")
+            }
+            return flag
         }
         func list() -> [String] { value.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty } }
         switch key {
@@ -200,11 +216,9 @@ extension DaemonConfiguration {
         case "agent_reconcile_interval": agentReconcileIntervalMilliseconds = try duration()
         case "token_limit": tokenLimit = Int(try integer(1...10_000))
         case "units_directory": unitsDirectory = value
-        case "systemd_user":
-            guard let flag = ["true": true, "1": true, "yes": true, "false": false, "0": false, "no": false][value.lowercased()] else {
-                throw ConfigurationError("\(source): systemd_user must be true or false, got \(value.debugDescription)")
-            }
-            systemdUser = flag
+        case "systemd_user": systemdUser = try boolean()
+        case "gossip_keyring_file": gossipKeyringPath = value
+        case "gossip_insecure_plaintext": gossipInsecurePlaintext = try boolean()
         case "gossip_profile":
             guard ["lan", "fast-lan"].contains(value) else { throw ConfigurationError("\(source): gossip_profile must be lan or fast-lan, got \(value.debugDescription)") }
             gossipProfile = value
@@ -236,6 +250,7 @@ extension DaemonConfiguration {
         }
         guard apiSocketPath.isEmpty || apiSocketPath.hasPrefix("/") else { throw ConfigurationError("api_socket must be an absolute path, got \(apiSocketPath.debugDescription)") }
         guard unitsDirectory.hasPrefix("/") else { throw ConfigurationError("units_directory must be an absolute path, got \(unitsDirectory.debugDescription)") }
+        guard gossipKeyringPath.hasPrefix("/") else { throw ConfigurationError("gossip_keyring_file must be an absolute path, got \(gossipKeyringPath.debugDescription)") }
         guard dataDirectory.hasPrefix("/") else { throw ConfigurationError("data_dir must be an absolute path, got \(dataDirectory.debugDescription)") }
         if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
         try validateAPITLS()

@@ -20,6 +20,8 @@ extension DaemonConfiguration {
         .init(key: "api_listen", meaning: "an extra TCP listener for the API, host:port (empty: none)"),
         .init(key: "api_tls_cert", meaning: "PEM certificate chain for api_listen (with api_tls_key: HTTPS)"),
         .init(key: "api_tls_key", meaning: "PEM private key for api_listen"),
+        .init(key: "gossip_keyring_file", meaning: "gossip encryption keys, base64, one per line (flotillactl keyring generate)"),
+        .init(key: "gossip_insecure_plaintext", meaning: "gossip unencrypted: anyone on the network can forge membership"),
         .init(key: "gossip_port", meaning: "membership, UDP and TCP"),
         .init(key: "peer_port", meaning: "peer HTTP: agents' schedule, forwarded requests"),
         .init(key: "raft_port", meaning: "Raft between voters"),
@@ -54,6 +56,8 @@ extension DaemonConfiguration {
         case "api_listen": return apiListen
         case "api_tls_cert": return apiTLSCertificatePath
         case "api_tls_key": return apiTLSKeyPath
+        case "gossip_keyring_file": return gossipKeyringPath
+        case "gossip_insecure_plaintext": return String(gossipInsecurePlaintext)
         case "gossip_port": return String(gossipPort)
         case "peer_port": return String(peerPort)
         case "raft_port": return String(raftPort)

@@ -27,10 +27,10 @@ public enum Daemon {
         try await group.run()
     }
 
-    /// The process's exit status after `run` threw: 78 (EX_CONFIG) for a machine ID that another
-    /// live machine uses, which a restart cannot fix; 1 otherwise.
+    /// The process's exit status after `run` threw: 78 (EX_CONFIG) for what a restart cannot fix
+    /// (a machine ID that another live machine uses, no usable gossip keyring); 1 otherwise.
     public static func exitStatus(for error: any Error) -> Int32 {
-        error is DuplicateMachineID ? MachineIdentityCheck.refusedExitStatus : 1
+        error is DuplicateMachineID || error is GossipKeyringUnavailable ? MachineIdentityCheck.refusedExitStatus : 1
     }
 }
 
@@ -40,6 +40,7 @@ struct DaemonService: Service {
 
     func run() async throws {
         let machineID = try MachineIdentity.read(path: configuration.machineIDPath)
+        let gossipKeyring = try GossipKeyringFile.load(configuration, logger: logger)
         // The Raft log lives here; only root reads it (unit files may carry secrets).
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -64,7 +65,7 @@ struct DaemonService: Service {
         let membershipConfiguration = MembershipShellConfiguration(
             bindHost: configuration.publicIP, bindPort: configuration.gossipPort, memberID: machineID,
             metadata: MemberMetadata(memberMetadata), role: configuration.isFoundingVoter ? .voter : .agent, version: FlotillaVersion.current,
-            membership: configuration.gossipProfile == "lan" ? .lan : .fastLAN)
+            membership: configuration.gossipProfile == "lan" ? .lan : .fastLAN, keyring: gossipKeyring)
         let membership = try await MembershipShell.start(configuration: membershipConfiguration, eventLoop: ioGroup.next())
         let seeds = (configuration.seeds.isEmpty ? configuration.effectiveVoters : configuration.seeds).compactMap { seed -> MemberAddress? in
             let parts = seed.split(separator: ":")

@@ -27,6 +27,12 @@ extension Node {
             metric("flotilla_unit_states", "gauge", "Unit states reported by agents, by systemd active state.",
                    byActive.keys.sorted().map { ("active_state=\"\($0)\"", "\(byActive[$0]!)") })
         }
+        let gossip = await membership.counters()
+        metric("flotilla_gossip_dropped_total", "counter",
+               "Gossip packets and push-pull frames dropped unread: no key of the keyring opened them, or they did not decode.",
+               [("reason=\"unauthenticated_datagram\"", "\(gossip.datagramsDroppedUnauthenticated)"),
+                ("reason=\"unauthenticated_stream\"", "\(gossip.streamFramesDroppedUnauthenticated)"),
+                ("reason=\"undecodable\"", "\(gossip.garbageDropped)")])
         let counters = metrics.withLock { $0 }
         metric("flotilla_scheduling_rounds_total", "counter", "Scheduling rounds run while leading.", [("", "\(counters.schedulingRounds)")])
         metric("flotilla_scheduling_commands_total", "counter", "Registry commands proposed by scheduling.", [("", "\(counters.schedulingCommands)")])

@@ -150,4 +150,22 @@ struct CommandTests {
         #expect(watch.output == "1\tmachine\t0123456789abcdef0123456789abcdef\tgone\n2\tunit\tweb.service\tdestroyed\n")
         await harness.close()
     }
+
+    /// `keyring generate` needs no daemon and prints a keyring file: a comment, then one base64
+    /// key of 32 bytes, a new one each time (flotillad's own parser reads it in the end-to-end
+    /// tests, which make their clusters' keyrings with it).
+    @Test func keyringGeneratePrintsAFreshKeyEachTime() async throws {
+        var keys: [String] = []
+        for _ in 0..<2 {
+            let console = Console(capturing: true)
+            let status = await Console.$current.withValue(console) { await Flotillactl.run(arguments: ["keyring", "generate"]) }
+            #expect(status == 0, "\(console.capturedError)")
+            let lines = console.capturedOutput.split(separator: "\n").map(String.init)
+            #expect(lines.count == 2 && lines[0].hasPrefix("#"), "\(lines)")
+            let key = try #require(lines.last)
+            #expect(Data(base64Encoded: key)?.count == 32, "\(key)")
+            keys.append(key)
+        }
+        #expect(keys[0] != keys[1])
+    }
 }

@@ -249,6 +249,9 @@ extension ClusterTests {
             try Testbed.with(machines: 1, tag: "socket") { bed in
                 let daemon = try #require(Testbed.binaryInMachine(named: "flotillad"))
                 let address = try bed.address(1)
+                let control = try #require(Testbed.binaryInMachine(named: "flotillactl"))
+                let keyring = try bed.exec(1, control, "keyring", "generate")
+                try bed.exec(1, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla && printf '%s\\n' \"$1\" > /etc/flotilla/gossip.keyring", "sh", keyring])
                 try bed.exec(1, ["systemd-run", "--unit=flotillad", "--socket-property=ListenStream=/run/flotilla-activated.sock",
                                  "--socket-property=SocketMode=0660", "-p", "Type=notify", "-p", "NotifyAccess=main",
                                  daemon, "--public-ip=\(address)"])

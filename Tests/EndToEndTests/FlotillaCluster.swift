@@ -31,6 +31,10 @@ struct FlotillaCluster {
             let cluster = FlotillaCluster(bed: bed, daemon: Testbed.binaryInMachine(named: "flotillad")!,
                                           control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses,
                                           daemonArguments: arguments)
+            // The secure mode is the tested mode: one keyring for the cluster, made as an
+            // operator makes it, at flotillad's default path on every machine.
+            let keyring = try cluster.ctl(1, "keyring", "generate") + "\n"
+            for machine in 1...machines { try cluster.installGossipKeyring(keyring, on: machine) }
             for machine in 1...machines { try cluster.startDaemon(machine) }
             let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
                 let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
@@ -44,6 +48,12 @@ struct FlotillaCluster {
     }
 
     var voters: String { addresses.prefix(3).joined(separator: ",") }
+
+    /// Writes `text` as the machine's /etc/flotilla/gossip.keyring, mode 0600.
+    func installGossipKeyring(_ text: String, on machine: Int) throws {
+        try bed.exec(machine, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla && printf '%s' \"$1\" > /etc/flotilla/gossip.keyring",
+                               "sh", text])
+    }
 
     /// flotillad as a unit of the machine's systemd (Type=notify, restarted on failure), as
     /// Units/flotillad.service runs it. Snapshots every 32 entries, so that the scenarios also

@@ -31,6 +31,7 @@ struct PackageTests {
             let package = try Self.buildPackage()
             try Testbed.with(machines: 3, tag: "deb") { bed in
                 let addresses = try (1...3).map { try bed.address($0) }
+                var keyring = ""
                 for machine in 1...3 {
                     // Hide the toolchain the machines would otherwise see through their root's
                     // lower layer (the host's /): a build-tree binary no longer starts, which
@@ -40,6 +41,10 @@ struct PackageTests {
                     #expect(!dynamic.succeeded, "a toolchain-linked binary still runs in machine \(machine)")
 
                     try bed.exec(machine, "dpkg", "-i", package)
+                    // The operator's first step: one gossip keyring, made with the packaged
+                    // flotillactl on the first machine and copied to the others.
+                    if machine == 1 { keyring = try bed.exec(1, "flotillactl", "keyring", "generate") + "\n" }
+                    try bed.exec(machine, ["sh", "-c", "umask 077 && printf '%s' \"$1\" > /etc/flotilla/gossip.keyring", "sh", keyring])
                     try bed.exec(machine, "sh", "-c", """
                         printf 'public_ip=%s\\nvoters=%s\\n' \(addresses[machine - 1]) \(addresses.joined(separator: ",")) >> /etc/flotilla/flotilla.conf
                         """)
