@@ -24,6 +24,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// stays plain HTTP (peers talk to each other on the cluster's own network).
     public var apiTLSCertificatePath = ""
     public var apiTLSKeyPath = ""
+    /// Serve `apiListen` as plain HTTP: anyone who reaches it can run any command as root on
+    /// every machine (a unit's ExecStart=). Must be asked for; flotillad warns at every start.
+    public var apiInsecurePlaintext = false
     /// The gossip keyring file (`GossipKeyring`'s format: one base64 AES-256 key per line, the
     /// first encrypts). Every membership packet is sealed with it; a member without the key can
     /// neither join nor forge a member's state. The same file on every machine, mode 0600.
@@ -159,7 +162,7 @@ extension DaemonConfiguration {
     }
 
     /// Flags that mean `=true` when given without a value.
-    static let booleanFlags: Set<String> = ["systemd_user", "gossip_insecure_plaintext"]
+    static let booleanFlags: Set<String> = ["systemd_user", "gossip_insecure_plaintext", "api_insecure_plaintext"]
 
     static func normalized(_ key: String) -> String {
         key.trimmingWhitespace().lowercased().replacingAll("-", with: "_")
@@ -202,6 +205,7 @@ extension DaemonConfiguration {
         case "api_listen": apiListen = value
         case "api_tls_cert": apiTLSCertificatePath = value
         case "api_tls_key": apiTLSKeyPath = value
+        case "api_insecure_plaintext": apiInsecurePlaintext = try boolean()
         case "gossip_port": gossipPort = Int(try integer(1...65_535))
         case "peer_port": peerPort = Int(try integer(1...65_535))
         case "raft_port": raftPort = Int(try integer(1...65_535))
@@ -275,6 +279,9 @@ extension DaemonConfiguration {
     private func validateAPITLS() throws(ConfigurationError) {
         switch (apiTLSCertificatePath.isEmpty, apiTLSKeyPath.isEmpty) {
         case (true, true):
+            guard apiListen.isEmpty || apiInsecurePlaintext else {
+                throw ConfigurationError("api_listen \(apiListen) would serve the API in plain HTTP to anyone who reaches it (a unit runs its commands as root): set api_tls_cert and api_tls_key to serve HTTPS, or api_insecure_plaintext=true to accept that")
+            }
             return
         case (false, true):
             throw ConfigurationError("api_tls_cert is set but api_tls_key is not: give both (the PEM certificate chain and its private key) or neither")

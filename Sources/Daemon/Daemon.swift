@@ -105,6 +105,9 @@ struct DaemonService: Service {
         let peerServer = try await HTTPAPIServer.start(
             listeners: [.tcp(host: configuration.publicIP, port: configuration.peerPort)], backend: backend,
             configuration: apiConfiguration, eventLoopGroup: ioGroup, logger: logger)
+        if !configuration.apiListen.isEmpty, configuration.apiTLSCertificatePath.isEmpty {
+            logger.warning("api_listen \(configuration.apiListen) serves the API in plain HTTP without authentication (api_insecure_plaintext=true): anyone who reaches it controls every machine")
+        }
         let userServer = try await HTTPAPIServer.start(
             listeners: Self.userListeners(configuration), backend: backend, configuration: apiConfiguration,
             eventLoopGroup: ioGroup, logger: logger)

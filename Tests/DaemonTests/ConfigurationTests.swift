@@ -49,6 +49,7 @@ import Testing
             (nil, ["--public-ip=10.0.0.1", "--agent-ttl=2s", "--agent-renew-interval=1s"], "at most a third of the lease"),
             (nil, ["--public-ip=10.0.0.1", "--agent-stop-allowance=1h"], "agent_stop_allowance"),
             (nil, ["positional"], "unexpected argument"),
+            (nil, ["--public-ip=10.0.0.1", "--api-listen=0.0.0.0:7950"], "plain HTTP to anyone who reaches it"),
             (nil, ["--public-ip"], "needs a value"),
             (nil, ["--public-ip=10.0.0.1", "--api-listen=0.0.0.0:7950", "--api-tls-cert=/etc/flotilla/api.crt"],
              "api_tls_cert is set but api_tls_key is not"),
@@ -71,7 +72,7 @@ import Testing
 
     @Test func apiListenServesTLSWhenCertificateAndKeyAreBothSet() throws {
         let (plain, _) = try DaemonConfiguration.resolve(
-            fileText: "public_ip=10.0.0.1\napi_listen=127.0.0.1:7950\napi_socket=", environment: [:], arguments: [])
+            fileText: "public_ip=10.0.0.1\napi_listen=127.0.0.1:7950\napi_socket=\napi_insecure_plaintext=true", environment: [:], arguments: [])
         #expect(DaemonService.userListeners(plain) == [.tcp(host: "127.0.0.1", port: 7950)])
 
         let (secured, _) = try DaemonConfiguration.resolve(
@@ -120,6 +121,7 @@ import Testing
             "--agent-renew-interval=900ms", "--agent-stop-allowance=2s", "--engine-reconcile-interval=7s",
             "--agent-reconcile-interval=9s", "--token-limit=50", "--systemd-user", "--gossip-profile=lan",
             "--log-level=debug", "--raft-tick=20ms", "--raft-election-ticks=40", "--raft-snapshot-entries=500",
+            "--api-insecure-plaintext", "--gossip-keyring-file=/srv/keys", "--gossip-insecure-plaintext",
         ])
         let file = DaemonConfiguration.settings.map { "\($0.key)=\(configuration.value(of: $0.key)!)" }.joined(separator: "\n")
         let (reread, warnings) = try DaemonConfiguration.resolve(fileText: file, environment: [:], arguments: [])
