@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
@@ -199,10 +201,20 @@ let package = Package(
             dependencies: ["Daemon", "SystemdBus", "CSystemd", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The cluster's CA and the certificates it issues (ECDSA P-256; role and machine in the SANs).
+        .target(
+            name: "ClusterCertificates",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).
         .target(
             name: "CLI",
-            dependencies: ["Client", "FleetAPI", "UnitFile", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Client", "FleetAPI", "UnitFile", "ClusterCertificates",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Thin executable: runs CLI's root command.
         .executableTarget(name: "flotillactl", dependencies: ["CLI"]),
@@ -212,7 +224,7 @@ let package = Package(
             dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .testTarget(name: "CLITests", dependencies: ["CLI", "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "ClusterCertificates", .product(name: "X509", package: "swift-certificates"), "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Registry", "Scheduling", "UnitFile", "TestSupport"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
         .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
