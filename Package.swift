@@ -75,7 +75,9 @@ let package = Package(
         .target(
             name: "Transport",
             dependencies: [
-                "Raft", "Wire",
+                "Raft", "Wire", "ClusterCertificates",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,7 +135,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "Wire", "Raft", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["Transport", "Wire", "Raft", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
@@ -208,6 +210,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).

@@ -1,5 +1,8 @@
+import ClusterCertificates
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 import Raft
 import Wire
 
@@ -11,6 +14,8 @@ final class InboundFrameHandler: ChannelInboundHandler {
     let box: ListenerBox
     var decoder: FrameDecoder
     var isClosing = false
+    /// TLS: who the peer's verified certificate says it is, from the end of the handshake on.
+    var identity: PeerIdentity?
 
     init(box: ListenerBox) {
         self.box = box
@@ -38,12 +43,26 @@ final class InboundFrameHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+            identity = handler?.peerCertificate.flatMap(PeerIdentity.init)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !isClosing else { return }
         let buffer = unwrapInboundIn(data)
         do {
             try decoder.feed(buffer.readableBytesView)
             while let message = try decoder.next(Message.self) {
+                if let tls = box.configuration.tls {
+                    guard let identity, tls.mayAcceptMessage(message.from, identity) else {
+                        refuse(message, context: context)
+                        return
+                    }
+                }
                 box.state.value.counters.messagesReceived += 1
                 box.receive(message)
             }
@@ -57,8 +76,22 @@ final class InboundFrameHandler: ChannelInboundHandler {
         }
     }
 
+    /// A message its certificate may not send: forged, or a machine speaking for another.
+    func refuse(_ message: Message, context: ChannelHandlerContext) {
+        isClosing = true
+        box.state.value.counters.messagesDroppedUnauthorized += 1
+        box.state.value.counters.connectionsClosedUnauthorized += 1
+        box.logger.warning("closing inbound connection: a message from a node its certificate does not name", metadata: [
+            "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "from": "\(message.from)",
+            "certificate": "\(identity.map { "\($0)" } ?? "no Flotilla identity")",
+        ])
+        context.close(promise: nil)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A reset or similar socket error: the connection is gone; the peer reconnects.
+        // A reset or similar socket error: the connection is gone; the peer reconnects. Before
+        // the handshake completed, a TLS failure (no certificate, another CA, an old version).
+        if box.configuration.tls != nil, identity == nil { box.state.value.counters.handshakeFailures += 1 }
         context.close(promise: nil)
     }
 }
@@ -71,13 +104,23 @@ final class OutboundLinkHandler: ChannelInboundHandler {
 
     let transport: Transport
     let peerID: NodeID
+    let address: PeerAddress
 
-    init(transport: Transport, peerID: NodeID) {
+    init(transport: Transport, peerID: NodeID, address: PeerAddress) {
         self.transport = transport
         self.peerID = peerID
+        self.address = address
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)
+            transport.linkVerified(peerID, channel: context.channel, identity: handler?.peerCertificate.flatMap(PeerIdentity.init))
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { transport.drain(peerID) }

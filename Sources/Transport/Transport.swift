@@ -1,6 +1,8 @@
+import ClusterCertificates
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Raft
 import Wire
 
@@ -72,6 +74,9 @@ public final class Transport: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls = configuration.tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.contexts.serverContext))
+                        }
                         try channel.pipeline.syncOperations.addHandler(InboundFrameHandler(box: box))
                     }
                 }
@@ -205,6 +210,7 @@ public final class Transport: Sendable {
         link.isRemoved = true
         link.reconnect?.cancel()
         link.channel?.close(promise: nil)
+        link.pendingChannel?.close(promise: nil)
     }
 
     func connect(_ id: NodeID, link: PeerLink) {
@@ -219,8 +225,12 @@ public final class Transport: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: watermark)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(OutboundLinkHandler(transport: self, peerID: id))
+                channel.eventLoop.makeCompletedFuture { [address = link.address] in
+                    if let tls = self.configuration.tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tls.contexts.clientContext, serverHostname: nil))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(OutboundLinkHandler(transport: self, peerID: id, address: address))
                 }
             }
             .connect(host: link.address.host, port: link.address.port)
@@ -243,12 +253,11 @@ public final class Transport: Sendable {
             return
         }
         switch result {
+        case .success(let channel) where configuration.tls != nil:
+            // Nothing is written before the server proved who it is (`linkVerified`).
+            link.pendingChannel = channel
         case .success(let channel):
-            state.counters.connectionsEstablished += 1
-            link.channel = channel
-            link.backoff.reset()
-            logger.debug("connected to peer", metadata: ["peer": "\(id)", "address": "\(link.address)"])
-            drain(id)
+            linkEstablished(id, link: link, channel: channel)
         case .failure(let error):
             state.counters.connectFailures += 1
             if link.backoff.attempt == 0 {
@@ -256,6 +265,34 @@ public final class Transport: Sendable {
             }
             scheduleReconnect(id, link: link)
         }
+    }
+
+    func linkEstablished(_ id: NodeID, link: PeerLink, channel: any Channel) {
+        state.value.counters.connectionsEstablished += 1
+        link.channel = channel
+        link.backoff.reset()
+        logger.debug("connected to peer", metadata: ["peer": "\(id)", "address": "\(link.address)"])
+        drain(id)
+    }
+
+    /// TLS: the outbound handshake finished and the server's certificate was checked.
+    func linkVerified(_ id: NodeID, channel: any Channel, identity: PeerIdentity?) {
+        guard let link = state.value.links[id], link.pendingChannel === channel else {
+            channel.close(promise: nil)
+            return
+        }
+        guard let identity, let tls = configuration.tls, tls.isServer(id, link.address, identity) else {
+            state.value.counters.connectionsClosedUnauthorized += 1
+            if link.backoff.attempt == 0 {
+                logger.warning("peer's certificate is not the server dialled: closing", metadata: [
+                    "peer": "\(id)", "address": "\(link.address)", "certificate": "\(identity.map { "\($0)" } ?? "no Flotilla identity")",
+                ])
+            }
+            channel.close(promise: nil)
+            return
+        }
+        link.pendingChannel = nil
+        linkEstablished(id, link: link, channel: channel)
     }
 
     func scheduleReconnect(_ id: NodeID, link: PeerLink) {
@@ -268,7 +305,15 @@ public final class Transport: Sendable {
 
     /// Called by the link's handler when its connection closed, for whatever reason.
     func linkClosed(_ id: NodeID, channel: any Channel) {
-        guard let link = state.value.links[id], link.channel === channel else { return }
+        guard let link = state.value.links[id] else { return }
+        if link.pendingChannel === channel {
+            // A TLS handshake that failed or a server that was not the one dialled.
+            link.pendingChannel = nil
+            state.value.counters.connectFailures += 1
+            scheduleReconnect(id, link: link)
+            return
+        }
+        guard link.channel === channel else { return }
         link.channel = nil
         logger.debug("connection to peer lost", metadata: ["peer": "\(id)"])
         scheduleReconnect(id, link: link)
@@ -288,6 +333,8 @@ final class TransportState {
 final class PeerLink {
     let address: PeerAddress
     var channel: (any Channel)?
+    /// TLS: connected, handshake or identity check still to come; nothing is written on it.
+    var pendingChannel: (any Channel)?
     var queue = CircularBuffer<[UInt8]>()
     var backoff: ReconnectBackoff
     var reconnect: Scheduled<Void>?

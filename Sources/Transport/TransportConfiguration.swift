@@ -1,3 +1,4 @@
+import ClusterCertificates
 import NIOCore
 import Raft
 import Wire
@@ -46,6 +47,10 @@ public struct TransportConfiguration: Sendable {
     /// The outbound socket buffer above which a connection counts as not writable, so that
     /// messages wait in the bounded send queue instead of piling up inside NIO.
     public let outboundBufferBytesHigh: Int
+    /// Mutual TLS 1.3 on every connection, both ways, and the identity checks that bind a
+    /// certificate to the Raft IDs it may speak for. Nil: plain TCP, which accepts a message
+    /// from anyone who names a valid `from` (tests of the plain path only).
+    public var tls: TransportTLS?
 
     public init(
         localID: NodeID,
@@ -98,6 +103,29 @@ public struct TransportConfiguration: Sendable {
     }
 }
 
+/// The TLS side of a transport. Chains are verified against the cluster's CA by NIOSSL; these
+/// checks then say which machine a verified certificate may be.
+public struct TransportTLS: Sendable {
+    public let contexts: PeerTLS
+    /// Whether the peer that proved `identity` on an inbound connection may send a message whose
+    /// `from` is this node ID. A message it may not send is dropped, counted, and its connection
+    /// closed.
+    public let mayAcceptMessage: @Sendable (_ from: NodeID, _ identity: PeerIdentity) -> Bool
+    /// Whether the server we dialled for `peer` at `address` proved to be it. Default: a server
+    /// certificate naming the address we dialled.
+    public let isServer: @Sendable (_ peer: NodeID, _ address: PeerAddress, _ identity: PeerIdentity) -> Bool
+
+    public init(contexts: PeerTLS,
+                mayAcceptMessage: @escaping @Sendable (NodeID, PeerIdentity) -> Bool,
+                isServer: @escaping @Sendable (NodeID, PeerAddress, PeerIdentity) -> Bool = { _, address, identity in
+                    identity.role == .server && identity.ipAddresses.contains(address.host)
+                }) {
+        self.contexts = contexts
+        self.mayAcceptMessage = mayAcceptMessage
+        self.isServer = isServer
+    }
+}
+
 /// Operating errors of the transport. Problems with one peer's bytes or connection are never
 /// errors of the transport: they are counted (`TransportCounters`), logged, and that connection
 /// alone is closed.
@@ -126,6 +154,13 @@ public struct TransportCounters: Equatable, Sendable {
     public var connectAttempts = 0
     public var connectFailures = 0
     public var connectionsEstablished = 0
+    /// TLS: connections closed because the peer's verified certificate was not who it had to be
+    /// (an inbound sender speaking for another node, an outbound server of another address).
+    public var connectionsClosedUnauthorized = 0
+    /// TLS: messages dropped because their `from` was not the sending certificate's.
+    public var messagesDroppedUnauthorized = 0
+    /// TLS: handshakes that failed (no certificate, another CA, TLS below 1.3).
+    public var handshakeFailures = 0
 
     public init() {}
 }
