@@ -189,7 +189,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "FleetAPI", "HTTPAPI", "Client", "UnitFile", "Registry", "Scheduling", "Agent", "Raft",
-                "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus",
+                "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus", "ClusterCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

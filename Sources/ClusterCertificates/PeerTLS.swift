@@ -39,6 +39,8 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible {
 public struct PeerTLS: Sendable {
     public let serverContext: NIOSSLContext
     public let clientContext: NIOSSLContext
+    /// What this machine's own certificate says (its role, machine and addresses).
+    public let localIdentity: PeerIdentity
 
     public enum Failure: Error, CustomStringConvertible, Equatable {
         case unusable(String)
@@ -62,7 +64,7 @@ public struct PeerTLS: Sendable {
         guard !authorities.isEmpty, let leaf = chain.first else {
             throw .unusable("ca_file and cert_file must each hold at least one certificate")
         }
-        guard PeerIdentity(leaf) != nil else {
+        guard let localIdentity = PeerIdentity(leaf) else {
             throw .unusable("cert_file \(certificateFile) names no Flotilla role (server.flotilla, agent.flotilla, client.flotilla): make it with flotillactl tls cert create")
         }
         func configure(_ configuration: inout TLSConfiguration) {
@@ -77,7 +79,8 @@ public struct PeerTLS: Sendable {
         client.privateKey = .privateKey(key)
         configure(&client)
         do {
-            return PeerTLS(serverContext: try NIOSSLContext(configuration: server), clientContext: try NIOSSLContext(configuration: client))
+            return PeerTLS(serverContext: try NIOSSLContext(configuration: server), clientContext: try NIOSSLContext(configuration: client),
+                           localIdentity: localIdentity)
         } catch {
             throw .unusable("TLS cannot use cert_file \(certificateFile) with key_file \(keyFile) (\(error)); check that the key is the certificate's")
         }

@@ -34,6 +34,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Gossip in plain text instead (anyone who reaches gossip_port can then declare any member
     /// dead). Must be asked for; flotillad warns at every start when it is.
     public var gossipInsecurePlaintext = false
+    /// Mutual TLS between peers (Raft today; the peer API next): the cluster's CA certificate,
+    /// this machine's certificate and its key, PEM (`flotillactl tls`). All three or none. The
+    /// certificate must name this machine (its machine ID and public_ip); a peer's messages are
+    /// accepted only as the node its certificate names.
+    public var caFilePath = ""
+    public var certificateFilePath = ""
+    public var keyFilePath = ""
     /// Peer-to-peer ports: gossip (UDP + TCP), peer HTTP (agents follow voters, forwarding), Raft.
     public var gossipPort = 7946
     public var peerPort = 7948
@@ -221,6 +228,9 @@ extension DaemonConfiguration {
         case "token_limit": tokenLimit = Int(try integer(1...10_000))
         case "units_directory": unitsDirectory = value
         case "systemd_user": systemdUser = try boolean()
+        case "ca_file": caFilePath = value
+        case "cert_file": certificateFilePath = value
+        case "key_file": keyFilePath = value
         case "gossip_keyring_file": gossipKeyringPath = value
         case "gossip_insecure_plaintext": gossipInsecurePlaintext = try boolean()
         case "gossip_profile":
@@ -258,6 +268,12 @@ extension DaemonConfiguration {
         guard dataDirectory.hasPrefix("/") else { throw ConfigurationError("data_dir must be an absolute path, got \(dataDirectory.debugDescription)") }
         if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
         try validateAPITLS()
+        let peerTLSFiles = [caFilePath, certificateFilePath, keyFilePath]
+        if peerTLSFiles.contains(where: { !$0.isEmpty }) {
+            guard peerTLSFiles.allSatisfy({ $0.hasPrefix("/") }) else {
+                throw ConfigurationError("ca_file, cert_file and key_file go together, as absolute paths; got \(peerTLSFiles.map(\.debugDescription).joined(separator: ", "))")
+            }
+        }
         guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
             throw ConfigurationError("raft_tick, engine_reconcile_interval and agent_reconcile_interval must be positive")
         }
@@ -270,6 +286,8 @@ extension DaemonConfiguration {
         try LeaseTiming(leaseMilliseconds: agentTTLMilliseconds, renewalIntervalMilliseconds: agentRenewIntervalMilliseconds,
                         stopAllowanceMilliseconds: agentStopAllowanceMilliseconds)
     }
+
+    public var peerTLSEnabled: Bool { !caFilePath.isEmpty }
 
     /// The founding voters, or this machine alone.
     public var effectiveVoters: [String] { voters.isEmpty ? [publicIP] : voters }

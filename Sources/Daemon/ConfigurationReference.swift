@@ -21,6 +21,9 @@ extension DaemonConfiguration {
         .init(key: "api_tls_cert", meaning: "PEM certificate chain for api_listen (with api_tls_key: HTTPS)"),
         .init(key: "api_tls_key", meaning: "PEM private key for api_listen"),
         .init(key: "api_insecure_plaintext", meaning: "let api_listen serve plain HTTP (anyone reaching it controls the cluster)"),
+        .init(key: "ca_file", meaning: "peers' mutual TLS: the cluster's CA certificate, PEM (with cert_file, key_file)"),
+        .init(key: "cert_file", meaning: "this machine's certificate, PEM (flotillactl tls cert create)"),
+        .init(key: "key_file", meaning: "this machine's private key, PEM"),
         .init(key: "gossip_keyring_file", meaning: "gossip encryption keys, base64, one per line (flotillactl keyring generate)"),
         .init(key: "gossip_insecure_plaintext", meaning: "gossip unencrypted: anyone on the network can forge membership"),
         .init(key: "gossip_port", meaning: "membership, UDP and TCP"),
@@ -58,6 +61,9 @@ extension DaemonConfiguration {
         case "api_tls_cert": return apiTLSCertificatePath
         case "api_tls_key": return apiTLSKeyPath
         case "api_insecure_plaintext": return String(apiInsecurePlaintext)
+        case "ca_file": return caFilePath
+        case "cert_file": return certificateFilePath
+        case "key_file": return keyFilePath
         case "gossip_keyring_file": return gossipKeyringPath
         case "gossip_insecure_plaintext": return String(gossipInsecurePlaintext)
         case "gossip_port": return String(gossipPort)

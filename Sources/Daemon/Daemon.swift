@@ -30,7 +30,7 @@ public enum Daemon {
     /// The process's exit status after `run` threw: 78 (EX_CONFIG) for what a restart cannot fix
     /// (a machine ID that another live machine uses, no usable gossip keyring); 1 otherwise.
     public static func exitStatus(for error: any Error) -> Int32 {
-        error is DuplicateMachineID || error is GossipKeyringUnavailable ? MachineIdentityCheck.refusedExitStatus : 1
+        error is DuplicateMachineID || error is GossipKeyringUnavailable || error is PeerTLSUnusable ? MachineIdentityCheck.refusedExitStatus : 1
     }
 }
 
@@ -41,6 +41,9 @@ struct DaemonService: Service {
     func run() async throws {
         let machineID = try MachineIdentity.read(path: configuration.machineIDPath)
         let gossipKeyring = try GossipKeyringFile.load(configuration, logger: logger)
+        if !configuration.peerTLSEnabled {
+            logger.warning("peer TLS is off (no ca_file, cert_file, key_file): Raft on raft_port \(configuration.raftPort) accepts messages from anyone who reaches it")
+        }
         // The Raft log lives here; only root reads it (unit files may carry secrets).
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -57,7 +60,7 @@ struct DaemonService: Service {
         let registry = RegistryStore(logger: logger) { command, state in
             nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
         }
-        let voter = try await Voter.start(configuration: configuration, registry: registry, ioGroup: ioGroup, logger: logger)
+        let voter = try await Voter.start(configuration: configuration, machineID: machineID.rawValue, registry: registry, ioGroup: ioGroup, logger: logger)
 
         var memberMetadata = configuration.metadata
         memberMetadata[MemberKeys.peerPort] = String(configuration.peerPort)

@@ -34,7 +34,7 @@ final class Voter: Sendable {
         self.raftGroup = raftGroup
     }
 
-    static func start(configuration: DaemonConfiguration, registry: RegistryStore, ioGroup: any EventLoopGroup,
+    static func start(configuration: DaemonConfiguration, machineID: String, registry: RegistryStore, ioGroup: any EventLoopGroup,
                       logger: Logger) async throws -> Voter {
         let addresses = Dictionary(uniqueKeysWithValues: configuration.effectiveVoters.map {
             (NodeIdentity.nodeID(ip: $0, raftPort: configuration.raftPort), $0)
@@ -55,9 +55,10 @@ final class Voter: Sendable {
             snapshotEveryEntries: configuration.raftSnapshotEntries)
         var peers: [NodeID: PeerAddress] = [:]
         for (id, ip) in addresses where id != localID { peers[id] = PeerAddress(host: ip, port: configuration.raftPort) }
-        let transportConfiguration = try TransportConfiguration(
+        var transportConfiguration = try TransportConfiguration(
             localID: localID, listenAddress: PeerAddress(host: configuration.publicIP, port: configuration.raftPort), peers: peers,
             reconnectDelayMin: .milliseconds(20), reconnectDelayMax: .milliseconds(500), jitterSeed: localID.rawValue)
+        transportConfiguration.tls = try PeerTLSFiles.transportTLS(configuration, machineID: machineID)
         // Raft gets a thread of its own: it blocks in fsync, and nothing else may wait behind it.
         let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let replica: RaftReplica

@@ -35,6 +35,7 @@ struct FlotillaCluster {
             // operator makes it, at flotillad's default path on every machine.
             let keyring = try cluster.ctl(1, "keyring", "generate") + "\n"
             for machine in 1...machines { try cluster.installGossipKeyring(keyring, on: machine) }
+            try cluster.installPeerCertificates()
             for machine in 1...machines { try cluster.startDaemon(machine) }
             let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
                 let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
@@ -49,6 +50,29 @@ struct FlotillaCluster {
 
     var voters: String { addresses.prefix(3).joined(separator: ",") }
 
+    /// Where each machine's peer TLS files are, and the flags that point flotillad at them.
+    static let tlsDirectory = "/etc/flotilla/tls"
+    static let peerTLSArguments = ["--ca-file=\(tlsDirectory)/flotilla-ca.pem", "--cert-file=\(tlsDirectory)/peer.pem",
+                                   "--key-file=\(tlsDirectory)/peer-key.pem"]
+
+    /// A cluster CA made with flotillactl on machine 1, and for every machine a server
+    /// certificate naming its machine ID and address (any machine may be promoted to voter).
+    func installPeerCertificates() throws {
+        let work = "/root/flotilla-ca"
+        try bed.exec(1, "mkdir", "-p", work)
+        try ctl(1, "tls", "ca", "create", "--directory", work)
+        let authority = try bed.exec(1, "cat", "\(work)/flotilla-ca.pem")
+        for machine in 1...bed.machineCount {
+            let machineID = try bed.exec(machine, "cat", "/etc/machine-id")
+            try ctl(1, "tls", "cert", "create", "--server", "--machine", machineID, "--ip", addresses[machine - 1],
+                    "--ca", "\(work)/flotilla-ca.pem", "--ca-key", "\(work)/flotilla-ca-key.pem", "--directory", work, "--name", "m\(machine)")
+            let certificate = try bed.exec(1, "cat", "\(work)/m\(machine).pem")
+            let key = try bed.exec(1, "cat", "\(work)/m\(machine)-key.pem")
+            try bed.exec(machine, ["sh", "-c", "umask 077 && mkdir -p \(Self.tlsDirectory) && printf '%s\\n' \"$1\" > \(Self.tlsDirectory)/flotilla-ca.pem && printf '%s\\n' \"$2\" > \(Self.tlsDirectory)/peer.pem && printf '%s\\n' \"$3\" > \(Self.tlsDirectory)/peer-key.pem",
+                                   "sh", authority, certificate, key])
+        }
+    }
+
     /// Writes `text` as the machine's /etc/flotilla/gossip.keyring, mode 0600.
     func installGossipKeyring(_ text: String, on machine: Int) throws {
         try bed.exec(machine, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla && printf '%s' \"$1\" > /etc/flotilla/gossip.keyring",
@@ -62,7 +86,7 @@ struct FlotillaCluster {
         _ = try bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
         try bed.exec(machine, ["systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
                      "-p", "Restart=always", "-p", "RestartSec=200ms", daemon, "--public-ip=\(addresses[machine - 1])",
-                     "--voters=\(voters)", "--raft-snapshot-entries=32"] + (daemonArguments.indices.contains(machine - 1) ? daemonArguments[machine - 1] : []))
+                     "--voters=\(voters)", "--raft-snapshot-entries=32"] + Self.peerTLSArguments + (daemonArguments.indices.contains(machine - 1) ? daemonArguments[machine - 1] : []))
     }
 
     @discardableResult

@@ -27,7 +27,8 @@ struct GossipKeyringEndToEndTests {
                     _ = try cluster.bed.execAllowingFailure(4, "systemctl", "stop", "flotillad.service")
                     _ = try cluster.bed.execAllowingFailure(4, "systemctl", "reset-failed", "flotillad.service")
                     try cluster.bed.exec(4, ["systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
-                                             cluster.daemon, "--public-ip=\(cluster.addresses[3])", "--voters=\(cluster.voters)"] + arguments)
+                                             cluster.daemon, "--public-ip=\(cluster.addresses[3])", "--voters=\(cluster.voters)"]
+                                             + FlotillaCluster.peerTLSArguments + arguments)
                 }
                 let stranger = cluster.addresses[3]
                 #expect(try listed().contains(stranger))
@@ -84,6 +85,27 @@ struct GossipKeyringEndToEndTests {
                 #expect(refused, "\(journal)")
                 #expect(journal.contains("no usable gossip keyring at /etc/flotilla/gossip.keyring") && journal.contains("flotillactl keyring generate"),
                         "\(journal)")
+            }
+        }
+    }
+
+    /// Raft's port speaks TLS 1.3 with the cluster's CA and asks for a client certificate: a
+    /// client with a machine's certificate completes the handshake, one without is refused with
+    /// TLS's "certificate required" alert, and the journal says peer TLS is on.
+    @Test func raftAcceptsOnlyMutualTLSWithTheClustersCertificates() async throws {
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 1, tag: "rafttls") { cluster in
+                let tls = FlotillaCluster.tlsDirectory
+                let address = "\(cluster.addresses[0]):7949"
+                let withCertificate = try cluster.bed.execAllowingFailure(1, "sh", "-c",
+                    "openssl s_client -connect \(address) -tls1_3 -verify_return_error -CAfile \(tls)/flotilla-ca.pem -cert \(tls)/peer.pem -key \(tls)/peer-key.pem -brief </dev/null 2>&1")
+                #expect(withCertificate.standardOutput.contains("Protocol version: TLSv1.3")
+                        && withCertificate.standardOutput.contains("Verification: OK"), "\(withCertificate.standardOutput)")
+                let without = try cluster.bed.execAllowingFailure(1, "sh", "-c",
+                    "(sleep 1; printf x) | openssl s_client -connect \(address) -tls1_3 -CAfile \(tls)/flotilla-ca.pem -quiet 2>&1")
+                #expect(without.standardOutput.contains("certificate required"), "\(without.standardOutput)")
+                let journal = try cluster.bed.exec(1, "journalctl", "-u", "flotillad", "--no-pager")
+                #expect(!journal.contains("peer TLS is off"), "\(journal)")
             }
         }
     }
