@@ -325,7 +325,8 @@ extension ClusterTests {
                     let state = try cluster.property(3, "flotillad.service", "ActiveState")
                     return status == "78" && state == "failed"
                 }
-                let journal = try cluster.bed.execAllowingFailure(3, "journalctl", "-u", "flotillad", "--no-pager", "-n", "20").standardOutput
+                let journal = try cluster.journalOnceItContains(3, ["already used by the live member at \(cluster.addresses[0])",
+                                                                    "systemd-machine-id-setup"])
                 #expect(refused, "the clone was not refused: \(journal)")
                 #expect(journal.contains("already used by the live member at \(cluster.addresses[0])"), "\(journal)")
                 #expect(journal.contains("systemd-machine-id-setup"), "\(journal)")

@@ -110,6 +110,19 @@ struct FlotillaCluster {
         }
     }
 
+    /// flotillad's journal in `machine` once it holds every one of `texts`, or as it is after
+    /// `timeoutSeconds`. journald reads a process's standard error after the process is gone and
+    /// after systemd's own lines about its exit, so a line written just before exiting can show
+    /// up a moment after the unit is already failed.
+    func journalOnceItContains(_ machine: Int, _ texts: [String], timeoutSeconds: Double = 30) throws -> String {
+        var journal = ""
+        _ = try Testbed.eventually(timeoutSeconds: timeoutSeconds, intervalSeconds: 0.2) {
+            journal = try bed.execAllowingFailure(machine, "journalctl", "-u", "flotillad", "--no-pager", "-n", "200").standardOutput
+            return texts.allSatisfy(journal.contains)
+        }
+        return journal
+    }
+
     func diagnostics() throws -> String {
         var text = ""
         for machine in 1...bed.machineCount {

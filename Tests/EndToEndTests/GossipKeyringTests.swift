@@ -81,7 +81,8 @@ struct GossipKeyringEndToEndTests {
                     try cluster.property(1, "flotillad.service", "ExecMainStatus") == "78"
                         && cluster.property(1, "flotillad.service", "ActiveState") == "failed"
                 }
-                let journal = try cluster.bed.execAllowingFailure(1, "journalctl", "-u", "flotillad", "--no-pager", "-n", "10").standardOutput
+                let journal = try cluster.journalOnceItContains(1, ["no usable gossip keyring at /etc/flotilla/gossip.keyring",
+                                                                    "flotillactl keyring generate"])
                 #expect(refused, "\(journal)")
                 #expect(journal.contains("no usable gossip keyring at /etc/flotilla/gossip.keyring") && journal.contains("flotillactl keyring generate"),
                         "\(journal)")
