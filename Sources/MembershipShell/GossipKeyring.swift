@@ -17,7 +17,7 @@ import Foundation
 /// Nonces are 96 random bits per message (NIST SP 800-38D's bound of 2^32 messages per key is
 /// some years of gossip at memberlist's rates); a replayed packet opens, which SWIM tolerates,
 /// since every state message carries an incarnation and stale ones change nothing.
-public struct GossipKeyring: Sendable, Equatable {
+public struct GossipKeyring: Sendable {
     /// AES-256: 32 bytes.
     public static let keyBytes = 32
     /// Keys kept at once. Opening tries each, so a garbage packet costs at most this many
@@ -40,6 +40,9 @@ public struct GossipKeyring: Sendable, Equatable {
 
     public var primaryKey: [UInt8] { keys[0] }
 
+    /// `keys` as AES keys, made once: sealing and opening run for every packet.
+    private let symmetricKeys: [SymmetricKey]
+
     public init(keys: [[UInt8]]) throws(GossipKeyringError) {
         guard !keys.isEmpty else { throw .empty }
         guard keys.count <= Self.keysMax else { throw .tooManyKeys(count: keys.count, keysMax: Self.keysMax) }
@@ -48,6 +51,7 @@ public struct GossipKeyring: Sendable, Equatable {
             guard !keys[..<index].contains(key) else { throw .duplicateKey(index: index) }
         }
         self.keys = keys
+        symmetricKeys = keys.map { SymmetricKey(data: $0) }
     }
 
     /// A fresh 256-bit key from the system's secure generator.
@@ -59,10 +63,9 @@ public struct GossipKeyring: Sendable, Equatable {
 
     /// Seals `plaintext` under the primary key with a fresh random nonce.
     public func seal(_ plaintext: [UInt8], channel: Channel) -> [UInt8] {
-        let key = SymmetricKey(data: primaryKey)
         let additional = [Self.version, channel.rawValue]
         // Sealing fails only for a key or nonce of the wrong size, which `init` rules out.
-        let box = try! AES.GCM.seal(plaintext, using: key, nonce: AES.GCM.Nonce(), authenticating: additional)
+        let box = try! AES.GCM.seal(plaintext, using: symmetricKeys[0], nonce: AES.GCM.Nonce(), authenticating: additional)
         var sealed: [UInt8] = []
         sealed.reserveCapacity(Self.overheadBytes + plaintext.count)
         sealed.append(Self.version)
@@ -80,8 +83,8 @@ public struct GossipKeyring: Sendable, Equatable {
               let box = try? AES.GCM.SealedBox(nonce: nonce, ciphertext: sealed[(1 + Self.nonceBytes)..<(sealed.count - Self.tagBytes)],
                                                tag: sealed[(sealed.count - Self.tagBytes)...]) else { return nil }
         let additional = [Self.version, channel.rawValue]
-        for key in keys {
-            if let plaintext = try? AES.GCM.open(box, using: SymmetricKey(data: key), authenticating: additional) {
+        for key in symmetricKeys {
+            if let plaintext = try? AES.GCM.open(box, using: key, authenticating: additional) {
                 return Array(plaintext)
             }
         }
@@ -113,6 +116,11 @@ public struct GossipKeyring: Sendable, Equatable {
         "# Gossip encryption keys (AES-256-GCM), one base64 key per line; the first one encrypts.\n"
             + keys.map { Data($0).base64EncodedString() + "\n" }.joined()
     }
+}
+
+/// Two keyrings are equal when they hold the same keys in the same order (the AES keys follow).
+extension GossipKeyring: Equatable {
+    public static func == (left: GossipKeyring, right: GossipKeyring) -> Bool { left.keys == right.keys }
 }
 
 public enum GossipKeyringError: Error, Hashable, Sendable, CustomStringConvertible {
