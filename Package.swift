@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Raft", "TestSupport"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd", "TestSupport"]),
         // Helpers shared by the test targets that spawn processes (not shipped in any product).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ClusterCertificates"], path: "Tests/TestSupport"),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
         // Loopback shells, and flotilla-gossip on real machines (Contrib/testbed).
@@ -163,7 +163,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "FleetAPI", "UnitFile",
+                "FleetAPI", "UnitFile", "ClusterCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -224,7 +224,7 @@ let package = Package(
         .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile"]),
         .testTarget(
             name: "HTTPAPITests",
-            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "ClusterCertificates", .product(name: "X509", package: "swift-certificates"), "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),

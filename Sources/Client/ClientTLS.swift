@@ -10,15 +10,23 @@ import NIOSSL
 
 /// How a `FlotillaClient` decides to trust the server of an `https` endpoint. The server's
 /// certificate must chain to a trusted CA and name the endpoint's host (a DNS name, or an IP
-/// address SAN when the host is an address); there is no switch to skip either check. Client
-/// certificates (fleetctl's --cert-file/--key-file) are not supported yet.
+/// address SAN when the host is an address); there is no switch to skip either check. A client
+/// certificate (fleetctl's --cert-file and --key-file; a peer's own certificate on the peer
+/// port) is presented when the server asks for one.
 public struct ClientTLS: Sendable, Hashable {
     /// A PEM file of CA certificates to trust instead of the system's roots (fleetctl's
     /// --ca-file); nil trusts the system's roots.
     public var caFilePath: String?
+    /// The client's certificate chain (PEM, its own certificate first) and its unencrypted PEM
+    /// private key: both or neither.
+    public var certificateFilePath: String?
+    public var keyFilePath: String?
 
-    public init(caFilePath: String? = nil) {
+    public init(caFilePath: String? = nil, certificateFilePath: String? = nil, keyFilePath: String? = nil) {
+        precondition((certificateFilePath == nil) == (keyFilePath == nil), "a client certificate needs its key, and a key its certificate")
         self.caFilePath = caFilePath
+        self.certificateFilePath = certificateFilePath
+        self.keyFilePath = keyFilePath
     }
 
     /// A CA file far larger than this is not a bundle of CA certificates (the system's whole
@@ -36,6 +44,17 @@ public struct ClientTLS: Sendable, Hashable {
             case .failure(let error): return .failure(error)
             }
         }
+        if let certificateFilePath, let keyFilePath {
+            switch Self.readCertificates(certificateFilePath, what: "certificate") {
+            case .success(let chain): configuration.certificateChain = chain.map { .certificate($0) }
+            case .failure(let error): return .failure(error)
+            }
+            do {
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFilePath, format: .pem))
+            } catch {
+                return .failure(.connection("the key file \(keyFilePath) is not a readable unencrypted PEM private key (\(error))"))
+            }
+        }
         do {
             return .success(try NIOSSLContext(configuration: configuration))
         } catch {
@@ -43,21 +62,22 @@ public struct ClientTLS: Sendable, Hashable {
         }
     }
 
-    private static func readCertificates(_ path: String) -> Result<[NIOSSLCertificate], ClientError> {
+    /// `what` names the file in errors: "CA" or "certificate".
+    private static func readCertificates(_ path: String, what: String = "CA") -> Result<[NIOSSLCertificate], ClientError> {
         guard let bytes = readFile(path) else {
-            return .failure(.connection("cannot read the CA file \(path): \(lastErrorDescription())"))
+            return .failure(.connection("cannot read the \(what) file \(path): \(lastErrorDescription())"))
         }
         guard bytes.count <= caFileBytesMax else {
-            return .failure(.connection("the CA file \(path) is larger than \(caFileBytesMax) bytes; it is not a PEM CA bundle"))
+            return .failure(.connection("the \(what) file \(path) is larger than \(caFileBytesMax) bytes; it is not PEM certificates"))
         }
         let certificates: [NIOSSLCertificate]
         do {
             certificates = try NIOSSLCertificate.fromPEMBytes(bytes)
         } catch {
-            return .failure(.connection("the CA file \(path) is not PEM certificates (\(error)); expected -----BEGIN CERTIFICATE----- blocks"))
+            return .failure(.connection("the \(what) file \(path) is not PEM certificates (\(error)); expected -----BEGIN CERTIFICATE----- blocks"))
         }
         guard !certificates.isEmpty else {
-            return .failure(.connection("the CA file \(path) holds no certificate; expected -----BEGIN CERTIFICATE----- blocks"))
+            return .failure(.connection("the \(what) file \(path) holds no certificate; expected -----BEGIN CERTIFICATE----- blocks"))
         }
         return .success(certificates)
     }

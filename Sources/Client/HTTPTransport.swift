@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FleetAPI
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -118,6 +119,8 @@ final class HTTPTransport: Sendable {
         headers.add(name: "Host", value: endpoint.hostHeader)
         headers.add(name: "User-Agent", value: "flotilla-client")
         headers.add(name: "Accept", value: "application/json")
+        // A peer relaying a request names the caller it relays for (the peer port alone reads it).
+        if let caller = APICaller.current { headers.add(name: APICaller.headerName, value: caller.headerValue) }
         if let bodyCount {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(bodyCount))

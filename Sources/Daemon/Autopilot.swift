@@ -1,3 +1,4 @@
+import ClusterCertificates
 import Logging
 import Membership
 import Raft
@@ -66,7 +67,7 @@ extension Node {
             view.status == .alive && view.raftPort > 0
                 && !members.contains(NodeIdentity.nodeID(ip: view.publicIP, raftPort: view.raftPort))
         }.sorted { $0.id < $1.id }
-        guard let candidate = candidates.first else {
+        guard let candidate = await firstProvenServer(candidates) else {
             logger.debug("autopilot: a voter is dead and no alive agent can replace it", metadata: ["node": "\(victim)"])
             return
         }
@@ -81,6 +82,30 @@ extension Node {
     }
 
     var foundingVoterCount: Int { configuration.effectiveVoters.count }
+
+    /// The first candidate whose Raft listener proves, with a certificate of the cluster's CA,
+    /// that it is a server of that machine at that address (Nomad's `server.<region>.nomad`
+    /// rule): gossip only says what a machine claims. An agent's certificate would be added as a
+    /// learner that no one ever sends to, holding the replacement up for good. Without peer TLS
+    /// nothing can be proved and the first candidate is taken.
+    func firstProvenServer(_ candidates: [MachineView]) async -> MachineView? {
+        guard let peerTLS else { return candidates.first }
+        for candidate in candidates.prefix(Self.autopilotProbesPerStepMax) {
+            let identity = await IdentityProbe.identity(at: PeerAddress(host: candidate.publicIP, port: candidate.raftPort), contexts: peerTLS,
+                                                        timeout: .milliseconds(500), group: ioGroup)
+            if let identity, identity.role == .server, identity.machineID == candidate.id.rawValue,
+               identity.ipAddresses.contains(candidate.publicIP) {
+                return candidate
+            }
+            logger.notice("autopilot: a candidate is not a server of the cluster; passed over",
+                          metadata: ["machine": "\(candidate.id)", "ip": "\(candidate.publicIP)",
+                                     "certificate": "\(identity.map { "\($0)" } ?? "none proved")"])
+        }
+        return nil
+    }
+
+    /// Candidates probed in one autopilot step (a second): bounds the step's length.
+    static let autopilotProbesPerStepMax = 4
 
     /// Voters (other than this leader) whose machine has been dead, left or unknown to
     /// membership for `voterReplaceAfter`, oldest first.

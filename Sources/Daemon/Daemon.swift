@@ -41,8 +41,9 @@ struct DaemonService: Service {
     func run() async throws {
         let machineID = try MachineIdentity.read(path: configuration.machineIDPath)
         let gossipKeyring = try GossipKeyringFile.load(configuration, logger: logger)
-        if !configuration.peerTLSEnabled {
-            logger.warning("peer TLS is off (no ca_file, cert_file, key_file): Raft on raft_port \(configuration.raftPort) accepts messages from anyone who reaches it")
+        let peerTLS = try PeerTLSFiles.load(configuration, machineID: machineID.rawValue)
+        if peerTLS == nil {
+            logger.warning("peer TLS is off (no ca_file, cert_file, key_file): Raft on raft_port \(configuration.raftPort) and the peer API on peer_port \(configuration.peerPort) accept anyone who reaches them")
         }
         // The Raft log lives here; only root reads it (unit files may carry secrets).
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
@@ -60,7 +61,7 @@ struct DaemonService: Service {
         let registry = RegistryStore(logger: logger) { command, state in
             nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
         }
-        let voter = try await Voter.start(configuration: configuration, machineID: machineID.rawValue, registry: registry, ioGroup: ioGroup, logger: logger)
+        let voter = try await Voter.start(configuration: configuration, peerTLS: peerTLS, registry: registry, ioGroup: ioGroup, logger: logger)
 
         var memberMetadata = configuration.metadata
         memberMetadata[MemberKeys.peerPort] = String(configuration.peerPort)
@@ -92,7 +93,8 @@ struct DaemonService: Service {
         let leaseTiming = try configuration.leaseTiming()
         let ledger = try LeaseLedgerStore(timing: leaseTiming, dataDirectory: configuration.dataDirectory, logger: logger)
         let node = Node(configuration: configuration, machineID: machineID.rawValue, logger: logger, membership: membership,
-                        voter: voter, registry: registry, manager: manager, ioGroup: ioGroup, ledger: ledger, leaseTiming: leaseTiming)
+                        voter: voter, registry: registry, manager: manager, ioGroup: ioGroup, ledger: ledger, leaseTiming: leaseTiming,
+                        peerTLS: peerTLS)
         nodeBox.withLock { $0 = node }
         let systemdLease = SystemdLeaseUnit(manager: manager, runtimeDirectory: Self.runtimeUnitDirectory(configuration),
                                             notifySocketPath: Self.managerNotifySocket(configuration),
@@ -107,13 +109,13 @@ struct DaemonService: Service {
         let apiConfiguration = HTTPAPIConfiguration(pageItemsMax: configuration.tokenLimit)
         let peerServer = try await HTTPAPIServer.start(
             listeners: [.tcp(host: configuration.publicIP, port: configuration.peerPort)], backend: backend,
-            configuration: apiConfiguration, eventLoopGroup: ioGroup, logger: logger)
+            configuration: apiConfiguration, audience: .peers(tls: peerTLS), eventLoopGroup: ioGroup, logger: logger)
         if !configuration.apiListen.isEmpty, configuration.apiTLSCertificatePath.isEmpty {
             logger.warning("api_listen \(configuration.apiListen) serves the API in plain HTTP without authentication (api_insecure_plaintext=true): anyone who reaches it controls every machine")
         }
         let userServer = try await HTTPAPIServer.start(
             listeners: Self.userListeners(configuration), backend: backend, configuration: apiConfiguration,
-            eventLoopGroup: ioGroup, logger: logger)
+            audience: .users(machineID: machineID.rawValue), eventLoopGroup: ioGroup, logger: logger)
 
         _ = try? SystemdNotifier.notify([.ready, .status("running: \(machineID.rawValue)")])
         logger.notice("flotillad running", metadata: [

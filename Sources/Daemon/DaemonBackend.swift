@@ -382,4 +382,8 @@ struct DaemonBackend: APIBackend {
     func metricsText() async -> String {
         await node.metricsText()
     }
+
+    func requestRefused(status: Int) {
+        node.metrics.withLock { $0.peerRequestsRefused[status, default: 0] += 1 }
+    }
 }

@@ -40,6 +40,11 @@ extension Node {
                [("", "\(Double(counters.lastSchedulingMicroseconds) / 1_000_000)")])
         metric("flotilla_forwarded_requests_total", "counter", "API requests forwarded to the leader.", [("", "\(counters.forwardedRequests)")])
         metric("flotilla_forward_failures_total", "counter", "Forwarded API requests that failed.", [("", "\(counters.forwardFailures)")])
+        metric("flotilla_peer_api_refused_total", "counter",
+               "Connections and requests the peer port refused: TLS handshakes (no certificate of the cluster's CA), callers a certificate may not speak for (403), malformed caller headers (400).",
+               [("reason=\"handshake\"", "\(counters.peerRequestsRefused[0] ?? 0)"),
+                ("reason=\"forbidden\"", "\(counters.peerRequestsRefused[403] ?? 0)"),
+                ("reason=\"bad_request\"", "\(counters.peerRequestsRefused[400] ?? 0)")])
         if let agent {
             let agentCounters = await agent.metrics
             metric("flotilla_agent_actions_total", "counter", "Unit actions run by this machine's agent.", [("", "\(agentCounters.actions)")])

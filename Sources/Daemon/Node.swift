@@ -1,3 +1,4 @@
+import ClusterCertificates
 import Agent
 import Client
 import FleetAPI
@@ -35,6 +36,8 @@ final class Node: Sendable {
     let stateTable = UnitStateTable()
     let events = EventLog()
     let ioGroup: any EventLoopGroup
+    /// This machine's peer TLS contexts; nil in plaintext.
+    let peerTLS: PeerTLS?
     /// Wakes the leader's scheduling round: registry changes, membership changes, leadership.
     let schedulingTriggers = ChangeNotifier()
     private let triggerCount = Mutex<UInt64>(0)
@@ -77,12 +80,15 @@ final class Node: Sendable {
         var lastSchedulingMicroseconds: Int64 = 0
         var forwardedRequests = 0
         var forwardFailures = 0
+        /// Requests the peer port refused, by status (0: the TLS handshake).
+        var peerRequestsRefused: [Int: Int] = [:]
     }
 
     init(configuration: DaemonConfiguration, machineID: String, logger: Logger, membership: MembershipShell, voter: Voter?,
          registry: RegistryStore?, manager: SystemdManager, ioGroup: any EventLoopGroup, ledger: LeaseLedgerStore,
-         leaseTiming: LeaseTiming) {
+         leaseTiming: LeaseTiming, peerTLS: PeerTLS?) {
         self.configuration = configuration
+        self.peerTLS = peerTLS
         self.machineID = machineID
         self.logger = logger
         self.membership = membership
@@ -137,7 +143,10 @@ final class Node: Sendable {
         let key = "\(ip):\(port)"
         return clients.withLock { clients in
             if let existing = clients[key] { return existing }
-            let client = FlotillaClient(endpoint: .tcp(host: ip, port: port), eventLoopGroup: ioGroup, requestTimeout: timeout)
+            // With peer TLS, every peer is reached over mutual TLS (see `peerClientTLS`).
+            let tls = configuration.peerClientTLS
+            let endpoint: APIEndpoint = tls == nil ? .tcp(host: ip, port: port) : .https(host: ip, port: port)
+            let client = FlotillaClient(endpoint: endpoint, eventLoopGroup: ioGroup, requestTimeout: timeout, tls: tls)
             clients[key] = client
             return client
         }

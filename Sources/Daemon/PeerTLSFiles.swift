@@ -1,3 +1,4 @@
+import Client
 import ClusterCertificates
 import Raft
 import Transport
@@ -5,8 +6,9 @@ import Transport
 /// Mutual TLS between peers from `ca_file`, `cert_file` and `key_file`, and the rule that
 /// binds a certificate to the Raft node it may speak for.
 enum PeerTLSFiles {
-    /// Nil when the three files are not configured.
-    static func transportTLS(_ configuration: DaemonConfiguration, machineID: String) throws(PeerTLSUnusable) -> TransportTLS? {
+    /// This machine's peer TLS contexts, checked to be its own; nil when the three files are not
+    /// configured.
+    static func load(_ configuration: DaemonConfiguration, machineID: String) throws(PeerTLSUnusable) -> PeerTLS? {
         guard configuration.peerTLSEnabled else { return nil }
         let contexts: PeerTLS
         do {
@@ -19,12 +21,27 @@ enum PeerTLSFiles {
               contexts.localIdentity.ipAddresses.contains(configuration.publicIP) else {
             throw PeerTLSUnusable(reason: "cert_file \(configuration.certificateFilePath) is for \(contexts.localIdentity), not machine \(machineID) at public_ip \(configuration.publicIP): make this machine's with flotillactl tls cert create --server --machine \(machineID) --ip \(configuration.publicIP)")
         }
-        let raftPort = configuration.raftPort
+        return contexts
+    }
+
+    /// How the Raft transport checks the certificates of `contexts`' peers.
+    static func transportTLS(_ contexts: PeerTLS?, raftPort: Int) -> TransportTLS? {
+        guard let contexts else { return nil }
         return TransportTLS(contexts: contexts, mayAcceptMessage: { from, identity in
             // Raft node IDs are the hash of ip:port (NodeIdentity), so a certificate proves the
             // IDs of its addresses; only server certificates speak Raft (agents' never vote).
             identity.role == .server && identity.ipAddresses.contains { NodeIdentity.nodeID(ip: $0, raftPort: raftPort) == from }
         })
+    }
+}
+
+extension DaemonConfiguration {
+    /// How this peer's API client proves itself to, and checks, other peers: the cluster's CA
+    /// alone is trusted, the other peer's certificate must name the address dialled, and this
+    /// machine's certificate is presented. Nil in plaintext.
+    var peerClientTLS: ClientTLS? {
+        guard peerTLSEnabled else { return nil }
+        return ClientTLS(caFilePath: caFilePath, certificateFilePath: certificateFilePath, keyFilePath: keyFilePath)
     }
 }
 

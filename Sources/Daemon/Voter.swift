@@ -1,3 +1,4 @@
+import ClusterCertificates
 import Logging
 import NIOCore
 import NIOPosix
@@ -34,7 +35,7 @@ final class Voter: Sendable {
         self.raftGroup = raftGroup
     }
 
-    static func start(configuration: DaemonConfiguration, machineID: String, registry: RegistryStore, ioGroup: any EventLoopGroup,
+    static func start(configuration: DaemonConfiguration, peerTLS: PeerTLS?, registry: RegistryStore, ioGroup: any EventLoopGroup,
                       logger: Logger) async throws -> Voter {
         let addresses = Dictionary(uniqueKeysWithValues: configuration.effectiveVoters.map {
             (NodeIdentity.nodeID(ip: $0, raftPort: configuration.raftPort), $0)
@@ -58,7 +59,7 @@ final class Voter: Sendable {
         var transportConfiguration = try TransportConfiguration(
             localID: localID, listenAddress: PeerAddress(host: configuration.publicIP, port: configuration.raftPort), peers: peers,
             reconnectDelayMin: .milliseconds(20), reconnectDelayMax: .milliseconds(500), jitterSeed: localID.rawValue)
-        transportConfiguration.tls = try PeerTLSFiles.transportTLS(configuration, machineID: machineID)
+        transportConfiguration.tls = PeerTLSFiles.transportTLS(peerTLS, raftPort: configuration.raftPort)
         // Raft gets a thread of its own: it blocks in fsync, and nothing else may wait behind it.
         let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let replica: RaftReplica

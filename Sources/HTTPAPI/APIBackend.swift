@@ -119,4 +119,11 @@ public protocol APIBackend: Sendable {
     // Operations
     /// `GET /metrics`: this peer's metrics in Prometheus's text exposition format (0.0.4).
     func metricsText() async -> String
+    /// A request the peer port refused for its caller (its status: 400 or 403; 0 for a refused
+    /// TLS handshake), already logged: for metrics.
+    func requestRefused(status: Int)
+}
+
+extension APIBackend {
+    public func requestRefused(status: Int) {}
 }

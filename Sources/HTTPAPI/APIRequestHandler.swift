@@ -70,11 +70,24 @@ struct APIRequestHandler: Sendable {
     let configuration: HTTPAPIConfiguration
     let logger: Logger
 
-    func respond(to request: APIRequest) async -> APIResponse {
+    func respond(to request: APIRequest, origin: ConnectionOrigin) async -> APIResponse {
         switch Router.match(method: request.method, path: String(request.path)) {
         case .route(let route):
+            let caller: APICaller
+            switch PeerAccess.caller(for: route, header: request.headers.first(name: APICaller.headerName), origin: origin) {
+            case .success(let decided):
+                caller = decided
+            case .failure(let refusal):
+                logger.warning("API request refused", metadata: [
+                    "method": "\(request.method)", "target": "\(request.target)", "status": "\(refusal.status)",
+                    "peer": "\(origin)", "caller": "\(request.headers.first(name: APICaller.headerName) ?? "-")",
+                    "reason": "\(refusal.message)",
+                ])
+                backend.requestRefused(status: refusal.status)
+                return .error(refusal)
+            }
             do {
-                return try await respond(to: route, request: request)
+                return try await respond(to: route, request: request, caller: caller)
             } catch {
                 if error.status >= 500 {
                     logger.warning("API request failed", metadata: [
@@ -97,8 +110,9 @@ struct APIRequestHandler: Sendable {
         }
     }
 
-    /// Binds the request's read consistency (`?consistency=leader|local`) for the backend.
-    private func respond(to route: Route, request: APIRequest) async throws(APIError) -> APIResponse {
+    /// Binds the request's caller and its read consistency (`?consistency=leader|local`) for the
+    /// backend.
+    private func respond(to route: Route, request: APIRequest, caller: APICaller) async throws(APIError) -> APIResponse {
         var consistency = ReadConsistency.leader
         if case .success(let query) = QueryParameters.parse(request.query), let raw = try query.single("consistency") {
             guard let parsed = ReadConsistency(rawValue: raw) else {
@@ -107,8 +121,10 @@ struct APIRequestHandler: Sendable {
             consistency = parsed
         }
         do {
-            return try await ReadConsistency.$current.withValue(consistency) {
-                try await respondRouted(to: route, request: request)
+            return try await APICaller.$current.withValue(caller) {
+                try await ReadConsistency.$current.withValue(consistency) {
+                    try await respondRouted(to: route, request: request)
+                }
             }
         } catch let error as APIError {
             throw error

@@ -1,3 +1,4 @@
+import FleetAPI
 import Foundation
 import Logging
 import NIOCore
@@ -37,15 +38,33 @@ public final class HTTPAPIServer: Sendable {
     /// Reads the certificates of every `.tls` listener, binds every listener, then starts
     /// serving. If any listener fails, those already bound are closed and the error says which one
     /// failed (a bad certificate or key file fails before anything is bound).
+    ///
+    /// `audience` says whom the listeners serve. For `.peers(tls:)` every listener must be `.tcp`;
+    /// with `tls`, each is served over mutual TLS with the peers' contexts.
     public static func start(listeners: [APIListener], backend: any APIBackend, configuration: HTTPAPIConfiguration = HTTPAPIConfiguration(),
+                             audience: APIAudience = .users(machineID: "local"),
                              eventLoopGroup: any EventLoopGroup, logger: Logger) async throws(HTTPAPIServerError) -> HTTPAPIServer {
         precondition(!listeners.isEmpty, "HTTPAPIServer needs at least one listener")
         let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
         let connection = HTTPConnection(handler: APIRequestHandler(backend: backend, configuration: configuration, logger: logger),
                                         configuration: configuration, logger: logger)
         var tlsContexts: [NIOSSLContext?] = []
+        var origins: [OriginSource] = []
         for listener in listeners {
-            tlsContexts.append(try ServerTLS.makeContext(for: listener))
+            switch audience {
+            case .users(let machineID):
+                tlsContexts.append(try ServerTLS.makeContext(for: listener))
+                switch listener {
+                case .unix, .inheritedSocket: origins.append(.user(APICaller(kind: .socket, machineID: machineID)))
+                case .tcp, .tls: origins.append(.user(APICaller(kind: .network, machineID: machineID)))
+                }
+            case .peers(let tls):
+                guard case .tcp = listener else {
+                    throw HTTPAPIServerError(listener: listener, reason: "the peer API listens on TCP only (peer_port)")
+                }
+                tlsContexts.append(tls?.serverContext)
+                origins.append(tls == nil ? .unverifiedPeer : .verifiedPeer)
+            }
         }
         var bound: [NIOAsyncChannel<AcceptedConnection, Never>] = []
         for (listener, tlsContext) in zip(listeners, tlsContexts) {
@@ -58,10 +77,10 @@ public final class HTTPAPIServer: Sendable {
             }
         }
         var tasks: [Task<Void, Never>] = []
-        for (listener, serverChannel) in zip(listeners, bound) {
-            logger.info("API listening", metadata: ["listener": "\(listener)",
+        for ((listener, serverChannel), origin) in zip(zip(listeners, bound), origins) {
+            logger.info("API listening", metadata: ["listener": "\(listener)", "origin": "\(origin)",
                                                     "address": "\(serverChannel.channel.localAddress.map { "\($0)" } ?? "?")"])
-            tasks.append(Task { await acceptLoop(serverChannel, connection: connection, logger: logger) })
+            tasks.append(Task { await acceptLoop(serverChannel, connection: connection, origin: origin, logger: logger) })
         }
         return HTTPAPIServer(boundAddresses: bound.compactMap { $0.channel.localAddress }, listeners: listeners,
                              serverChannels: bound.map(\.channel), acceptTasks: tasks, connections: connections, logger: logger)
@@ -81,13 +100,13 @@ public final class HTTPAPIServer: Sendable {
     }
 
     private static func acceptLoop(_ serverChannel: NIOAsyncChannel<AcceptedConnection, Never>, connection: HTTPConnection,
-                                   logger: Logger) async {
+                                   origin: OriginSource, logger: Logger) async {
         do {
             try await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await accepted in inbound {
                         switch accepted {
-                        case .serve(let client): group.addTask { await connection.run(client) }
+                        case .serve(let client): group.addTask { await connection.run(client, origin: origin) }
                         case .refused: continue
                         }
                     }

@@ -1,6 +1,9 @@
+import ClusterCertificates
+import FleetAPI
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 typealias HTTPServerAsyncChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
@@ -23,7 +26,8 @@ struct HTTPConnection: Sendable {
 
     private struct ProtocolViolation: Error {}
 
-    func run(_ channel: HTTPServerAsyncChannel) async {
+    func run(_ channel: HTTPServerAsyncChannel, origin source: OriginSource) async {
+        var origin: ConnectionOrigin?
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var parts = inbound.makeAsyncIterator()
@@ -33,7 +37,9 @@ struct HTTPConnection: Sendable {
                         try await refuseBody(version: version, parts: &parts, outbound: outbound)
                         return
                     case .request(let request, let version, let keepAlive):
-                        let response = await handler.respond(to: request)
+                        // A request is read only after the TLS handshake, so the certificate is known.
+                        if origin == nil { origin = await source.resolve(channel.channel) }
+                        let response = await handler.respond(to: request, origin: origin!)
                         switch response {
                         case .complete(let status, let headers, let body):
                             try await write(status: status, headers: headers, body: body, version: version,
@@ -48,7 +54,15 @@ struct HTTPConnection: Sendable {
             }
         } catch {
             // A client that goes away mid-request, or a protocol error NIO already answered
-            // with 400, ends here; neither is the server's failure.
+            // with 400, ends here; neither is the server's failure. On the peer port, a TLS
+            // error before any request is a refused handshake (no certificate, another CA).
+            if case .verifiedPeer = source, origin == nil, error is NIOSSLError || error is BoringSSLError {
+                logger.warning("peer API: TLS handshake refused", metadata: [
+                    "remote": "\(channel.channel.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
+                ])
+                handler.backend.requestRefused(status: 0)
+                return
+            }
             logger.debug("API connection ended", metadata: ["error": "\(error)"])
         }
     }
@@ -172,5 +186,25 @@ final class IdleConnectionCloser: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// How a listener learns who its connections' requests come from (see `ConnectionOrigin`).
+enum OriginSource: Sendable {
+    case user(APICaller)
+    /// Read from the certificate the peer presented in the TLS handshake.
+    case verifiedPeer
+    case unverifiedPeer
+
+    func resolve(_ channel: any Channel) async -> ConnectionOrigin {
+        switch self {
+        case .user(let caller):
+            return .user(caller)
+        case .unverifiedPeer:
+            return .unverifiedPeer
+        case .verifiedPeer:
+            let certificate = try? await channel.nioSSL_peerCertificate().get()
+            return .verifiedPeer(certificate.flatMap { PeerIdentity($0) })
+        }
     }
 }

@@ -180,31 +180,44 @@ struct ClusterTests {
 extension ClusterTests {
     /// Autopilot: a dead voter is replaced by an alive agent (learner, promoted, dead one
     /// removed), so the cluster survives losing a second of its founding voters.
-    @Test func aDeadVoterIsReplacedByAnAgent() async throws {
+    /// Autopilot replaces a dead voter with an alive agent whose certificate says it may be a
+    /// server, never with one whose certificate is an agent's (even when it comes first in
+    /// machine ID order, as it is made to here).
+    @Test func aDeadVoterIsReplacedByAServerCertifiedAgentOnly() async throws {
         // Blocks for minutes on the machines: off the cooperative pool (OwnThreadExecutor).
         try await onOwnThread {
-            try FlotillaCluster.with(machines: 4, tag: "autopilot") { cluster in
+            try FlotillaCluster.with(machines: 5, tag: "autopilot") { cluster in
+                let ids = try [4, 5].map { try cluster.bed.exec($0, "cat", "/etc/machine-id") }
+                let (agentOnly, replacement) = ids[0] < ids[1] ? (4, 5) : (5, 4)
+                try cluster.reissueCertificate(agentOnly, role: "--agent")
                 let leader = try cluster.leaderMachine()
                 let founding = [1, 2, 3].filter { $0 != leader }
                 try cluster.bed.run(["kill", String(founding[0])])
-                let agentAddress = cluster.addresses[3]
-                let promoted = try Testbed.eventually(timeoutSeconds: 90, intervalSeconds: 0.5) {
-                    let listing = try cluster.ctlAllowingFailure(4, "list-machines", "--no-legend", "--full", "--fields=ip,role")
-                    return listing.standardOutput.split(separator: "\n").contains { line in
-                        line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) == [agentAddress, "voter"]
-                    }
+                let replacementAddress = cluster.addresses[replacement - 1]
+                let agentOnlyAddress = cluster.addresses[agentOnly - 1]
+                func roles() throws -> [[String]] {
+                    let listing = try cluster.ctlAllowingFailure(replacement, "list-machines", "--no-legend", "--full", "--fields=ip,role")
+                    return listing.standardOutput.split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) }
                 }
-                if !promoted { Issue.record("m4 never became a voter: \(try cluster.diagnostics())") }
+                let promoted = try Testbed.eventually(timeoutSeconds: 90, intervalSeconds: 0.5) {
+                    try roles().contains([replacementAddress, "voter"])
+                }
+                if !promoted { Issue.record("m\(replacement) never became a voter: \(try cluster.diagnostics())") }
+                let finalRoles = try roles()
+                #expect(finalRoles.contains([agentOnlyAddress, "agent"]), "the agent-certified machine stays an agent: \(finalRoles)")
+                let journal = try cluster.bed.exec(leader, "journalctl", "-u", "flotillad", "--no-pager")
+                #expect(journal.contains("a candidate is not a server of the cluster; passed over"), "\(journal)")
                 // Wait until the dead voter is out of the configuration, then lose another founder.
                 let removed = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.5) {
-                    let status = try cluster.bed.execAllowingFailure(4, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                    let status = try cluster.bed.execAllowingFailure(replacement, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
                                                                      "http://localhost/flotilla/v1/cluster")
                     return !status.standardOutput.contains("\"\(cluster.addresses[founding[0] - 1])\"")
-                        && status.standardOutput.contains("\"\(agentAddress)\"")
+                        && status.standardOutput.contains("\"\(replacementAddress)\"")
+                        && !status.standardOutput.contains("\"\(agentOnlyAddress)\"")
                 }
-                #expect(removed, "the dead voter left the configuration")
+                #expect(removed, "the dead voter left the configuration, replaced by the server-certified machine")
                 try cluster.bed.run(["kill", String(founding[1])])
-                try cluster.ctl(4, "start", "\(Self.examples)/cache.service")
+                try cluster.ctl(replacement, "start", "\(Self.examples)/cache.service")
                 #expect(try cluster.machinesRunning("cache.service").count == 1,
                         "with 2 of 3 voters alive (one of them the promoted agent) the cluster still schedules")
             }

@@ -73,6 +73,21 @@ struct FlotillaCluster {
         }
     }
 
+    /// Gives `machine` a new certificate of the cluster's CA with `role` ("--server", "--agent")
+    /// for its own machine ID and address, and restarts its flotillad with it.
+    func reissueCertificate(_ machine: Int, role: String) throws {
+        let work = "/root/flotilla-ca"
+        let machineID = try bed.exec(machine, "cat", "/etc/machine-id")
+        let name = "m\(machine)\(role)"
+        try ctl(1, "tls", "cert", "create", role, "--machine", machineID, "--ip", addresses[machine - 1],
+                "--ca", "\(work)/flotilla-ca.pem", "--ca-key", "\(work)/flotilla-ca-key.pem", "--directory", work, "--name", name)
+        let certificate = try bed.exec(1, "cat", "\(work)/\(name).pem")
+        let key = try bed.exec(1, "cat", "\(work)/\(name)-key.pem")
+        try bed.exec(machine, ["sh", "-c", "umask 077 && printf '%s\\n' \"$1\" > \(Self.tlsDirectory)/peer.pem && printf '%s\\n' \"$2\" > \(Self.tlsDirectory)/peer-key.pem",
+                               "sh", certificate, key])
+        try bed.exec(machine, "systemctl", "restart", "flotillad.service")
+    }
+
     /// Writes `text` as the machine's /etc/flotilla/gossip.keyring, mode 0600.
     func installGossipKeyring(_ text: String, on machine: Int) throws {
         try bed.exec(machine, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla && printf '%s' \"$1\" > /etc/flotilla/gossip.keyring",

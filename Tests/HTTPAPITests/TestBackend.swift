@@ -1,5 +1,6 @@
 import FleetAPI
 import HTTPAPI
+import Synchronization
 import UnitFile
 
 /// An in-memory stand-in for the daemon: enough meaning to exercise every route (fleet's 409
@@ -20,16 +21,29 @@ actor TestBackend: APIBackend {
     var followTerminations: [String] = []
     private var followTerminationWaiters: [CheckedContinuation<Void, Never>] = []
     private var followStartWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The caller the HTTP layer bound (`APICaller.current`) for the last call of each method
+    /// that records it (listUnits, putUnit, schedule, leaseWithholds).
+    var callers: [String: APICaller] = [:]
+    /// The statuses of the requests the server refused (0: a TLS handshake).
+    nonisolated let refusedStatuses = Mutex<[Int]>([])
+
+    nonisolated func requestRefused(status: Int) { refusedStatuses.withLock { $0.append(status) } }
+
+    private func recordCaller(_ method: String) { callers[method] = APICaller.current }
 
     func setUnits(_ units: [FleetUnit]) { self.units = Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0) }) }
     func setStates(_ states: [FleetUnitState]) { self.states = states }
     func setMachines(_ machines: [FleetMachine]) { self.machines = machines }
 
-    func listUnits() async throws(APIError) -> [FleetUnit] { units.values.sorted { $0.name < $1.name } }
+    func listUnits() async throws(APIError) -> [FleetUnit] {
+        recordCaller("listUnits")
+        return units.values.sorted { $0.name < $1.name }
+    }
 
     func unit(named name: UnitName) async throws(APIError) -> FleetUnit? { units[name.rawValue] }
 
     func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
+        recordCaller("putUnit")
         lastPut = request
         let name = request.name.rawValue
         let existing: UnitPutRules.Existing = units[name].map { unit in
@@ -136,6 +150,7 @@ actor TestBackend: APIBackend {
     }
 
     func schedule(machineID: String, afterVersion: UInt64, waitMilliseconds: Int) async throws(APIError) -> MachineSchedule {
+        recordCaller("schedule")
         lastWaitMilliseconds = waitMilliseconds
         return MachineSchedule(machineID: machineID, version: afterVersion + 1, leaderTerm: 3,
                                units: [ScheduledUnit(name: "a.service", desiredState: .launched, hash: "h",
@@ -150,7 +165,8 @@ actor TestBackend: APIBackend {
         return LeaseRenewalAnswer(voter: "10.0.0.1", answer: "granted", epoch: request.epoch, voters: ["10.0.0.1"])
     }
     func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport {
-        LeaseWithholdsReport(voter: "10.0.0.1", withholds: [.init(machineID: "m2", epoch: 3)])
+        recordCaller("leaseWithholds")
+        return LeaseWithholdsReport(voter: "10.0.0.1", withholds: [.init(machineID: "m2", epoch: 3)])
     }
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { leaseReleases.append(request) }
 

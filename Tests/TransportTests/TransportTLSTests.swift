@@ -5,34 +5,10 @@ import NIOCore
 import NIOPosix
 import Raft
 import Testing
+import TestSupport
 import Wire
 
 @testable import Transport
-
-/// Certificates made with the cluster's own tooling, in a temporary directory.
-struct TestPeerCertificates {
-    let directory: String
-    let authority: ClusterCertificates.Issued
-
-    init() throws {
-        directory = NSTemporaryDirectory() + "transport-tls-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        authority = try ClusterCertificates.createAuthority()
-        try authority.certificatePEM.write(toFile: "\(directory)/ca.pem", atomically: true, encoding: .utf8)
-    }
-
-    /// PeerTLS for a certificate of `role` naming `machine` and 127.0.0.1, signed by this CA.
-    func peer(_ machine: String, role: ClusterCertificates.Role = .server) throws -> PeerTLS {
-        let issued = try ClusterCertificates.issue(.init(role: role, machineID: machine, ipAddresses: [loopback]),
-                                                   authorityCertificatePEM: authority.certificatePEM, authorityKeyPEM: authority.privateKeyPEM)
-        let base = "\(directory)/\(role.rawValue)-\(machine)"
-        try issued.certificatePEM.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
-        try issued.privateKeyPEM.write(toFile: base + "-key.pem", atomically: true, encoding: .utf8)
-        return try PeerTLS.load(caFile: "\(directory)/ca.pem", certificateFile: base + ".pem", keyFile: base + "-key.pem")
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: directory) }
-}
 
 /// The test cluster's policy, as the daemon's will be: node N is machine "mN", and only server
 /// certificates speak Raft.
@@ -58,7 +34,7 @@ func startTLSTransport(id: UInt64, tls: TransportTLS?, peers: [NodeID: PeerAddre
 @Suite("Transport over mutual TLS", .serialized)
 struct TransportTLSTests {
     @Test func serversWithTheClustersCertificatesExchangeMessages() async throws {
-        let certificates = try TestPeerCertificates()
+        let certificates = try ClusterTestCertificates()
         defer { certificates.remove() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let receivedByB = ReceivedMessages()
@@ -81,8 +57,8 @@ struct TransportTLSTests {
     /// certificate fail the handshake; a valid machine speaking as another node, and an agent's
     /// certificate speaking as a server, are dropped on their first message. B receives nothing.
     @Test func strangersAndImpostorsAreRefusedAndCounted() async throws {
-        let certificates = try TestPeerCertificates()
-        let others = try TestPeerCertificates()
+        let certificates = try ClusterTestCertificates()
+        let others = try ClusterTestCertificates()
         defer { certificates.remove(); others.remove() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let receivedByB = ReceivedMessages()
@@ -118,7 +94,7 @@ struct TransportTLSTests {
     /// The outbound side: a server that answers at peer 2's address with another machine's
     /// (valid) certificate is never written to.
     @Test func aServerWithAnotherMachinesCertificateIsNeverSentTo() async throws {
-        let certificates = try TestPeerCertificates()
+        let certificates = try ClusterTestCertificates()
         defer { certificates.remove() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let receivedByImpostor = ReceivedMessages()
@@ -134,6 +110,37 @@ struct TransportTLSTests {
         #expect(await a.counters().messagesSent == 0)
         await a.shutdown()
         await impostor.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
+
+/// `IdentityProbe`: what autopilot learns of a machine before it adds it to the Raft group.
+@Suite("Identity probe") struct IdentityProbeTests {
+    @Test func theProbeReportsTheCertificateTheListenerProvedAndNothingElse() async throws {
+        let certificates = try ClusterTestCertificates()
+        let others = try ClusterTestCertificates()
+        defer { certificates.remove(); others.remove() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let prober = try certificates.peer("leader")
+        let server = try await startTLSTransport(id: 2, tls: clusterTLS(try certificates.peer("m2")), group: group, received: ReceivedMessages())
+        let agent = try await startTLSTransport(id: 3, tls: clusterTLS(try certificates.peer("m3", role: .agent)), group: group,
+                                                received: ReceivedMessages())
+        let stranger = try await startTLSTransport(id: 4, tls: clusterTLS(try others.peer("m4")), group: group, received: ReceivedMessages())
+        let plain = try await startTransport(id: 5, group: group, received: ReceivedMessages())
+        func probe(_ transport: Transport) async -> PeerIdentity? {
+            await IdentityProbe.identity(at: PeerAddress(host: loopback, port: transport.listenPort), contexts: prober,
+                                         timeout: .seconds(2), group: group)
+        }
+        #expect(await probe(server) == PeerIdentity(role: .server, machineID: "m2", ipAddresses: [loopback]))
+        #expect(await probe(agent) == PeerIdentity(role: .agent, machineID: "m3", ipAddresses: [loopback]))
+        #expect(await probe(stranger) == nil, "another CA's certificate proves nothing")
+        #expect(await probe(plain) == nil, "a plain TCP listener proves nothing")
+        // Nobody listening: refused at once.
+        let closedPort = plain.listenPort
+        await plain.shutdown()
+        #expect(await IdentityProbe.identity(at: PeerAddress(host: loopback, port: closedPort), contexts: prober,
+                                             timeout: .seconds(2), group: group) == nil)
+        for transport in [server, agent, stranger] { await transport.shutdown() }
         try await group.shutdownGracefully()
     }
 }

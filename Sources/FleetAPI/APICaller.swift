@@ -1,0 +1,63 @@
+/// On whose behalf a request is made, carried from the peer that received it to the peer that
+/// answers it, so that authorization is decided once, by the answering peer (the leader for
+/// every write), about the original caller rather than about the peer that relayed it.
+///
+/// The listener a request arrived on decides its caller: a machine's unix socket is that
+/// machine's management identity (its file permissions are the access control, as fleet's
+/// socket's were); `api_listen` is a network caller; a peer acting for itself (its schedule, its
+/// lease, its state reports) is `peer`. Peers pass the caller on in `headerName`; only the peer
+/// port reads that header, and only from a peer whose certificate may speak for it.
+public struct APICaller: Hashable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Hashable, Sendable, CaseIterable {
+        /// The unix socket of `machineID`: the management identity.
+        case socket
+        /// `api_listen` of `machineID`.
+        case network
+        /// The flotillad of `machineID`, acting for itself.
+        case peer
+    }
+
+    public var kind: Kind
+    /// The machine the caller was met at (whose socket or api_listen it used, or which peer it is).
+    public var machineID: String
+
+    public init(kind: Kind, machineID: String) {
+        self.kind = kind
+        self.machineID = machineID
+    }
+
+    /// The header a peer sends its caller in: `<kind> <machine ID>`.
+    public static let headerName = "X-Flotilla-Caller"
+
+    /// The longest machine ID the header carries (machine IDs are 32 hexadecimal digits).
+    static let machineIDLengthMax = 64
+
+    public var headerValue: String { "\(kind.rawValue) \(machineID)" }
+
+    /// Parses a header value; nil for anything else than one known kind, one space and a machine
+    /// ID of letters, digits, '-', '_' and '.'.
+    public init?(headerValue: String) {
+        let parts = headerValue.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])),
+              !parts[1].isEmpty, parts[1].utf8.count <= Self.machineIDLengthMax,
+              parts[1].utf8.allSatisfy({ Self.isMachineIDByte($0) }) else { return nil }
+        self.init(kind: kind, machineID: String(parts[1]))
+    }
+
+    private static func isMachineIDByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+            return true
+        default:
+            return false
+        }
+    }
+
+    public var description: String { "\(kind.rawValue)@\(machineID)" }
+
+    /// The caller of the request being answered. The HTTP API binds it for each request; the
+    /// client sends it along with every request made while it is bound, which is how a forwarded
+    /// request keeps its caller across peers. Nil outside a request (a peer's own loops).
+    @TaskLocal public static var current: APICaller?
+}
