@@ -34,13 +34,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Gossip in plain text instead (anyone who reaches gossip_port can then declare any member
     /// dead). Must be asked for; flotillad warns at every start when it is.
     public var gossipInsecurePlaintext = false
-    /// Mutual TLS between peers (Raft today; the peer API next): the cluster's CA certificate,
-    /// this machine's certificate and its key, PEM (`flotillactl tls`). All three or none. The
-    /// certificate must name this machine (its machine ID and public_ip); a peer's messages are
-    /// accepted only as the node its certificate names.
-    public var caFilePath = ""
-    public var certificateFilePath = ""
-    public var keyFilePath = ""
+    /// Mutual TLS between peers (Raft and the peer API): the cluster's CA certificate, this
+    /// machine's certificate and its key, PEM (`flotillactl tls`). The certificate must name this
+    /// machine (its machine ID and public_ip); a peer is served only as what its certificate names.
+    /// Without them flotillad refuses to start, unless `peer_insecure_plaintext` asks for plain
+    /// TCP (Consul's and Nomad's verify_incoming/verify_outgoing are always on here).
+    public var caFilePath = "/etc/flotilla/tls/flotilla-ca.pem"
+    public var certificateFilePath = "/etc/flotilla/tls/peer.pem"
+    public var keyFilePath = "/etc/flotilla/tls/peer-key.pem"
+    /// Raft and the peer API in plain TCP: anyone who reaches raft_port or peer_port can forge
+    /// Raft messages or use the peer API. For a trusted test network only.
+    public var peerInsecurePlaintext = false
     /// Peer-to-peer ports: gossip (UDP + TCP), peer HTTP (agents follow voters, forwarding), Raft.
     public var gossipPort = 7946
     public var peerPort = 7948
@@ -169,7 +173,7 @@ extension DaemonConfiguration {
     }
 
     /// Flags that mean `=true` when given without a value.
-    static let booleanFlags: Set<String> = ["systemd_user", "gossip_insecure_plaintext", "api_insecure_plaintext"]
+    static let booleanFlags: Set<String> = ["systemd_user", "gossip_insecure_plaintext", "api_insecure_plaintext", "peer_insecure_plaintext"]
 
     static func normalized(_ key: String) -> String {
         key.trimmingWhitespace().lowercased().replacingAll("-", with: "_")
@@ -233,6 +237,7 @@ extension DaemonConfiguration {
         case "key_file": keyFilePath = value
         case "gossip_keyring_file": gossipKeyringPath = value
         case "gossip_insecure_plaintext": gossipInsecurePlaintext = try boolean()
+        case "peer_insecure_plaintext": peerInsecurePlaintext = try boolean()
         case "gossip_profile":
             guard ["lan", "fast-lan"].contains(value) else { throw ConfigurationError("\(source): gossip_profile must be lan or fast-lan, got \(value.debugDescription)") }
             gossipProfile = value
@@ -269,9 +274,9 @@ extension DaemonConfiguration {
         if !apiListen.isEmpty, Self.hostAndPort(apiListen) == nil { throw ConfigurationError("api_listen must be host:port, got \(apiListen.debugDescription)") }
         try validateAPITLS()
         let peerTLSFiles = [caFilePath, certificateFilePath, keyFilePath]
-        if peerTLSFiles.contains(where: { !$0.isEmpty }) {
+        if peerTLSEnabled {
             guard peerTLSFiles.allSatisfy({ $0.hasPrefix("/") }) else {
-                throw ConfigurationError("ca_file, cert_file and key_file go together, as absolute paths; got \(peerTLSFiles.map(\.debugDescription).joined(separator: ", "))")
+                throw ConfigurationError("ca_file, cert_file and key_file must be absolute paths (or set peer_insecure_plaintext=true); got \(peerTLSFiles.map(\.debugDescription).joined(separator: ", "))")
             }
         }
         guard raftTickMilliseconds > 0, engineReconcileIntervalMilliseconds > 0, agentReconcileIntervalMilliseconds > 0 else {
@@ -287,7 +292,7 @@ extension DaemonConfiguration {
                         stopAllowanceMilliseconds: agentStopAllowanceMilliseconds)
     }
 
-    public var peerTLSEnabled: Bool { !caFilePath.isEmpty }
+    public var peerTLSEnabled: Bool { !peerInsecurePlaintext }
 
     /// The founding voters, or this machine alone.
     public var effectiveVoters: [String] { voters.isEmpty ? [publicIP] : voters }

@@ -24,6 +24,7 @@ extension DaemonConfiguration {
         .init(key: "ca_file", meaning: "peers' mutual TLS: the cluster's CA certificate, PEM (with cert_file, key_file)"),
         .init(key: "cert_file", meaning: "this machine's certificate, PEM (flotillactl tls cert create)"),
         .init(key: "key_file", meaning: "this machine's private key, PEM"),
+        .init(key: "peer_insecure_plaintext", meaning: "Raft and the peer API in plain TCP: anyone on the network can forge Raft messages"),
         .init(key: "gossip_keyring_file", meaning: "gossip encryption keys, base64, one per line (flotillactl keyring generate)"),
         .init(key: "gossip_insecure_plaintext", meaning: "gossip unencrypted: anyone on the network can forge membership"),
         .init(key: "gossip_port", meaning: "membership, UDP and TCP"),
@@ -64,6 +65,7 @@ extension DaemonConfiguration {
         case "ca_file": return caFilePath
         case "cert_file": return certificateFilePath
         case "key_file": return keyFilePath
+        case "peer_insecure_plaintext": return String(peerInsecurePlaintext)
         case "gossip_keyring_file": return gossipKeyringPath
         case "gossip_insecure_plaintext": return String(gossipInsecurePlaintext)
         case "gossip_port": return String(gossipPort)

@@ -43,7 +43,7 @@ struct DaemonService: Service {
         let gossipKeyring = try GossipKeyringFile.load(configuration, logger: logger)
         let peerTLS = try PeerTLSFiles.load(configuration, machineID: machineID.rawValue)
         if peerTLS == nil {
-            logger.warning("peer TLS is off (no ca_file, cert_file, key_file): Raft on raft_port \(configuration.raftPort) and the peer API on peer_port \(configuration.peerPort) accept anyone who reaches them")
+            logger.warning("peer TLS is off (peer_insecure_plaintext=true): Raft on raft_port \(configuration.raftPort) and the peer API on peer_port \(configuration.peerPort) accept anyone who reaches them")
         }
         // The Raft log lives here; only root reads it (unit files may carry secrets).
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,

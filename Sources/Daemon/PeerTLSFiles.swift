@@ -1,4 +1,5 @@
 import Client
+import Foundation
 import ClusterCertificates
 import Raft
 import Transport
@@ -10,6 +11,11 @@ enum PeerTLSFiles {
     /// configured.
     static func load(_ configuration: DaemonConfiguration, machineID: String) throws(PeerTLSUnusable) -> PeerTLS? {
         guard configuration.peerTLSEnabled else { return nil }
+        let missing = [configuration.caFilePath, configuration.certificateFilePath, configuration.keyFilePath]
+            .filter { !FileManager.default.fileExists(atPath: $0) }
+        guard missing.isEmpty else {
+            throw PeerTLSUnusable(reason: "no \(missing.joined(separator: ", ")): peers speak mutual TLS with certificates of the cluster's CA. Make the CA once with `flotillactl tls ca create`, then this machine's certificate with `flotillactl tls cert create --server --machine \(machineID) --ip \(configuration.publicIP) --name peer` (see the README's deployment steps), and set ca_file, cert_file and key_file if they live elsewhere; or set peer_insecure_plaintext=true to run Raft and the peer API unauthenticated")
+        }
         let contexts: PeerTLS
         do {
             contexts = try PeerTLS.load(caFile: configuration.caFilePath, certificateFile: configuration.certificateFilePath,

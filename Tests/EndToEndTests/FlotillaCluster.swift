@@ -50,10 +50,8 @@ struct FlotillaCluster {
 
     var voters: String { addresses.prefix(3).joined(separator: ",") }
 
-    /// Where each machine's peer TLS files are, and the flags that point flotillad at them.
+    /// Where each machine's peer TLS files are: flotillad's default paths (ca_file, cert_file, key_file).
     static let tlsDirectory = "/etc/flotilla/tls"
-    static let peerTLSArguments = ["--ca-file=\(tlsDirectory)/flotilla-ca.pem", "--cert-file=\(tlsDirectory)/peer.pem",
-                                   "--key-file=\(tlsDirectory)/peer-key.pem"]
 
     /// A cluster CA made with flotillactl on machine 1, and for every machine a server
     /// certificate naming its machine ID and address (any machine may be promoted to voter).
@@ -101,7 +99,7 @@ struct FlotillaCluster {
         _ = try bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
         try bed.exec(machine, ["systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
                      "-p", "Restart=always", "-p", "RestartSec=200ms", daemon, "--public-ip=\(addresses[machine - 1])",
-                     "--voters=\(voters)", "--raft-snapshot-entries=32"] + Self.peerTLSArguments + (daemonArguments.indices.contains(machine - 1) ? daemonArguments[machine - 1] : []))
+                     "--voters=\(voters)", "--raft-snapshot-entries=32"] + (daemonArguments.indices.contains(machine - 1) ? daemonArguments[machine - 1] : []))
     }
 
     @discardableResult

@@ -28,7 +28,7 @@ struct GossipKeyringEndToEndTests {
                     _ = try cluster.bed.execAllowingFailure(4, "systemctl", "reset-failed", "flotillad.service")
                     try cluster.bed.exec(4, ["systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
                                              cluster.daemon, "--public-ip=\(cluster.addresses[3])", "--voters=\(cluster.voters)"]
-                                             + FlotillaCluster.peerTLSArguments + arguments)
+                                             + arguments)
                 }
                 let stranger = cluster.addresses[3]
                 #expect(try listed().contains(stranger))

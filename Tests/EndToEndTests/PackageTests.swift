@@ -45,6 +45,19 @@ struct PackageTests {
                     // flotillactl on the first machine and copied to the others.
                     if machine == 1 { keyring = try bed.exec(1, "flotillactl", "keyring", "generate") + "\n" }
                     try bed.exec(machine, ["sh", "-c", "umask 077 && printf '%s' \"$1\" > /etc/flotilla/gossip.keyring", "sh", keyring])
+                    // The second: the cluster's CA, kept on the first machine, and a certificate
+                    // for each machine, installed where flotillad looks by default.
+                    let work = "/root/flotilla-ca"
+                    if machine == 1 {
+                        try bed.exec(1, "mkdir", "-p", work)
+                        try bed.exec(1, "flotillactl", "tls", "ca", "create", "--directory", work)
+                    }
+                    let machineID = try bed.exec(machine, "cat", "/etc/machine-id")
+                    try bed.exec(1, "flotillactl", "tls", "cert", "create", "--server", "--machine", machineID, "--ip", addresses[machine - 1],
+                                 "--ca", "\(work)/flotilla-ca.pem", "--ca-key", "\(work)/flotilla-ca-key.pem", "--directory", work, "--name", "m\(machine)")
+                    let files = try ["flotilla-ca.pem", "m\(machine).pem", "m\(machine)-key.pem"].map { try bed.exec(1, "cat", "\(work)/\($0)") }
+                    try bed.exec(machine, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla/tls && printf '%s\\n' \"$1\" > /etc/flotilla/tls/flotilla-ca.pem && printf '%s\\n' \"$2\" > /etc/flotilla/tls/peer.pem && printf '%s\\n' \"$3\" > /etc/flotilla/tls/peer-key.pem",
+                                           "sh"] + files)
                     try bed.exec(machine, "sh", "-c", """
                         printf 'public_ip=%s\\nvoters=%s\\n' \(addresses[machine - 1]) \(addresses.joined(separator: ",")) >> /etc/flotilla/flotilla.conf
                         """)
