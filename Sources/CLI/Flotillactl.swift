@@ -48,7 +48,15 @@ public struct Flotillactl: AsyncParsableCommand {
             }
         }
         guard index < arguments.count, !leading.isEmpty else { return arguments }
-        return [arguments[index]] + leading + arguments[(index + 1)...]
+        // After the whole command path: a group's (keyring, tls) subcommand names come first.
+        var end = index + 1
+        var command = configuration.subcommands.first { $0._commandName == arguments[index] }
+        while let group = command, end < arguments.count,
+              let sub = group.configuration.subcommands.first(where: { $0._commandName == arguments[end] }) {
+            command = sub
+            end += 1
+        }
+        return Array(arguments[index..<end]) + leading + arguments[end...]
     }
 
     /// Runs one command line and returns the exit status (the thin executable exits with it).

@@ -155,6 +155,16 @@ public final class FlotillaClient: Sendable {
         try requireSuccess(response)
     }
 
+    /// The cluster's gossip keys, by fingerprint, the primary first.
+    public func gossipKeyring() async throws(ClientError) -> FlotillaGossipKeyring {
+        try decodeSuccess(FlotillaGossipKeyring.self, from: try await request("GET", "/flotilla/v1/keyring"))
+    }
+
+    /// One step of a gossip key rotation (install, use, remove), committed cluster-wide.
+    public func changeGossipKeyring(_ change: FlotillaKeyringChange) async throws(ClientError) {
+        try requireSuccess(try await request("POST", "/flotilla/v1/keyring", body: try encode(change)))
+    }
+
     /// Events after `afterIndex`, waiting up to `waitMilliseconds` for the first one. The
     /// request's timeout is the wait plus `requestTimeout`.
     public func events(afterIndex: UInt64, waitMilliseconds: Int) async throws(ClientError) -> FlotillaEventPage {

@@ -97,6 +97,12 @@ struct DaemonBackend: APIBackend {
     func setDrained(machineID: String, isDrained: Bool) async throws(APIError) {
         try await retryingDuringFailover { () async throws(APIError) in try await setDrainedOnce(machineID: machineID, isDrained: isDrained) }
     }
+    func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring {
+        try await retryingDuringFailover { () async throws(APIError) in try await gossipKeyringOnce() }
+    }
+    func changeGossipKeyring(_ change: FlotillaKeyringChange) async throws(APIError) {
+        try await retryingDuringFailover { () async throws(APIError) in try await changeGossipKeyringOnce(change) }
+    }
 
     // MARK: fleet v1
 
@@ -256,6 +262,33 @@ struct DaemonBackend: APIBackend {
         }
         guard let id = try? MachineID(machineID) else { throw .badRequest("invalid machine ID \(machineID.debugDescription)") }
         _ = try await propose(voter, isDrained ? .drainMachine(id) : .undrainMachine(id))
+    }
+
+    private func gossipKeyringOnce() async throws(APIError) -> FlotillaGossipKeyring {
+        guard let (_, state) = try await leaderRegistry() else {
+            return try await node.forward { client throws(ClientError) in try await client.gossipKeyring() }
+        }
+        guard let keys = await node.currentGossipKeys(state) else {
+            throw .conflict("gossip is not encrypted on the leader (gossip_insecure_plaintext=true): there is no keyring")
+        }
+        return GossipKeyringRotation.listing(keys, isReplicated: state.gossipKeyring != nil)
+    }
+
+    /// Decided on the leader, against the ring it holds, and committed as the whole new ring.
+    private func changeGossipKeyringOnce(_ change: FlotillaKeyringChange) async throws(APIError) {
+        guard let (voter, state) = try await leaderRegistry() else {
+            try await node.forward { client throws(ClientError) in try await client.changeGossipKeyring(change) }
+            return
+        }
+        guard let current = await node.currentGossipKeys(state) else {
+            throw .conflict("gossip is not encrypted on the leader (gossip_insecure_plaintext=true): give every machine a keyring file first")
+        }
+        let next = try GossipKeyringRotation.apply(change, to: current)
+        guard next != current || state.gossipKeyring == nil else { return }
+        _ = try await propose(voter, .setGossipKeyring(next))
+        node.logger.notice("gossip keyring change committed", metadata: [
+            "operation": "\(change.operation.rawValue)", "keys": "\(next.count)", "caller": "\(APICaller.current.map { "\($0)" } ?? "-")",
+        ])
     }
 
     func events(afterIndex: UInt64, waitMilliseconds: Int) async throws(APIError) -> FlotillaEventPage {

@@ -448,7 +448,8 @@ final class Node: Sendable {
         }
         let voters = (leadership.status?.membership.voters ?? []).compactMap(ip(of:)).sorted()
         return MachineSchedule(machineID: machineID, version: state.version, leaderTerm: leadership.term, units: units,
-                               voters: voters.isEmpty ? nil : voters, leaseEpoch: state.leaseEpoch(of: id))
+                               voters: voters.isEmpty ? nil : voters, leaseEpoch: state.leaseEpoch(of: id),
+                               gossipKeys: state.gossipKeyring?.keys.map { Data($0).base64EncodedString() })
     }
 
     /// The voters an agent turns to, `preferred` first.
@@ -500,7 +501,9 @@ final class Node: Sendable {
             // Rethrown as an untyped error on purpose: letting the typed `APIError` propagate
             // straight through made the release optimizer crash too (tried).
             do {
-                return try await localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                let schedule = try await localSchedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
+                await adoptGossipKeys(schedule.gossipKeys)
+                return schedule
             } catch {
                 throw error as any Error
             }
@@ -511,6 +514,7 @@ final class Node: Sendable {
                 let schedule = try await client(ip: ip, port: peerPort(of: ip), timeout: .seconds(1))
                     .schedule(machineID: machineID, afterVersion: afterVersion, waitMilliseconds: wait)
                 if let voters = schedule.voters, !voters.isEmpty { knownVoterIPs.withLock { $0 = voters } }
+                await adoptGossipKeys(schedule.gossipKeys)
                 return schedule
             } catch {
                 lastError = error
@@ -544,6 +548,9 @@ final class Node: Sendable {
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
         // The units it unplaced show in the events of their next placement.
         case .revokeLease(let machine, _), .advanceLease(let machine, _): machinesChanged = [machine]
+        // Keys never go into events (watchers are not all trusted with them); machines take the
+        // ring from their schedule.
+        case .setGossipKeyring: break
         }
         var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
         for subject in subjects {

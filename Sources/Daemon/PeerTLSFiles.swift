@@ -23,6 +23,9 @@ enum PeerTLSFiles {
         } catch {
             throw PeerTLSUnusable(reason: error.description)
         }
+        if contexts.localIdentity.role.isPeer, let named = contexts.localIdentity.machineID, named != machineID {
+            throw PeerTLSUnusable(reason: "cert_file \(configuration.certificateFilePath) is for machine \(named), but this machine's ID (\(configuration.machineIDPath)) is \(machineID). If this machine was cloned from another's image, give it an ID of its own (rm /etc/machine-id && systemd-machine-id-setup) and a certificate for that ID; else make this machine's certificate with flotillactl tls cert create --server --machine \(machineID) --ip \(configuration.publicIP)")
+        }
         guard contexts.localIdentity.role.isPeer, contexts.localIdentity.machineID == machineID,
               contexts.localIdentity.ipAddresses.contains(configuration.publicIP) else {
             throw PeerTLSUnusable(reason: "cert_file \(configuration.certificateFilePath) is for \(contexts.localIdentity), not machine \(machineID) at public_ip \(configuration.publicIP): make this machine's with flotillactl tls cert create --server --machine \(machineID) --ip \(configuration.publicIP)")

@@ -195,15 +195,62 @@ public struct MachineSchedule: Codable, Hashable, Sendable {
     /// The machine's lease epoch in the registry this schedule was computed from: the agent
     /// renews its lease at this epoch, and a newer one means its lease was revoked.
     public var leaseEpoch: UInt64?
+    /// The cluster's gossip keyring from the replicated log, base64 keys, the primary first; nil
+    /// until `flotillactl keyring install` first changed it (each machine keeps its file until
+    /// then). Sent only over the peer port, which speaks mutual TLS.
+    public var gossipKeys: [String]?
 
     public init(machineID: String, version: UInt64, leaderTerm: UInt64, units: [ScheduledUnit], voters: [String]? = nil,
-                leaseEpoch: UInt64? = nil) {
+                leaseEpoch: UInt64? = nil, gossipKeys: [String]? = nil) {
         self.machineID = machineID
         self.version = version
         self.leaderTerm = leaderTerm
         self.units = units
         self.voters = voters
         self.leaseEpoch = leaseEpoch
+        self.gossipKeys = gossipKeys
+    }
+}
+
+/// `GET /flotilla/v1/keyring`: the cluster's gossip keys, by fingerprint (never the keys), the
+/// primary first.
+public struct FlotillaGossipKeyring: Codable, Hashable, Sendable {
+    public var keys: [FlotillaGossipKey]
+    /// False while the ring is each machine's keyring file (no `install` yet): then `keys` is
+    /// the answering leader's own ring.
+    public var isReplicated: Bool
+
+    public init(keys: [FlotillaGossipKey], isReplicated: Bool) {
+        self.keys = keys
+        self.isReplicated = isReplicated
+    }
+}
+
+public struct FlotillaGossipKey: Codable, Hashable, Sendable {
+    /// The first 8 bytes of the key's SHA-256, hex: names the key without revealing it.
+    public var fingerprint: String
+    public var isPrimary: Bool
+
+    public init(fingerprint: String, isPrimary: Bool) {
+        self.fingerprint = fingerprint
+        self.isPrimary = isPrimary
+    }
+}
+
+/// `POST /flotilla/v1/keyring`: one step of a key rotation, as `nomad operator gossip keyring`:
+/// `install` adds a key (base64) to every machine's ring, `use` makes an installed key the one
+/// that encrypts, `remove` takes a key that no longer encrypts off. `key` is the base64 key, or
+/// for `use` and `remove` its fingerprint.
+public struct FlotillaKeyringChange: Codable, Hashable, Sendable {
+    public enum Operation: String, Codable, Hashable, Sendable, CaseIterable {
+        case install, use, remove
+    }
+    public var operation: Operation
+    public var key: String
+
+    public init(operation: Operation, key: String) {
+        self.operation = operation
+        self.key = key
     }
 }
 

@@ -116,6 +116,12 @@ public protocol APIBackend: Sendable {
     /// Forwarded to the leader, which revokes the lease at the given epoch.
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError)
 
+    /// `GET /flotilla/v1/keyring`: the gossip keys by fingerprint.
+    func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring
+    /// `POST /flotilla/v1/keyring`: one rotation step, committed to the replicated log (on the
+    /// leader) and taken up by every machine from its schedule.
+    func changeGossipKeyring(_ change: FlotillaKeyringChange) async throws(APIError)
+
     // Operations
     /// `GET /metrics`: this peer's metrics in Prometheus's text exposition format (0.0.4).
     func metricsText() async -> String

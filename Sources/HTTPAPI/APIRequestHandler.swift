@@ -223,6 +223,15 @@ struct APIRequestHandler: Sendable {
             return .empty(.noContent)
         case .leaseWithholds:
             return .json(try await backend.leaseWithholds())
+        case .gossipKeyring:
+            return .json(try await backend.gossipKeyring())
+        case .changeGossipKeyring:
+            let change = try JSONBodies.decode(FlotillaKeyringChange.self, from: request.body, schema: .keyringChange)
+            guard !change.key.isEmpty, change.key.utf8.count <= 256 else {
+                throw .badRequest("key must be a base64 key (flotillactl keyring generate) or, for use and remove, a key's fingerprint")
+            }
+            try await backend.changeGossipKeyring(change)
+            return .empty(.noContent)
         case .metrics:
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")

@@ -136,6 +136,7 @@ indirect enum BodySchema: Sendable {
         "machineID": .value, "isResync": .value, "states": .array(of: unitState), "gone": .value,
     ])
     static let leaseRequest = BodySchema.object(["machineID": .value, "epoch": .value])
+    static let keyringChange = BodySchema.object(["operation": .value, "key": .value])
 }
 
 /// A JSON document as a plain tree, for checking keys before the typed decode.

@@ -111,7 +111,8 @@ extension Route {
         case .metrics:
             return .anyPeer
         case .listUnits, .getUnit, .putUnit, .deleteUnit, .listStates, .listMachines, .patchMachines, .discovery,
-             .clusterStatus, .listMachinesDetailed, .listUnitFiles, .drain, .undrain, .watch, .journal, .unitStatus:
+             .clusterStatus, .listMachinesDetailed, .listUnitFiles, .drain, .undrain, .watch, .journal, .unitStatus,
+             .gossipKeyring, .changeGossipKeyring:
             return .user
         }
     }

@@ -25,6 +25,8 @@ enum Route: Hashable, Sendable {
     case renewLease(machineID: String)
     case releaseLease(machineID: String)
     case leaseWithholds
+    case gossipKeyring
+    case changeGossipKeyring
     case metrics
 }
 
@@ -73,6 +75,9 @@ enum Router {
                  methods: [(.POST, { .undrain(machineID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("unit-files")], methods: [(.GET, { _ in .listUnitFiles })]),
         Resource(pattern: flotilla + [.literal("watch")], methods: [(.GET, { _ in .watch })]),
+        Resource(pattern: flotilla + [.literal("keyring")], methods: [
+            (.GET, { _ in .gossipKeyring }), (.POST, { _ in .changeGossipKeyring }),
+        ]),
         Resource(pattern: flotilla + [.literal("units"), .parameter, .literal("journal")],
                  methods: [(.GET, { .journal(unit: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("units"), .parameter, .literal("status")],

@@ -55,6 +55,11 @@ public struct GossipKeyring: Sendable {
     }
 
     /// A fresh 256-bit key from the system's secure generator.
+    /// The first 8 bytes of the key's SHA-256, hex: a name for a key that does not reveal it.
+    public static func fingerprint(of key: [UInt8]) -> String {
+        SHA256.hash(data: key).prefix(8).map { String(format: "%02x", $0) }.joined()
+    }
+
     public static func generateKey() -> [UInt8] {
         SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
     }

@@ -92,6 +92,10 @@ extension RegistryCommand {
             writer.u8(11)
             writer.string(machine.rawValue)
             writer.u64(epoch)
+        case .setGossipKeyring(let keys):
+            writer.u8(12)
+            writer.u8(UInt8(truncatingIfNeeded: keys.count))
+            for key in keys { writer.blob(key) }
         }
     }
 
@@ -158,8 +162,21 @@ extension RegistryCommand {
         case 9: return .undrainMachine(try machineID(&reader))
         case 10: return .revokeLease(try machineID(&reader), epoch: try reader.u64())
         case 11: return .advanceLease(try machineID(&reader), epoch: try reader.u64())
+        case 12: return .setGossipKeyring(try gossipKeys(&reader))
         default: throw .invalidTag(what: "operation", tag: tag)
         }
+    }
+
+    /// A count byte, then each key as a blob; only the bounds are checked here (apply checks the
+    /// rest, so every replica rejects the same commands).
+    static func gossipKeys(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> [[UInt8]] {
+        let count = Int(try reader.u8())
+        guard count <= GossipKeyringRecord.keysMax else {
+            throw .countTooLarge(what: "gossip keys", count: count, limit: GossipKeyringRecord.keysMax)
+        }
+        var keys: [[UInt8]] = []
+        for _ in 0..<count { keys.append(try reader.blob(lengthMax: GossipKeyringRecord.keyBytes)) }
+        return keys
     }
 
     private static func batchCount(_ reader: inout ByteReader, limits: RegistryLimits) throws(RegistrySnapshotError) -> Int {

@@ -59,3 +59,26 @@ public struct ClientSession: Hashable, Sendable {
     public internal(set) var lastIndex: UInt64
     public internal(set) var lastResult: RegistryResult
 }
+
+/// The cluster's gossip keyring as the replicated log holds it: raw AES-256 keys, the primary
+/// first. The registry checks only their shape; membership uses them. They are secrets: the
+/// Raft log and snapshots live in flotillad's data directory (0700, root's), and peers receive
+/// them only over mutual TLS (their schedule).
+public struct GossipKeyringRecord: Hashable, Sendable {
+    public static let keyBytes = 32
+    public static let keysMax = 8
+    public let keys: [[UInt8]]
+
+    /// Nil with the reason when `keys` is not 1...keysMax distinct keys of keyBytes bytes.
+    public static func validate(_ keys: [[UInt8]]) -> String? {
+        guard !keys.isEmpty else { return "no key: a keyring needs one to encrypt with" }
+        guard keys.count <= keysMax else { return "\(keys.count) keys, at most \(keysMax)" }
+        if let wrong = keys.first(where: { $0.count != keyBytes }) { return "a key of \(wrong.count) bytes; keys are \(keyBytes) bytes" }
+        guard Set(keys).count == keys.count else { return "a key appears twice" }
+        return nil
+    }
+
+    init(keys: [[UInt8]]) {
+        self.keys = keys
+    }
+}

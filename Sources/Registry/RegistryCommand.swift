@@ -49,6 +49,11 @@ public enum RegistryOperation: Hashable, Sendable {
     /// unless the machine is at `epoch`, like `revokeLease`, so of a revocation and an advance of
     /// the same epoch only the first in the log applies.
     case advanceLease(MachineID, epoch: UInt64)
+    /// Replaces the cluster's gossip keyring: 1 to `GossipKeyringRecord.keysMax` distinct keys
+    /// of `GossipKeyringRecord.keyBytes` bytes, the primary (the one that encrypts) first. Every
+    /// machine installs it from its schedule (`flotillactl keyring install/use/remove`); the
+    /// leader computes the whole ring from the current one, so each command is absolute.
+    case setGossipKeyring([[UInt8]])
 }
 
 /// The answer to one applied command. A retried stamped command gets the answer it got the
@@ -89,6 +94,7 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
     case tooManyMetadataEntries(count: Int, limit: Int)
     case tooManyMachines(limit: Int)
     case staleLeaseEpoch(machine: String, epoch: UInt64, currentEpoch: UInt64)
+    case invalidGossipKeyring(String)
 
     public var description: String {
         switch self {
@@ -118,6 +124,7 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
         case .tooManyMachines(let limit): return "the registry holds its limit of \(limit) machines"
         case .staleLeaseEpoch(let machine, let epoch, let current):
             return "the lease of \(machine) is at epoch \(current), not \(epoch)"
+        case .invalidGossipKeyring(let reason): return "invalid gossip keyring: \(reason)"
         }
     }
 }

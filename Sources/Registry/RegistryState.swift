@@ -14,6 +14,8 @@ public struct RegistryState: Hashable, Sendable {
     public internal(set) var templates: [UnitName: TemplateRecord] = [:]
     public internal(set) var machines: [MachineID: MachineRecord] = [:]
     public internal(set) var sessions: [UInt64: ClientSession] = [:]
+    /// Nil until the first `setGossipKeyring`: until then every machine keeps its keyring file.
+    public internal(set) var gossipKeyring: GossipKeyringRecord?
 
     public init(limits: RegistryLimits = .standard) {
         self.limits = limits
@@ -71,6 +73,11 @@ public struct RegistryState: Hashable, Sendable {
             case .undrainMachine(let machine): return .applied(changedCount: try setDrained(machine, false))
             case .revokeLease(let machine, let epoch): return .applied(changedCount: try endLeaseEpoch(machine, epoch: epoch, unplacing: true))
             case .advanceLease(let machine, let epoch): return .applied(changedCount: try endLeaseEpoch(machine, epoch: epoch, unplacing: false))
+            case .setGossipKeyring(let keys):
+                if let reason = GossipKeyringRecord.validate(keys) { return .rejected(.invalidGossipKeyring(reason)) }
+                let changed = gossipKeyring?.keys != keys
+                gossipKeyring = GossipKeyringRecord(keys: keys)
+                return .applied(changedCount: changed ? 1 : 0)
             }
         } catch {
             return .rejected(error)

@@ -73,6 +73,7 @@ enum ResultCoding {
         case .tooManyMetadataEntries(let count, let limit): return (21, [], [UInt64(count), UInt64(limit)])
         case .tooManyMachines(let limit): return (22, [], [UInt64(limit)])
         case .staleLeaseEpoch(let machine, let epoch, let current): return (23, [machine], [epoch, current])
+        case .invalidGossipKeyring(let reason): return (24, [reason], [])
         }
     }
 
@@ -105,6 +106,7 @@ enum ResultCoding {
         case (21, 0, 2): return int(0).flatMap { count in int(1).map { .tooManyMetadataEntries(count: count, limit: $0) } }
         case (22, 0, 1): return int(0).map { .tooManyMachines(limit: $0) }
         case (23, 1, 2): return .staleLeaseEpoch(machine: s[0], epoch: n[0], currentEpoch: n[1])
+        case (24, 1, 0): return .invalidGossipKeyring(s[0])
         default: return nil
         }
     }

@@ -27,24 +27,26 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
     }
 }
 
-/// Snapshot format 3, all integers little-endian:
+/// Snapshot format 4, all integers little-endian:
 ///
 ///     "FLRG" u16 format=3 u64 version
 ///     u32 count, units sorted by name:      str name, bytes file, u8 target, u64 activeSince, u8 hasMachine [str machine]
 ///     u32 count, templates sorted by name:  str name, bytes file
 ///     u32 count, machines sorted by id:     str id, u8 drained, u64 lease epoch, u16 count [str key, str value]...
 ///     u32 count, sessions sorted by client: u64 client, u64 sequence, u64 index, result
+///     u8 hasKeyring [u8 count, bytes key...]   (format 4 on)
 ///
 /// Hashes and `[X-Fleet]` options are not stored: restore recomputes them from the files, so a
 /// snapshot cannot carry a hash that disagrees with its file. Requiring sorted, unique keys makes
 /// the encoding canonical: one state, one byte string. Format 1 (before lease epochs) is still
 /// read: its machines are at epoch 0; formats 1 and 2 (before `activeSince`) read their active
-/// units as launched at version 0, so conflicting global units fall back to name order.
+/// units as launched at version 0, so conflicting global units fall back to name order; formats
+/// 1 to 3 (before the replicated gossip keyring) hold no keyring.
 /// Integrity (checksums) belongs to the snapshot file that carries these bytes (Storage).
 extension RegistryState {
     static let snapshotMagic: [UInt8] = Array("FLRG".utf8)
-    public static let snapshotFormatVersion: UInt16 = 3
-    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...3
+    public static let snapshotFormatVersion: UInt16 = 4
+    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...4
 
     public func snapshot() -> [UInt8] {
         var writer = ByteWriter()
@@ -84,6 +86,13 @@ extension RegistryState {
             writer.u64(session.lastIndex)
             ResultCoding.encode(session.lastResult, into: &writer)
         }
+        if let gossipKeyring {
+            writer.u8(1)
+            writer.u8(UInt8(gossipKeyring.keys.count))
+            for key in gossipKeyring.keys { writer.blob(key) }
+        } else {
+            writer.u8(0)
+        }
         return writer.bytes
     }
 
@@ -99,6 +108,16 @@ extension RegistryState {
         try restored.readTemplates(&reader)
         try restored.readMachines(&reader, hasLeaseEpochs: format >= 2)
         try restored.readSessions(&reader)
+        if format >= 4 {
+            switch try reader.u8() {
+            case 0: break
+            case 1:
+                let keys = try RegistryCommand.gossipKeys(&reader)
+                if let reason = GossipKeyringRecord.validate(keys) { throw .invalidRecord("gossip keyring: \(reason)") }
+                restored.gossipKeyring = GossipKeyringRecord(keys: keys)
+            case let tag: throw .invalidTag(what: "keyring presence", tag: tag)
+            }
+        }
         guard reader.remaining == 0 else { throw .trailingBytes(count: reader.remaining) }
         self = restored
     }

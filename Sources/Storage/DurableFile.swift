@@ -20,8 +20,6 @@ public enum DurableFile {
 
     /// Replaces `path`'s content with `payload`; returns once it is on disk.
     public static func write(_ payload: [UInt8], to path: String) throws(StorageError) {
-        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        let temporary = path + ".tmp"
         var bytes = magic
         let length = UInt32(truncatingIfNeeded: payload.count)
         precondition(Int(length) == payload.count, "a durable file holds at most 4 GiB, got \(payload.count) bytes")
@@ -29,7 +27,16 @@ public enum DurableFile {
         bytes += payload
         let crc = CRC32C.checksum(bytes)
         for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: crc >> UInt32(shift))) }
-        let fd = try FileIO.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        try replace(path, with: bytes, mode: 0o600)
+    }
+
+    /// Replaces `path`'s content with `bytes` as they are, with the same guarantee (old or new,
+    /// never a mix) but no framing: for files people and other programs read, such as the gossip
+    /// keyring. A new file gets `mode`.
+    public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t) throws(StorageError) {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let temporary = path + ".tmp"
+        let fd = try FileIO.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         do {
             try FileIO.writeAll(fd, bytes, path: temporary)
             try FileIO.sync(fd, path: temporary)

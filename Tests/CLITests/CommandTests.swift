@@ -151,6 +151,21 @@ struct CommandTests {
         await harness.close()
     }
 
+    /// `keyring list/install/use/remove` against the API: a rotation, and the refusals reported.
+    @Test func keyringCommandsRotateTheClustersKey() async throws {
+        let harness = try await Harness()
+        let newKey = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB="
+        #expect(await harness.run("keyring", "list", "--no-legend").output == "AAAAAAAAAAAAAAAA\tyes\n")
+        #expect(await harness.run("keyring", "install", newKey).output == "Installed the key on every machine's gossip keyring\n")
+        #expect(await harness.run("keyring", "list").output == "FINGERPRINT\tPRIMARY\nAAAAAAAAAAAAAAAA\tyes\nBBBBBBBBBBBBBBBB\t-\n")
+        let refused = await harness.run("keyring", "remove", "AAAAAAAAAAAAAAAA")
+        #expect(refused.status == 1 && refused.error.contains("Error: keyring remove failed") && refused.error.contains("primary"), "\(refused)")
+        #expect(await harness.run("keyring", "use", "BBBBBBBBBBBBBBBB").output == "Every machine now encrypts gossip with the key\n")
+        #expect(await harness.run("keyring", "remove", "AAAAAAAAAAAAAAAA").status == 0)
+        #expect(await harness.run("keyring", "list", "--no-legend").output == "BBBBBBBBBBBBBBBB\tyes\n")
+        await harness.close()
+    }
+
     /// `keyring generate` needs no daemon and prints a keyring file: a comment, then one base64
     /// key of 32 bytes, a new one each time (flotillad's own parser reads it in the end-to-end
     /// tests, which make their clusters' keyrings with it).

@@ -114,4 +114,25 @@ actor InMemoryBackend: APIBackend {
     func leaseWithholds() async throws(APIError) -> LeaseWithholdsReport { throw .notFound("the CLI never asks for withholds") }
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { throw .notFound("the CLI never releases a lease") }
     func metricsText() async -> String { "" }
+
+    /// The ring as the keys' text, primary first; a key's "fingerprint" here is its first 16
+    /// characters (the daemon's real rotation rules are tested in DaemonTests).
+    var gossipKeys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+    func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring {
+        FlotillaGossipKeyring(keys: gossipKeys.enumerated().map { FlotillaGossipKey(fingerprint: String($1.prefix(16)), isPrimary: $0 == 0) },
+                              isReplicated: gossipKeys.count > 1)
+    }
+    func changeGossipKeyring(_ change: FlotillaKeyringChange) async throws(APIError) {
+        let named = gossipKeys.first { $0 == change.key || $0.hasPrefix(change.key) }
+        switch change.operation {
+        case .install: if named == nil { gossipKeys.append(change.key) }
+        case .use:
+            guard let named else { throw .notFound("no installed key is that key") }
+            gossipKeys = [named] + gossipKeys.filter { $0 != named }
+        case .remove:
+            guard let named else { throw .notFound("no installed key is that key") }
+            guard named != gossipKeys.first else { throw .conflict("it is the primary key: use another key first") }
+            gossipKeys.removeAll { $0 == named }
+        }
+    }
 }

@@ -262,9 +262,7 @@ extension ClusterTests {
             try Testbed.with(machines: 1, tag: "socket") { bed in
                 let daemon = try #require(Testbed.binaryInMachine(named: "flotillad"))
                 let address = try bed.address(1)
-                let control = try #require(Testbed.binaryInMachine(named: "flotillactl"))
-                let keyring = try bed.exec(1, control, "keyring", "generate")
-                try bed.exec(1, ["sh", "-c", "umask 077 && mkdir -p /etc/flotilla && printf '%s\\n' \"$1\" > /etc/flotilla/gossip.keyring", "sh", keyring])
+                _ = try FlotillaCluster.credentialed(bed)
                 try bed.exec(1, ["systemd-run", "--unit=flotillad", "--socket-property=ListenStream=/run/flotilla-activated.sock",
                                  "--socket-property=SocketMode=0660", "-p", "Type=notify", "-p", "NotifyAccess=main",
                                  daemon, "--public-ip=\(address)"])
@@ -326,23 +324,28 @@ extension ClusterTests {
                 #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("pinned.service") == [1] })
 
                 // Machine 3 comes back as a clone of machine 1: the same ID, its own address.
+                // First with its own certificate, which names another machine than the cloned
+                // ID: refused before it speaks to anyone. Then without peer TLS, where only
+                // membership can tell: refused because machine 1 is alive with that ID.
                 try cluster.bed.exec(3, "systemctl", "stop", "flotillad.service")
-                _ = try cluster.bed.execAllowingFailure(3, "systemctl", "reset-failed", "flotillad.service")
                 try cluster.bed.exec(3, "sh", "-c", "printf '%s\\n' \(firstID) > /run/cloned-machine-id")
-                _ = try cluster.bed.execAllowingFailure(
-                    3, "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
-                    "-p", "Restart=always", "-p", "RestartSec=200ms", "-p", "RestartPreventExitStatus=78", cluster.daemon,
-                    "--public-ip=\(cluster.addresses[2])", "--voters=\(cluster.voters)", "--machine-id-path=/run/cloned-machine-id")
-                let refused = try Testbed.eventually(timeoutSeconds: 30) {
-                    let status = try cluster.property(3, "flotillad.service", "ExecMainStatus")
-                    let state = try cluster.property(3, "flotillad.service", "ActiveState")
-                    return status == "78" && state == "failed"
+                for (extra, reasons) in [([String](), ["cert_file /etc/flotilla/tls/peer.pem is for", "systemd-machine-id-setup"]),
+                                         (["--peer-insecure-plaintext"], ["already used by the live member at \(cluster.addresses[0])",
+                                                                          "systemd-machine-id-setup"])] {
+                    _ = try cluster.bed.execAllowingFailure(3, "systemctl", "reset-failed", "flotillad.service")
+                    _ = try cluster.bed.runAllowingFailure(
+                        ["exec", "3", "systemd-run", "--unit=flotillad", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                            "-p", "Restart=always", "-p", "RestartSec=200ms", "-p", "RestartPreventExitStatus=78", cluster.daemon,
+                            "--public-ip=\(cluster.addresses[2])", "--voters=\(cluster.voters)", "--machine-id-path=/run/cloned-machine-id"] + extra)
+                    let refused = try Testbed.eventually(timeoutSeconds: 30) {
+                        let status = try cluster.property(3, "flotillad.service", "ExecMainStatus")
+                        let state = try cluster.property(3, "flotillad.service", "ActiveState")
+                        return status == "78" && state == "failed"
+                    }
+                    let journal = try cluster.journalOnceItContains(3, reasons)
+                    #expect(refused, "the clone (\(extra)) was not refused: \(journal)")
+                    for reason in reasons { #expect(journal.contains(reason), "\(extra): \(journal)") }
                 }
-                let journal = try cluster.journalOnceItContains(3, ["already used by the live member at \(cluster.addresses[0])",
-                                                                    "systemd-machine-id-setup"])
-                #expect(refused, "the clone was not refused: \(journal)")
-                #expect(journal.contains("already used by the live member at \(cluster.addresses[0])"), "\(journal)")
-                #expect(journal.contains("systemd-machine-id-setup"), "\(journal)")
 
                 // Nothing ran twice, and machine 1's ID still belongs to machine 1's address.
                 #expect(try cluster.machinesRunning("pinned.service") == [1])

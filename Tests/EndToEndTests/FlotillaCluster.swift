@@ -26,16 +26,7 @@ struct FlotillaCluster {
                              daemonArguments: (Testbed, Int) throws -> [String] = { _, _ in [] },
                              _ body: (FlotillaCluster) throws -> Result) throws -> Result {
         try Testbed.with(machines: machines, tag: tag) { bed in
-            let addresses = try (1...machines).map { try bed.address($0) }
-            let arguments = try (1...machines).map { try daemonArguments(bed, $0) }
-            let cluster = FlotillaCluster(bed: bed, daemon: Testbed.binaryInMachine(named: "flotillad")!,
-                                          control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses,
-                                          daemonArguments: arguments)
-            // The secure mode is the tested mode: one keyring for the cluster, made as an
-            // operator makes it, at flotillad's default path on every machine.
-            let keyring = try cluster.ctl(1, "keyring", "generate") + "\n"
-            for machine in 1...machines { try cluster.installGossipKeyring(keyring, on: machine) }
-            try cluster.installPeerCertificates()
+            let cluster = try credentialed(bed, daemonArguments: try (1...machines).map { try daemonArguments(bed, $0) })
             for machine in 1...machines { try cluster.startDaemon(machine) }
             let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
                 let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
@@ -49,6 +40,20 @@ struct FlotillaCluster {
     }
 
     var voters: String { addresses.prefix(3).joined(separator: ",") }
+
+    /// The cluster of `bed`'s machines, none of them started yet, each with the credentials the
+    /// secure mode needs (the tested mode): one gossip keyring and a certificate per machine from
+    /// one CA, made as an operator makes them, at flotillad's default paths.
+    static func credentialed(_ bed: Testbed, daemonArguments: [[String]] = []) throws -> FlotillaCluster {
+        let addresses = try (1...bed.machineCount).map { try bed.address($0) }
+        let cluster = FlotillaCluster(bed: bed, daemon: Testbed.binaryInMachine(named: "flotillad")!,
+                                      control: Testbed.binaryInMachine(named: "flotillactl")!, addresses: addresses,
+                                      daemonArguments: daemonArguments)
+        let keyring = try cluster.ctl(1, "keyring", "generate") + "\n"
+        for machine in 1...bed.machineCount { try cluster.installGossipKeyring(keyring, on: machine) }
+        try cluster.installPeerCertificates()
+        return cluster
+    }
 
     /// Where each machine's peer TLS files are: flotillad's default paths (ca_file, cert_file, key_file).
     static let tlsDirectory = "/etc/flotilla/tls"

@@ -66,6 +66,79 @@ struct GossipKeyringEndToEndTests {
         }
     }
 
+    /// Issue 13's rotation on a running 5-machine cluster: install a new key (from an agent, so
+    /// the step is relayed to the leader), use it, remove the old one. Every machine's ring and
+    /// keyring file follow each step; not one gossip packet is refused meanwhile and the leader
+    /// never sees a member other than alive; a restarted machine comes back with the new key.
+    @Test func theKeyRotatesOnARunningClusterWithoutAFalseSuspicion() async throws {
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 5, tag: "grot") { cluster in
+                func keys(_ machine: Int) throws -> [String] {
+                    try cluster.bed.exec(machine, "cat", "/etc/flotilla/gossip.keyring").split(separator: "\n")
+                        .map(String.init).filter { !$0.hasPrefix("#") && !$0.isEmpty }
+                }
+                func refusedPackets(_ machine: Int) throws -> Int {
+                    let text = try cluster.bed.exec(machine, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock", "http://localhost/metrics")
+                    return text.split(separator: "\n").filter { $0.hasPrefix("flotilla_gossip_dropped_total{reason=\"unauthenticated_") }
+                        .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+                }
+                struct Page: Decodable {
+                    struct Event: Decodable { var kind: String; var machine: Machine? }
+                    struct Machine: Decodable { var state: String }
+                    var events: [Event]
+                    var lastIndex: UInt64
+                }
+                func events(after index: UInt64) throws -> Page {
+                    let text = try cluster.bed.exec(1, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                    "http://localhost/flotilla/v1/watch?afterIndex=\(index)&waitMilliseconds=0")
+                    return try JSONDecoder().decode(Page.self, from: Data(text.utf8))
+                }
+                func everyMachine(_ what: String, _ expected: @escaping ([String]) -> Bool) throws {
+                    let reached = try Testbed.eventually(timeoutSeconds: 20, intervalSeconds: 0.2) {
+                        try (1...5).allSatisfy { try expected(keys($0)) }
+                    }
+                    let rings = try (1...5).map { "m\($0): \(try keys($0))" }
+                    #expect(reached, "\(what): \(rings)")
+                }
+                let oldKey = try #require(try keys(1).first)
+                let newKey = try #require(try cluster.ctl(1, "keyring", "generate").split(separator: "\n").last.map(String.init))
+                let refusedBefore = try (1...5).map(refusedPackets)
+                let startIndex = try events(after: 0).lastIndex
+
+                try cluster.ctl(4, "keyring", "install", newKey)
+                try everyMachine("installed everywhere, the old key still primary") { $0 == [oldKey, newKey] }
+                let listing = try cluster.ctl(5, "keyring", "list", "--no-legend").split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+                #expect(listing.count == 2 && listing[0][1] == "yes" && listing[1][1] == "-", "\(listing)")
+                let newFingerprint = try #require(listing.last?.first)
+                try cluster.ctl(5, "keyring", "use", newFingerprint)
+                try everyMachine("the new key primary everywhere") { $0 == [newKey, oldKey] }
+                let refusal = try cluster.ctlAllowingFailure(2, "keyring", "remove", newFingerprint)
+                #expect(!refusal.succeeded && refusal.standardError.contains("primary"), "the primary cannot be removed: \(refusal.standardError)")
+                try cluster.ctl(2, "keyring", "remove", oldKey)
+                try everyMachine("the old key gone everywhere") { $0 == [newKey] }
+                #expect(try cluster.bed.exec(3, "stat", "-c", "%a", "/etc/flotilla/gossip.keyring") == "600")
+
+                // Gossip goes on under the new key: nothing refused, nobody suspected.
+                Thread.sleep(forTimeInterval: 5)
+                #expect(try (1...5).map(refusedPackets) == refusedBefore, "gossip packets refused during the rotation")
+                let page = try events(after: startIndex)
+                let notAlive = page.events.compactMap { $0.kind == "machine" ? $0.machine?.state : nil }.filter { $0 != "alive" }
+                #expect(notAlive.isEmpty, "machine events during the rotation: \(notAlive)")
+                for machine in 1...5 {
+                    #expect(try cluster.ctl(machine, "list-machines", "--no-legend").split(separator: "\n").count == 5, "m\(machine)")
+                }
+
+                // A restart reads the new ring from its file and rejoins.
+                try cluster.bed.exec(5, "systemctl", "restart", "flotillad.service")
+                let rejoined = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.3) {
+                    let output = try cluster.ctlAllowingFailure(5, "list-machines", "--no-legend")
+                    return output.succeeded && output.trimmedOutput.split(separator: "\n").count == 5
+                }
+                #expect(rejoined, "\((try? cluster.diagnostics()) ?? "")")
+            }
+        }
+    }
+
     /// Without a keyring and without asking for plain text, flotillad does not start: exit 78
     /// (not restarted by Units/flotillad.service), and the journal says what to do.
     @Test func withoutAKeyringFlotilladRefusesToStart() async throws {

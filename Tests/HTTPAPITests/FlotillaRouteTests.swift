@@ -28,6 +28,23 @@ import Testing
         }
     }
 
+    @Test func theKeyringIsListedAndChangedStrictly() async throws {
+        try await ServerFixture.run { fixture in
+            let listing = try await fixture.request("GET", "/flotilla/v1/keyring")
+            #expect(listing.text == #"{"isReplicated":false,"keys":[{"fingerprint":"00112233aabbccdd","isPrimary":true}]}"#)
+            let installed = try await fixture.request("POST", "/flotilla/v1/keyring", body: #"{"operation":"install","key":"a2V5"}"#,
+                                                      headers: ["Content-Type: application/json"])
+            #expect(installed.status == 204)
+            #expect(await fixture.backend.keyringChanges == [FlotillaKeyringChange(operation: .install, key: "a2V5")])
+            for bad in [#"{"operation":"rotate","key":"a2V5"}"#, #"{"operation":"use"}"#, #"{"operation":"use","key":""}"#,
+                        #"{"operation":"use","key":"a2V5","extra":1}"#] {
+                let refused = try await fixture.request("POST", "/flotilla/v1/keyring", body: bad, headers: ["Content-Type: application/json"])
+                #expect(refused.status == 400, "\(bad)")
+            }
+            #expect(await fixture.backend.keyringChanges.count == 1)
+        }
+    }
+
     @Test func watchPassesIndexAndCapsTheWait() async throws {
         try await ServerFixture.run(configuration: HTTPAPIConfiguration(longPollWaitMillisecondsMax: 60_000)) { fixture in
             let page = try await fixture.request("GET", "/flotilla/v1/watch?afterIndex=41&waitMilliseconds=120000")

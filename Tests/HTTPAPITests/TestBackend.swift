@@ -170,6 +170,12 @@ actor TestBackend: APIBackend {
     }
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { leaseReleases.append(request) }
 
+    var keyringChanges: [FlotillaKeyringChange] = []
+    func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring {
+        FlotillaGossipKeyring(keys: [FlotillaGossipKey(fingerprint: "00112233aabbccdd", isPrimary: true)], isReplicated: !keyringChanges.isEmpty)
+    }
+    func changeGossipKeyring(_ change: FlotillaKeyringChange) async throws(APIError) { keyringChanges.append(change) }
+
     func metricsText() async -> String {
         "# TYPE flotilla_raft_term gauge\nflotilla_raft_term 3\n"
     }

@@ -20,7 +20,15 @@ import UnitFile
             RegistryCommand(.setMachineMetadata(machine, [MetadataEntry(key: "region", value: "eu")])),
             RegistryCommand(.drainMachine(machine)),
             RegistryCommand(.undrainMachine(machine), stamp: ClientStamp(clientID: .max, sequence: 0)),
+            RegistryCommand(.setGossipKeyring([[UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32)])),
         ]
+    }
+
+    @Test func aKeyringCommandIsBoundedBeforeAllocation() throws {
+        let nine = RegistryCommand(.setGossipKeyring((0..<9).map { [UInt8](repeating: $0, count: 32) })).encoded()
+        #expect(throws: RegistrySnapshotError.countTooLarge(what: "gossip keys", count: 9, limit: 8)) { try RegistryCommand.decode(nine) }
+        let long = RegistryCommand(.setGossipKeyring([[UInt8](repeating: 1, count: 33)])).encoded()
+        #expect(throws: RegistrySnapshotError.self) { try RegistryCommand.decode(long) }
     }
 
     @Test func everyOperationRoundTrips() throws {

@@ -232,6 +232,23 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         #expect(state.sessions.keys.sorted() == [1, 2])
     }
 
+    @Test func theGossipKeyringIsReplacedWholeAndOnlyByAValidRing() {
+        var state = RegistryState()
+        let first = [UInt8](repeating: 1, count: 32), second = [UInt8](repeating: 2, count: 32)
+        #expect(state.gossipKeyring == nil)
+        #expect(state.apply(RegistryCommand(.setGossipKeyring([first, second])), at: 1) == .applied(changedCount: 1))
+        #expect(state.gossipKeyring?.keys == [first, second])
+        #expect(state.apply(RegistryCommand(.setGossipKeyring([first, second])), at: 2) == .applied(changedCount: 0))
+        let invalid: [[[UInt8]]] = [[], (0..<9).map { [UInt8](repeating: $0, count: 32) }, [[UInt8](repeating: 1, count: 31)], [first, first]]
+        for (offset, keys) in invalid.enumerated() {
+            guard case .rejected(.invalidGossipKeyring) = state.apply(RegistryCommand(.setGossipKeyring(keys)), at: UInt64(3 + offset)) else {
+                Issue.record("accepted \(keys.map(\.count))")
+                continue
+            }
+        }
+        #expect(state.gossipKeyring?.keys == [first, second], "a rejected ring changes nothing")
+    }
+
     @Test func anIndexAtOrBeforeTheVersionIsRefused() {
         var state = RegistryState()
         _ = state.apply(RegistryCommand(.drainMachine(machine("m1"))), at: 5)
@@ -254,7 +271,22 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         apply(&state, .drainMachine(machine("m1")))
         apply(&state, .destroyUnits([name("nope.service")]), stamp: ClientStamp(clientID: 9, sequence: 3))
         apply(&state, .unassign([name("web.service")]), stamp: ClientStamp(clientID: 4, sequence: 1))
+        apply(&state, .setGossipKeyring([[UInt8](repeating: 7, count: 32), [UInt8](repeating: 8, count: 32)]))
         return state
+    }
+
+    /// A format 3 snapshot (before the replicated keyring) is the same bytes without the
+    /// keyring's presence byte; it restores with no keyring.
+    @Test func aFormat3SnapshotRestoresWithoutAKeyring() throws {
+        var state = RegistryState()
+        apply(&state, .drainMachine(machine("m1")))
+        var bytes = state.snapshot()
+        #expect(bytes.last == 0)
+        bytes.removeLast()
+        bytes[4] = 3
+        var restored = RegistryState()
+        try restored.restore(from: bytes)
+        #expect(restored == state && restored.gossipKeyring == nil)
     }
 
     @Test func snapshotRoundTripsByteForByte() throws {
