@@ -190,6 +190,7 @@ let package = Package(
             dependencies: [
                 "FleetAPI", "HTTPAPI", "Client", "UnitFile", "Registry", "Scheduling", "Agent", "Raft",
                 "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus", "ClusterCertificates",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

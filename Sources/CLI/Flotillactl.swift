@@ -23,7 +23,7 @@ public struct Flotillactl: AsyncParsableCommand {
         subcommands: [
             ListMachines.self, ListUnits.self, ListUnitFiles.self, Submit.self, Load.self, Start.self, Stop.self,
             Unload.self, Destroy.self, Restart.self, Cat.self, Status.self, Journal.self, Version.self,
-            Drain.self, Undrain.self, Watch.self, Keyring.self, TLS.self,
+            Drain.self, Undrain.self, Watch.self, Keyring.self, TLS.self, ACL.self,
         ]
     )
 
@@ -36,11 +36,12 @@ public struct Flotillactl: AsyncParsableCommand {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            if argument == "--endpoint" || argument == "--request-timeout" || argument == "--ca-file" {
+            if argument == "--endpoint" || argument == "--request-timeout" || argument == "--ca-file" || argument == "--token" {
                 leading.append(argument)
                 if index + 1 < arguments.count { leading.append(arguments[index + 1]) }
                 index += 2
-            } else if argument.hasPrefix("--endpoint=") || argument.hasPrefix("--request-timeout=") || argument.hasPrefix("--ca-file=") {
+            } else if argument.hasPrefix("--endpoint=") || argument.hasPrefix("--request-timeout=") || argument.hasPrefix("--ca-file=")
+                        || argument.hasPrefix("--token=") {
                 leading.append(argument)
                 index += 1
             } else {
@@ -95,6 +96,9 @@ public struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("request-timeout"), help: "Seconds to allow a single request before it fails (default 10).")
     var requestTimeout: Double?
 
+    @Option(help: "An ACL token's secret, for an api_listen endpoint (default: FLOTILLACTL_TOKEN; the unix socket needs none).")
+    var token: String?
+
     public init() {}
 
     func makeClient() throws -> FlotillaClient {
@@ -108,8 +112,9 @@ public struct GlobalOptions: ParsableArguments {
         }
         switch resolveRequestTimeout(flag: requestTimeout, environment: environment) {
         case .success(let timeout):
+            let token = [self.token, environment["FLOTILLACTL_TOKEN"]].compactMap { $0 }.first { !$0.isEmpty }
             return FlotillaClient(endpoint: endpoint, requestTimeout: timeout,
-                                  tls: resolveClientTLS(caFileFlag: caFile, environment: environment))
+                                  tls: resolveClientTLS(caFileFlag: caFile, environment: environment), token: token)
         case .failure(let error):
             err("Unable to initialize client: \(error)")
             throw ExitCode.failure

@@ -37,14 +37,16 @@ public final class FlotillaClient: Sendable {
 
     /// For an `https` endpoint, `tls` is read here (its CA file included); a CA file that cannot
     /// be used fails every request with a `ClientError.connection` that names the file.
+    /// `token` is an ACL token's secret, sent with every request (`X-Flotilla-Token`): what
+    /// `api_listen` asks of its callers; the unix socket needs none.
     public init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                requestTimeout: TimeAmount = .seconds(10), tls: ClientTLS? = nil) {
+                requestTimeout: TimeAmount = .seconds(10), tls: ClientTLS? = nil, token: String? = nil) {
         precondition(requestTimeout > .zero, "requestTimeout must be positive, got \(requestTimeout)")
         self.endpoint = endpoint
         self.requestTimeout = requestTimeout
         self.tls = tls
         self.transport = HTTPTransport(endpoint: endpoint, eventLoopGroup: eventLoopGroup,
-                                       idleConnectionsMax: Self.idleConnectionsMax, tls: tls)
+                                       idleConnectionsMax: Self.idleConnectionsMax, tls: tls, token: token)
     }
 
     /// Closes the pooled idle connections (they are also closed when the client is released).
@@ -153,6 +155,31 @@ public final class FlotillaClient: Sendable {
         let action = isDrained ? "drain" : "undrain"
         let response = try await request("POST", "/flotilla/v1/machines/\(PercentEncoding.encodePathSegment(machineID))/\(action)")
         try requireSuccess(response)
+    }
+
+    // MARK: - ACL tokens
+
+    /// The cluster's first management token, once; afterwards the server answers 409.
+    public func bootstrapACL() async throws(ClientError) -> FlotillaACLToken {
+        try decodeSuccess(FlotillaACLToken.self, from: try await request("POST", "/flotilla/v1/acl/bootstrap"))
+    }
+
+    public func listACLTokens() async throws(ClientError) -> [FlotillaACLToken] {
+        try decodeSuccess(FlotillaACLTokenList.self, from: try await request("GET", "/flotilla/v1/acl/tokens")).tokens
+    }
+
+    public func createACLToken(_ token: FlotillaACLTokenRequest) async throws(ClientError) -> FlotillaACLToken {
+        try decodeSuccess(FlotillaACLToken.self, from: try await request("POST", "/flotilla/v1/acl/tokens", body: try encode(token)))
+    }
+
+    public func deleteACLToken(accessorID: String) async throws(ClientError) {
+        try requireSuccess(try await request("DELETE", "/flotilla/v1/acl/tokens/\(PercentEncoding.encodePathSegment(accessorID))"))
+    }
+
+    /// Whether the caller being relayed (`APICaller.current`) may do `access`: throws the 401 or
+    /// 403 of the voter that decided.
+    public func authorize(_ access: APIAccess) async throws(ClientError) {
+        try requireSuccess(try await request("POST", "/flotilla/v1/acl/authorize", body: try encode(FlotillaAuthorizeRequest(access))))
     }
 
     /// The cluster's gossip keys, by fingerprint, the primary first.

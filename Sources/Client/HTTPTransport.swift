@@ -28,8 +28,12 @@ final class HTTPTransport: Sendable {
     private let tlsContext: Result<NIOSSLContext, ClientError>?
     private let idleChannels = Mutex<[any Channel]>([])
 
-    init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup, idleConnectionsMax: Int, tls: ClientTLS?) {
+    /// The ACL token sent with every request (unless a relayed caller brings its own).
+    let token: String?
+
+    init(endpoint: APIEndpoint, eventLoopGroup: any EventLoopGroup, idleConnectionsMax: Int, tls: ClientTLS?, token: String? = nil) {
         precondition(idleConnectionsMax >= 0, "idleConnectionsMax must not be negative, got \(idleConnectionsMax)")
+        self.token = token
         self.endpoint = endpoint
         self.eventLoopGroup = eventLoopGroup
         self.idleConnectionsMax = idleConnectionsMax
@@ -121,6 +125,8 @@ final class HTTPTransport: Sendable {
         headers.add(name: "Accept", value: "application/json")
         // A peer relaying a request names the caller it relays for (the peer port alone reads it).
         if let caller = APICaller.current { headers.add(name: APICaller.headerName, value: caller.headerValue) }
+        // The relayed caller's token, else this client's own (flotillactl --token).
+        if let token = APICaller.current?.token ?? self.token { headers.add(name: APICaller.tokenHeaderName, value: token) }
         if let bodyCount {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(bodyCount))

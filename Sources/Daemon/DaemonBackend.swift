@@ -13,7 +13,7 @@ import UnitFile
 struct DaemonBackend: APIBackend {
     let node: Node
 
-    private func leaderRegistry() async throws(APIError) -> (Voter, RegistryState)? {
+    func leaderRegistry() async throws(APIError) -> (Voter, RegistryState)? {
         guard try await node.upstream() == nil, let voter = node.voter, let registry = node.registry else { return nil }
         return (voter, registry.current)
     }
@@ -21,7 +21,7 @@ struct DaemonBackend: APIBackend {
     /// The registry to read from: this peer's own replica when the request asked for a local
     /// read and this peer is in the Raft group (an outsider holds no registry), else the
     /// leader's (nil: forward to the leader).
-    private func readRegistry() async throws(APIError) -> RegistryState? {
+    func readRegistry() async throws(APIError) -> RegistryState? {
         if ReadConsistency.current == .local, await node.leadership().isMember, let registry = node.registry {
             return registry.current
         }

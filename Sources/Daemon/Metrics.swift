@@ -45,6 +45,10 @@ extension Node {
                [("reason=\"handshake\"", "\(counters.peerRequestsRefused[0] ?? 0)"),
                 ("reason=\"forbidden\"", "\(counters.peerRequestsRefused[403] ?? 0)"),
                 ("reason=\"bad_request\"", "\(counters.peerRequestsRefused[400] ?? 0)")])
+        metric("flotilla_api_refused_total", "counter",
+               "User API requests refused for their ACL token: none given (401), or one that does not allow the request (403).",
+               [("reason=\"unauthenticated\"", "\(counters.aclRefusals[401] ?? 0)"),
+                ("reason=\"forbidden\"", "\(counters.aclRefusals[403] ?? 0)")])
         if let agent {
             let agentCounters = await agent.metrics
             metric("flotilla_agent_actions_total", "counter", "Unit actions run by this machine's agent.", [("", "\(agentCounters.actions)")])

@@ -82,6 +82,8 @@ final class Node: Sendable {
         var forwardFailures = 0
         /// Requests the peer port refused, by status (0: the TLS handshake).
         var peerRequestsRefused: [Int: Int] = [:]
+        /// User API requests refused for their ACL token, by status (401, 403).
+        var aclRefusals: [Int: Int] = [:]
     }
 
     init(configuration: DaemonConfiguration, machineID: String, logger: Logger, membership: MembershipShell, voter: Voter?,
@@ -548,9 +550,9 @@ final class Node: Sendable {
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
         // The units it unplaced show in the events of their next placement.
         case .revokeLease(let machine, _), .advanceLease(let machine, _): machinesChanged = [machine]
-        // Keys never go into events (watchers are not all trusted with them); machines take the
-        // ring from their schedule.
-        case .setGossipKeyring: break
+        // Keys and tokens never go into events (watchers are not all trusted with them);
+        // machines take the ring from their schedule.
+        case .setGossipKeyring, .createACLToken, .deleteACLToken: break
         }
         var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
         for subject in subjects {

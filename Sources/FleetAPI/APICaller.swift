@@ -20,10 +20,25 @@ public struct APICaller: Hashable, Sendable, CustomStringConvertible {
     public var kind: Kind
     /// The machine the caller was met at (whose socket or api_listen it used, or which peer it is).
     public var machineID: String
+    /// The ACL token's secret the caller presented (`X-Flotilla-Token` or `Authorization:
+    /// Bearer`), passed on to the peer that decides; never printed.
+    public var token: String?
 
-    public init(kind: Kind, machineID: String) {
+    public init(kind: Kind, machineID: String, token: String? = nil) {
         self.kind = kind
         self.machineID = machineID
+        self.token = token
+    }
+
+    /// The header the ACL token travels in (fleet's clients send none; flotillactl's --token).
+    public static let tokenHeaderName = "X-Flotilla-Token"
+
+    /// The token of a request's headers: `X-Flotilla-Token`, else `Authorization: Bearer`.
+    public static func token(fromHeaders value: (String) -> String?) -> String? {
+        if let token = value(tokenHeaderName), !token.isEmpty { return token }
+        guard let authorization = value("Authorization"), authorization.lowercased().hasPrefix("bearer ") else { return nil }
+        let token = String(authorization.dropFirst("bearer ".count).drop { $0 == " " })
+        return token.isEmpty ? nil : token
     }
 
     /// The header a peer sends its caller in: `<kind> <machine ID>`.
@@ -54,7 +69,7 @@ public struct APICaller: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String { "\(kind.rawValue)@\(machineID)" }
+    public var description: String { "\(kind.rawValue)@\(machineID)\(token == nil ? "" : " with a token")" }
 
     /// The caller of the request being answered. The HTTP API binds it for each request; the
     /// client sends it along with every request made while it is bound, which is how a forwarded

@@ -116,6 +116,16 @@ public protocol APIBackend: Sendable {
     /// Forwarded to the leader, which revokes the lease at the given epoch.
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError)
 
+    /// Whether `caller` may do `access`: returns, or throws 401 (no credentials) or 403. Called
+    /// before every user route; the unix socket's caller is the management identity.
+    func authorize(_ caller: APICaller, for access: APIAccess) async throws(APIError)
+    /// `POST /flotilla/v1/acl/bootstrap`: the first management token, once.
+    func bootstrapACL() async throws(APIError) -> FlotillaACLToken
+    func listACLTokens() async throws(APIError) -> [FlotillaACLToken]
+    /// The new token, its secret included (the only time it is shown).
+    func createACLToken(_ request: FlotillaACLTokenRequest) async throws(APIError) -> FlotillaACLToken
+    func deleteACLToken(accessorID: String) async throws(APIError)
+
     /// `GET /flotilla/v1/keyring`: the gossip keys by fingerprint.
     func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring
     /// `POST /flotilla/v1/keyring`: one rotation step, committed to the replicated log (on the

@@ -74,7 +74,8 @@ struct APIRequestHandler: Sendable {
         switch Router.match(method: request.method, path: String(request.path)) {
         case .route(let route):
             let caller: APICaller
-            switch PeerAccess.caller(for: route, header: request.headers.first(name: APICaller.headerName), origin: origin) {
+            let token = APICaller.token { request.headers.first(name: $0) }
+            switch PeerAccess.caller(for: route, header: request.headers.first(name: APICaller.headerName), token: token, origin: origin) {
             case .success(let decided):
                 caller = decided
             case .failure(let refusal):
@@ -86,7 +87,18 @@ struct APIRequestHandler: Sendable {
                 backend.requestRefused(status: refusal.status)
                 return .error(refusal)
             }
-            do {
+            do throws(APIError) {
+                if let access = route.access {
+                    do {
+                        try await backend.authorize(caller, for: access)
+                    } catch {
+                        logger.warning("API request refused", metadata: [
+                            "method": "\(request.method)", "target": "\(request.target)", "status": "\(error.status)",
+                            "caller": "\(caller)", "reason": "\(error.message)",
+                        ])
+                        throw error
+                    }
+                }
                 return try await respond(to: route, request: request, caller: caller)
             } catch {
                 if error.status >= 500 {
@@ -223,6 +235,25 @@ struct APIRequestHandler: Sendable {
             return .empty(.noContent)
         case .leaseWithholds:
             return .json(try await backend.leaseWithholds())
+        case .aclBootstrap:
+            return .json(try await backend.bootstrapACL())
+        case .listACLTokens:
+            return .json(FlotillaACLTokenList(tokens: try await backend.listACLTokens()))
+        case .createACLToken:
+            let body = try JSONBodies.decode(FlotillaACLTokenRequest.self, from: request.body, schema: .aclTokenRequest)
+            for policy in body.policies {
+                do { _ = try ACLPolicy(parsing: policy) } catch { throw .badRequest(error.description) }
+            }
+            guard !body.policies.isEmpty else { throw .badRequest("a token needs at least one policy (management, read, operator, units:<glob>)") }
+            return .json(try await backend.createACLToken(body))
+        case .deleteACLToken(let accessor):
+            try await backend.deleteACLToken(accessorID: accessor)
+            return .empty(.noContent)
+        case .authorize:
+            let body = try JSONBodies.decode(FlotillaAuthorizeRequest.self, from: request.body, schema: .authorizeRequest)
+            guard let access = body.decoded else { throw .badRequest("access must be read, write (with unit), operate, manage or bootstrap") }
+            try await backend.authorize(APICaller.current ?? APICaller(kind: .peer, machineID: "-"), for: access)
+            return .empty(.noContent)
         case .gossipKeyring:
             return .json(try await backend.gossipKeyring())
         case .changeGossipKeyring:

@@ -137,6 +137,8 @@ indirect enum BodySchema: Sendable {
     ])
     static let leaseRequest = BodySchema.object(["machineID": .value, "epoch": .value])
     static let keyringChange = BodySchema.object(["operation": .value, "key": .value])
+    static let aclTokenRequest = BodySchema.object(["name": .value, "policies": .value])
+    static let authorizeRequest = BodySchema.object(["access": .value, "unit": .value])
 }
 
 /// A JSON document as a plain tree, for checking keys before the typed decode.

@@ -36,14 +36,20 @@ enum ConnectionOrigin: Sendable {
 ///   (an agent's request reaches the leader through a voter);
 /// - `/metrics` is served to any peer.
 enum PeerAccess {
-    static func caller(for route: Route, header: String?, origin: ConnectionOrigin) -> Result<APICaller, APIError> {
+    /// `token` is the ACL token the request carries (`X-Flotilla-Token` or a bearer token).
+    static func caller(for route: Route, header: String?, token: String? = nil, origin: ConnectionOrigin) -> Result<APICaller, APIError> {
         // A user listener's caller is the listener's; a header claiming another is not read.
-        if case .user(let caller) = origin { return .success(caller) }
+        if case .user(var caller) = origin {
+            // A token matters on api_listen only: the unix socket is the management identity.
+            if caller.kind == .network { caller.token = token }
+            return .success(caller)
+        }
         let claimed: APICaller?
         if let header {
-            guard let parsed = APICaller(headerValue: header) else {
+            guard var parsed = APICaller(headerValue: header) else {
                 return .failure(.badRequest("\(APICaller.headerName) must be \"<\(APICaller.Kind.allCases.map(\.rawValue).joined(separator: "|"))> <machine ID>\", got \(header.debugDescription)"))
             }
+            parsed.token = token
             claimed = parsed
         } else {
             claimed = nil
@@ -112,8 +118,28 @@ extension Route {
             return .anyPeer
         case .listUnits, .getUnit, .putUnit, .deleteUnit, .listStates, .listMachines, .patchMachines, .discovery,
              .clusterStatus, .listMachinesDetailed, .listUnitFiles, .drain, .undrain, .watch, .journal, .unitStatus,
-             .gossipKeyring, .changeGossipKeyring:
+             .gossipKeyring, .changeGossipKeyring, .aclBootstrap, .listACLTokens, .createACLToken, .deleteACLToken, .authorize:
             return .user
+        }
+    }
+
+    /// What the route does, for the caller's ACL token; nil for peer routes (a peer's certificate
+    /// decides those) and for `authorize`, which checks the access its body names.
+    var access: APIAccess? {
+        switch self {
+        case .listUnits, .getUnit, .listStates, .listMachines, .discovery, .clusterStatus, .listMachinesDetailed,
+             .listUnitFiles, .watch, .journal, .unitStatus, .metrics:
+            return .read
+        case .putUnit(let name), .deleteUnit(let name):
+            return .writeUnit(name)
+        case .patchMachines, .drain, .undrain, .gossipKeyring, .changeGossipKeyring:
+            return .operate
+        case .listACLTokens, .createACLToken, .deleteACLToken:
+            return .manage
+        case .aclBootstrap:
+            return .bootstrap
+        case .schedule, .reportStates, .renewLease, .releaseLease, .leaseWithholds, .authorize:
+            return nil
         }
     }
 }

@@ -27,6 +27,11 @@ enum Route: Hashable, Sendable {
     case leaseWithholds
     case gossipKeyring
     case changeGossipKeyring
+    case aclBootstrap
+    case listACLTokens
+    case createACLToken
+    case deleteACLToken(accessorID: String)
+    case authorize
     case metrics
 }
 
@@ -75,6 +80,13 @@ enum Router {
                  methods: [(.POST, { .undrain(machineID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("unit-files")], methods: [(.GET, { _ in .listUnitFiles })]),
         Resource(pattern: flotilla + [.literal("watch")], methods: [(.GET, { _ in .watch })]),
+        Resource(pattern: flotilla + [.literal("acl"), .literal("bootstrap")], methods: [(.POST, { _ in .aclBootstrap })]),
+        Resource(pattern: flotilla + [.literal("acl"), .literal("tokens")], methods: [
+            (.GET, { _ in .listACLTokens }), (.POST, { _ in .createACLToken }),
+        ]),
+        Resource(pattern: flotilla + [.literal("acl"), .literal("tokens"), .parameter],
+                 methods: [(.DELETE, { .deleteACLToken(accessorID: $0[0]) })]),
+        Resource(pattern: flotilla + [.literal("acl"), .literal("authorize")], methods: [(.POST, { _ in .authorize })]),
         Resource(pattern: flotilla + [.literal("keyring")], methods: [
             (.GET, { _ in .gossipKeyring }), (.POST, { _ in .changeGossipKeyring }),
         ]),

@@ -96,6 +96,13 @@ extension RegistryCommand {
             writer.u8(12)
             writer.u8(UInt8(truncatingIfNeeded: keys.count))
             for key in keys { writer.blob(key) }
+        case .createACLToken(let record, let bootstrap):
+            writer.u8(13)
+            writer.u8(bootstrap ? 1 : 0)
+            encode(record, into: &writer)
+        case .deleteACLToken(let accessor):
+            writer.u8(14)
+            writer.string(accessor)
         }
     }
 
@@ -163,8 +170,39 @@ extension RegistryCommand {
         case 10: return .revokeLease(try machineID(&reader), epoch: try reader.u64())
         case 11: return .advanceLease(try machineID(&reader), epoch: try reader.u64())
         case 12: return .setGossipKeyring(try gossipKeys(&reader))
+        case 13:
+            let bootstrap: Bool
+            switch try reader.u8() {
+            case 0: bootstrap = false
+            case 1: bootstrap = true
+            case let tag: throw .invalidTag(what: "bootstrap", tag: tag)
+            }
+            return .createACLToken(try aclToken(&reader), bootstrap: bootstrap)
+        case 14: return .deleteACLToken(accessorID: try reader.string(lengthMax: ACLTokenRecord.textLengthMax))
         default: throw .invalidTag(what: "operation", tag: tag)
         }
+    }
+
+    static func encode(_ record: ACLTokenRecord, into writer: inout ByteWriter) {
+        writer.string(record.accessorID)
+        writer.blob(record.secretHash)
+        writer.string(record.name)
+        writer.u8(UInt8(truncatingIfNeeded: record.policies.count))
+        for policy in record.policies { writer.string(policy) }
+    }
+
+    /// Bounded like every count here; the record's meaning is checked on apply.
+    static func aclToken(_ reader: inout ByteReader) throws(RegistrySnapshotError) -> ACLTokenRecord {
+        let accessor = try reader.string(lengthMax: ACLTokenRecord.textLengthMax)
+        let hash = try reader.blob(lengthMax: ACLTokenRecord.secretHashBytes)
+        let name = try reader.string(lengthMax: ACLTokenRecord.textLengthMax)
+        let count = Int(try reader.u8())
+        guard count <= ACLTokenRecord.policiesMax else {
+            throw .countTooLarge(what: "ACL policies", count: count, limit: ACLTokenRecord.policiesMax)
+        }
+        var policies: [String] = []
+        for _ in 0..<count { policies.append(try reader.string(lengthMax: ACLTokenRecord.textLengthMax)) }
+        return ACLTokenRecord(accessorID: accessor, secretHash: hash, name: name, policies: policies)
     }
 
     /// A count byte, then each key as a blob; only the bounds are checked here (apply checks the

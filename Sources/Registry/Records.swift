@@ -82,3 +82,37 @@ public struct GossipKeyringRecord: Hashable, Sendable {
         self.keys = keys
     }
 }
+
+/// An ACL token as the replicated log holds it: never the secret, only its SHA-256 (the leader
+/// hashes what a caller presents and compares). `policies` are the token's rules as text
+/// (`management`, `read`, `operator`, `units:<glob>`), checked by the leader before it proposes.
+public struct ACLTokenRecord: Hashable, Sendable {
+    public static let tokensMax = 4096
+    public static let textLengthMax = 255
+    public static let policiesMax = 16
+    public static let secretHashBytes = 32
+
+    public let accessorID: String
+    public let secretHash: [UInt8]
+    public let name: String
+    public let policies: [String]
+
+    public init(accessorID: String, secretHash: [UInt8], name: String, policies: [String]) {
+        self.accessorID = accessorID
+        self.secretHash = secretHash
+        self.name = name
+        self.policies = policies
+    }
+
+    /// Nil, or why the record cannot be stored.
+    var invalidReason: String? {
+        guard !accessorID.isEmpty, accessorID.utf8.count <= 64 else { return "an accessor ID of 1 to 64 bytes" }
+        guard secretHash.count == Self.secretHashBytes else { return "a secret hash of \(Self.secretHashBytes) bytes" }
+        guard name.utf8.count <= Self.textLengthMax else { return "a name of at most \(Self.textLengthMax) bytes" }
+        guard !policies.isEmpty, policies.count <= Self.policiesMax,
+              policies.allSatisfy({ !$0.isEmpty && $0.utf8.count <= Self.textLengthMax }) else {
+            return "1 to \(Self.policiesMax) policies of at most \(Self.textLengthMax) bytes"
+        }
+        return nil
+    }
+}

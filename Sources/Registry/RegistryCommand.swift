@@ -54,6 +54,10 @@ public enum RegistryOperation: Hashable, Sendable {
     /// machine installs it from its schedule (`flotillactl keyring install/use/remove`); the
     /// leader computes the whole ring from the current one, so each command is absolute.
     case setGossipKeyring([[UInt8]])
+    /// Stores an ACL token. `bootstrap` (the first, management token) is rejected once any token
+    /// exists, so of two racing bootstraps only the first in the log applies.
+    case createACLToken(ACLTokenRecord, bootstrap: Bool)
+    case deleteACLToken(accessorID: String)
 }
 
 /// The answer to one applied command. A retried stamped command gets the answer it got the
@@ -95,6 +99,10 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
     case tooManyMachines(limit: Int)
     case staleLeaseEpoch(machine: String, epoch: UInt64, currentEpoch: UInt64)
     case invalidGossipKeyring(String)
+    case aclAlreadyBootstrapped
+    case aclTokenNotFound(String)
+    case invalidACLToken(String)
+    case tooManyACLTokens(limit: Int)
 
     public var description: String {
         switch self {
@@ -125,6 +133,10 @@ public enum RegistryRejection: Error, Hashable, Sendable, CustomStringConvertibl
         case .staleLeaseEpoch(let machine, let epoch, let current):
             return "the lease of \(machine) is at epoch \(current), not \(epoch)"
         case .invalidGossipKeyring(let reason): return "invalid gossip keyring: \(reason)"
+        case .aclAlreadyBootstrapped: return "ACLs are already bootstrapped: a management token exists"
+        case .aclTokenNotFound(let accessor): return "no ACL token \(accessor)"
+        case .invalidACLToken(let reason): return "invalid ACL token: it needs \(reason)"
+        case .tooManyACLTokens(let limit): return "the registry holds its limit of \(limit) ACL tokens"
         }
     }
 }

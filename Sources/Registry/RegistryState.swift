@@ -16,6 +16,13 @@ public struct RegistryState: Hashable, Sendable {
     public internal(set) var sessions: [UInt64: ClientSession] = [:]
     /// Nil until the first `setGossipKeyring`: until then every machine keeps its keyring file.
     public internal(set) var gossipKeyring: GossipKeyringRecord?
+    /// ACL tokens by accessor ID.
+    public internal(set) var aclTokens: [String: ACLTokenRecord] = [:]
+
+    /// The token whose secret hashes to `secretHash`, if any.
+    public func aclToken(secretHash: [UInt8]) -> ACLTokenRecord? {
+        aclTokens.values.first { $0.secretHash == secretHash }
+    }
 
     public init(limits: RegistryLimits = .standard) {
         self.limits = limits
@@ -78,6 +85,18 @@ public struct RegistryState: Hashable, Sendable {
                 let changed = gossipKeyring?.keys != keys
                 gossipKeyring = GossipKeyringRecord(keys: keys)
                 return .applied(changedCount: changed ? 1 : 0)
+            case .createACLToken(let record, let bootstrap):
+                if bootstrap, !aclTokens.isEmpty { return .rejected(.aclAlreadyBootstrapped) }
+                if let reason = record.invalidReason { return .rejected(.invalidACLToken(reason)) }
+                guard aclTokens[record.accessorID] == nil, aclToken(secretHash: record.secretHash) == nil else {
+                    return .rejected(.invalidACLToken("an accessor ID and a secret no other token has"))
+                }
+                guard aclTokens.count < ACLTokenRecord.tokensMax else { return .rejected(.tooManyACLTokens(limit: ACLTokenRecord.tokensMax)) }
+                aclTokens[record.accessorID] = record
+                return .applied(changedCount: 1)
+            case .deleteACLToken(let accessor):
+                guard aclTokens.removeValue(forKey: accessor) != nil else { return .rejected(.aclTokenNotFound(accessor)) }
+                return .applied(changedCount: 1)
             }
         } catch {
             return .rejected(error)

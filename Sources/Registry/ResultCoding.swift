@@ -74,6 +74,10 @@ enum ResultCoding {
         case .tooManyMachines(let limit): return (22, [], [UInt64(limit)])
         case .staleLeaseEpoch(let machine, let epoch, let current): return (23, [machine], [epoch, current])
         case .invalidGossipKeyring(let reason): return (24, [reason], [])
+        case .aclAlreadyBootstrapped: return (25, [], [])
+        case .aclTokenNotFound(let accessor): return (26, [accessor], [])
+        case .invalidACLToken(let reason): return (27, [reason], [])
+        case .tooManyACLTokens(let limit): return (28, [], [UInt64(limit)])
         }
     }
 
@@ -107,6 +111,10 @@ enum ResultCoding {
         case (22, 0, 1): return int(0).map { .tooManyMachines(limit: $0) }
         case (23, 1, 2): return .staleLeaseEpoch(machine: s[0], epoch: n[0], currentEpoch: n[1])
         case (24, 1, 0): return .invalidGossipKeyring(s[0])
+        case (25, 0, 0): return .aclAlreadyBootstrapped
+        case (26, 1, 0): return .aclTokenNotFound(s[0])
+        case (27, 1, 0): return .invalidACLToken(s[0])
+        case (28, 0, 1): return int(0).map { .tooManyACLTokens(limit: $0) }
         default: return nil
         }
     }

@@ -27,7 +27,7 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
     }
 }
 
-/// Snapshot format 4, all integers little-endian:
+/// Snapshot format 5, all integers little-endian:
 ///
 ///     "FLRG" u16 format=3 u64 version
 ///     u32 count, units sorted by name:      str name, bytes file, u8 target, u64 activeSince, u8 hasMachine [str machine]
@@ -35,18 +35,19 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
 ///     u32 count, machines sorted by id:     str id, u8 drained, u64 lease epoch, u16 count [str key, str value]...
 ///     u32 count, sessions sorted by client: u64 client, u64 sequence, u64 index, result
 ///     u8 hasKeyring [u8 count, bytes key...]   (format 4 on)
+///     u32 count, ACL tokens sorted by accessor: str accessor, bytes hash, str name, u8 count [str policy]   (format 5 on)
 ///
 /// Hashes and `[X-Fleet]` options are not stored: restore recomputes them from the files, so a
 /// snapshot cannot carry a hash that disagrees with its file. Requiring sorted, unique keys makes
 /// the encoding canonical: one state, one byte string. Format 1 (before lease epochs) is still
 /// read: its machines are at epoch 0; formats 1 and 2 (before `activeSince`) read their active
 /// units as launched at version 0, so conflicting global units fall back to name order; formats
-/// 1 to 3 (before the replicated gossip keyring) hold no keyring.
+/// 1 to 3 (before the replicated gossip keyring) hold no keyring, formats 1 to 4 no ACL tokens.
 /// Integrity (checksums) belongs to the snapshot file that carries these bytes (Storage).
 extension RegistryState {
     static let snapshotMagic: [UInt8] = Array("FLRG".utf8)
-    public static let snapshotFormatVersion: UInt16 = 4
-    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...4
+    public static let snapshotFormatVersion: UInt16 = 5
+    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...5
 
     public func snapshot() -> [UInt8] {
         var writer = ByteWriter()
@@ -93,6 +94,8 @@ extension RegistryState {
         } else {
             writer.u8(0)
         }
+        writer.u32(UInt32(aclTokens.count))
+        for accessor in aclTokens.keys.sorted() { RegistryCommand.encode(aclTokens[accessor]!, into: &writer) }
         return writer.bytes
     }
 
@@ -116,6 +119,17 @@ extension RegistryState {
                 if let reason = GossipKeyringRecord.validate(keys) { throw .invalidRecord("gossip keyring: \(reason)") }
                 restored.gossipKeyring = GossipKeyringRecord(keys: keys)
             case let tag: throw .invalidTag(what: "keyring presence", tag: tag)
+            }
+        }
+        if format >= 5 {
+            let tokenCount = try count(&reader, "ACL tokens", limit: ACLTokenRecord.tokensMax)
+            var previous: String?
+            for _ in 0..<tokenCount {
+                let record = try RegistryCommand.aclToken(&reader)
+                guard previous.map({ $0 < record.accessorID }) ?? true else { throw .notSorted(what: "ACL tokens") }
+                previous = record.accessorID
+                if let reason = record.invalidReason { throw .invalidRecord("ACL token \(record.accessorID): needs \(reason)") }
+                restored.aclTokens[record.accessorID] = record
             }
         }
         guard reader.remaining == 0 else { throw .trailingBytes(count: reader.remaining) }

@@ -166,6 +166,21 @@ struct CommandTests {
         await harness.close()
     }
 
+    @Test func aclCommandsBootstrapCreateListAndDeleteTokens() async throws {
+        let harness = try await Harness()
+        let bootstrap = await harness.run("acl", "bootstrap")
+        #expect(bootstrap.output == "AccessorID:\taccessor1\nSecretID:\tsecret1\nName:\t\tbootstrap management token\nPolicies:\tmanagement\n")
+        let again = await harness.run("acl", "bootstrap")
+        #expect(again.status == 1 && again.error.contains("already bootstrapped"), "\(again)")
+        let created = await harness.run("acl", "token", "create", "--name", "web deployers", "--policy", "read", "--policy", "units:web-*")
+        #expect(created.output.contains("SecretID:\tsecret2") && created.output.contains("Policies:\tread, units:web-*"), "\(created)")
+        #expect(await harness.run("acl", "token", "list", "--no-legend").output
+                == "accessor1\tbootstrap management token\tmanagement\naccessor2\tweb deployers\tread,units:web-*\n")
+        #expect(await harness.run("acl", "token", "delete", "accessor2").output == "Deleted token accessor2\n")
+        #expect(await harness.run("acl", "token", "delete", "accessor2").status == 1)
+        await harness.close()
+    }
+
     /// `keyring generate` needs no daemon and prints a keyring file: a comment, then one base64
     /// key of 32 bytes, a new one each time (flotillad's own parser reads it in the end-to-end
     /// tests, which make their clusters' keyrings with it).

@@ -115,6 +115,25 @@ actor InMemoryBackend: APIBackend {
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { throw .notFound("the CLI never releases a lease") }
     func metricsText() async -> String { "" }
 
+    /// The CLI talks to the unix socket (the management identity): every access is allowed;
+    /// tokens are kept in memory (the daemon's rules are tested in DaemonTests and end to end).
+    func authorize(_ caller: APICaller, for access: APIAccess) async throws(APIError) {}
+    var tokens: [FlotillaACLToken] = []
+    func bootstrapACL() async throws(APIError) -> FlotillaACLToken {
+        guard tokens.isEmpty else { throw .conflict("ACLs are already bootstrapped: a management token exists") }
+        return try await createACLToken(FlotillaACLTokenRequest(name: "bootstrap management token", policies: ["management"]))
+    }
+    func listACLTokens() async throws(APIError) -> [FlotillaACLToken] { tokens.map { FlotillaACLToken(accessorID: $0.accessorID, name: $0.name, policies: $0.policies) } }
+    func createACLToken(_ request: FlotillaACLTokenRequest) async throws(APIError) -> FlotillaACLToken {
+        let token = FlotillaACLToken(accessorID: "accessor\(tokens.count + 1)", name: request.name, policies: request.policies, secretID: "secret\(tokens.count + 1)")
+        tokens.append(token)
+        return token
+    }
+    func deleteACLToken(accessorID: String) async throws(APIError) {
+        guard tokens.contains(where: { $0.accessorID == accessorID }) else { throw .notFound("no ACL token \(accessorID)") }
+        tokens.removeAll { $0.accessorID == accessorID }
+    }
+
     /// The ring as the keys' text, primary first; a key's "fingerprint" here is its first 16
     /// characters (the daemon's real rotation rules are tested in DaemonTests).
     var gossipKeys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]

@@ -45,6 +45,51 @@ import Testing
         }
     }
 
+    /// A TCP listener's callers are network callers: their token (either header) reaches the
+    /// backend's decision, whose 401/403 come back in fleet's error shape before anything runs.
+    @Test func aNetworkCallersTokenDecidesBeforeTheRouteRuns() async throws {
+        try await ServerFixture.run { fixture in
+            await fixture.backend.setRequireTokens(true)
+            let unit = #"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/true"}]}"#
+            let anonymous = try await fixture.request("PUT", "/fleet/v1/units/a.service", body: unit, headers: ["Content-Type: application/json"])
+            #expect(anonymous.status == 401)
+            #expect(try errorBody(anonymous).error.code == 401)
+            let wrong = try await fixture.request("PUT", "/fleet/v1/units/a.service", body: unit,
+                                                  headers: ["Content-Type: application/json", "X-Flotilla-Token: bad"])
+            #expect(wrong.status == 403)
+            #expect(try errorBody(wrong).error.message == "token may not write unit a.service")
+            #expect(await fixture.backend.lastPut == nil, "refused before the backend ran the request")
+            let bearer = try await fixture.request("PUT", "/fleet/v1/units/a.service", body: unit,
+                                                   headers: ["Content-Type: application/json", "Authorization: Bearer good"])
+            #expect(bearer.status == 201)
+            let decisions = await fixture.backend.authorizations
+            #expect(decisions.map(\.access) == [.writeUnit("a.service"), .writeUnit("a.service"), .writeUnit("a.service")])
+            #expect(decisions.map(\.caller.kind) == [.network, .network, .network])
+            #expect(decisions.map(\.caller.token) == [nil, "bad", "good"])
+            // The unix socket is the management identity: a token there is not even read.
+            let connection = try await fixture.connectUnix()
+            let local = try await connection.request("GET", "/fleet/v1/units", headers: ["X-Flotilla-Token: bad"])
+            await connection.close()
+            #expect(local.status == 200)
+            #expect(await fixture.backend.authorizations.last?.caller == APICaller(kind: .socket, machineID: "local"))
+        }
+    }
+
+    @Test func aclTokensAreCreatedWithValidPoliciesOnly() async throws {
+        try await ServerFixture.run { fixture in
+            let created = try await fixture.request("POST", "/flotilla/v1/acl/tokens", body: #"{"name":"ci","policies":["read","units:web-*"]}"#)
+            #expect(created.status == 200 && created.text.contains(#""secretID":"s2""#), "\(created.text)")
+            for bad in [#"{"name":"x","policies":["write"]}"#, #"{"name":"x","policies":[]}"#, #"{"name":"x","policies":["read"],"ttl":1}"#] {
+                #expect(try await fixture.request("POST", "/flotilla/v1/acl/tokens", body: bad).status == 400, "\(bad)")
+            }
+            #expect(await fixture.backend.createdTokens == [FlotillaACLTokenRequest(name: "ci", policies: ["read", "units:web-*"])])
+            #expect(try await fixture.request("DELETE", "/flotilla/v1/acl/tokens/a9").status == 404)
+            #expect(try await fixture.request("DELETE", "/flotilla/v1/acl/tokens/a2").status == 204)
+            #expect(try await fixture.request("GET", "/flotilla/v1/acl/tokens").text == #"{"tokens":[{"accessorID":"a1","name":"bootstrap","policies":["management"]}]}"#)
+            #expect(await fixture.backend.authorizations.map(\.access).contains(.manage))
+        }
+    }
+
     @Test func watchPassesIndexAndCapsTheWait() async throws {
         try await ServerFixture.run(configuration: HTTPAPIConfiguration(longPollWaitMillisecondsMax: 60_000)) { fixture in
             let page = try await fixture.request("GET", "/flotilla/v1/watch?afterIndex=41&waitMilliseconds=120000")

@@ -170,6 +170,30 @@ actor TestBackend: APIBackend {
     }
     func releaseLease(_ request: LeaseReleaseRequest) async throws(APIError) { leaseReleases.append(request) }
 
+    /// When set, network callers need the token "good" (401 without one, 403 with another);
+    /// every decision is recorded.
+    var requireTokens = false
+    var authorizations: [(caller: APICaller, access: APIAccess)] = []
+    func setRequireTokens(_ value: Bool) { requireTokens = value }
+    func authorize(_ caller: APICaller, for access: APIAccess) async throws(APIError) {
+        authorizations.append((caller, access))
+        guard requireTokens, caller.kind == .network else { return }
+        guard let token = caller.token else { throw APIError(status: 401, message: "no token") }
+        guard token == "good" else { throw APIError(status: 403, message: "token may not \(access)") }
+    }
+    func bootstrapACL() async throws(APIError) -> FlotillaACLToken {
+        FlotillaACLToken(accessorID: "a1", name: "bootstrap", policies: ["management"], secretID: "s1")
+    }
+    func listACLTokens() async throws(APIError) -> [FlotillaACLToken] { [FlotillaACLToken(accessorID: "a1", name: "bootstrap", policies: ["management"])] }
+    var createdTokens: [FlotillaACLTokenRequest] = []
+    func createACLToken(_ request: FlotillaACLTokenRequest) async throws(APIError) -> FlotillaACLToken {
+        createdTokens.append(request)
+        return FlotillaACLToken(accessorID: "a2", name: request.name, policies: request.policies, secretID: "s2")
+    }
+    func deleteACLToken(accessorID: String) async throws(APIError) {
+        guard accessorID == "a2" else { throw .notFound("no ACL token \(accessorID)") }
+    }
+
     var keyringChanges: [FlotillaKeyringChange] = []
     func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring {
         FlotillaGossipKeyring(keys: [FlotillaGossipKey(fingerprint: "00112233aabbccdd", isPrimary: true)], isReplicated: !keyringChanges.isEmpty)

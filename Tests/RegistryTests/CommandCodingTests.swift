@@ -21,6 +21,9 @@ import UnitFile
             RegistryCommand(.drainMachine(machine)),
             RegistryCommand(.undrainMachine(machine), stamp: ClientStamp(clientID: .max, sequence: 0)),
             RegistryCommand(.setGossipKeyring([[UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32)])),
+            RegistryCommand(.createACLToken(ACLTokenRecord(accessorID: "0011", secretHash: [UInt8](repeating: 3, count: 32), name: "ops",
+                                                           policies: ["read", "units:web-*"]), bootstrap: true)),
+            RegistryCommand(.deleteACLToken(accessorID: "0011")),
         ]
     }
 
