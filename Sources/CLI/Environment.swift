@@ -14,13 +14,23 @@ public func resolveEndpoint(flag: String?, environment: [String: String]) throws
     return .default
 }
 
-/// The trust for an https endpoint: the CA file from `--ca-file`, else FLOTILLACTL_CA_FILE, else
-/// FLEETCTL_CA_FILE (fleetctl's name); nil (the system's CAs) when none is given.
-public func resolveClientTLS(caFileFlag: String?, environment: [String: String]) -> ClientTLS? {
-    for candidate in [caFileFlag, environment["FLOTILLACTL_CA_FILE"], environment["FLEETCTL_CA_FILE"]] {
-        if let candidate, !candidate.isEmpty { return ClientTLS(caFilePath: candidate) }
+/// The TLS of an https endpoint: the CA file from `--ca-file`, else FLOTILLACTL_CA_FILE, else
+/// FLEETCTL_CA_FILE (fleetctl's name), nil meaning the system's CAs; and a client certificate
+/// from `--cert-file` and `--key-file` (or FLOTILLACTL_/FLEETCTL_CERT_FILE and _KEY_FILE), given
+/// together. Nil when nothing is given.
+public func resolveClientTLS(caFileFlag: String?, certificateFileFlag: String? = nil, keyFileFlag: String? = nil,
+                             environment: [String: String]) -> Result<ClientTLS?, CLIError> {
+    func first(_ flag: String?, _ name: String) -> String? {
+        [flag, environment["FLOTILLACTL_\(name)"], environment["FLEETCTL_\(name)"]].compactMap { $0 }.first { !$0.isEmpty }
     }
-    return nil
+    let ca = first(caFileFlag, "CA_FILE")
+    let certificate = first(certificateFileFlag, "CERT_FILE")
+    let key = first(keyFileFlag, "KEY_FILE")
+    guard (certificate == nil) == (key == nil) else {
+        return .failure(CLIError("--cert-file and --key-file go together (the client certificate and its key)"))
+    }
+    guard ca != nil || certificate != nil else { return .success(nil) }
+    return .success(ClientTLS(caFilePath: ca, certificateFilePath: certificate, keyFilePath: key))
 }
 
 /// Seconds from `--request-timeout`, FLOTILLACTL_REQUEST_TIMEOUT or FLEETCTL_REQUEST_TIMEOUT;

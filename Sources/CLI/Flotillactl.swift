@@ -36,12 +36,11 @@ public struct Flotillactl: AsyncParsableCommand {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            if argument == "--endpoint" || argument == "--request-timeout" || argument == "--ca-file" || argument == "--token" {
+            if ["--endpoint", "--request-timeout", "--ca-file", "--token", "--cert-file", "--key-file"].contains(argument) {
                 leading.append(argument)
                 if index + 1 < arguments.count { leading.append(arguments[index + 1]) }
                 index += 2
-            } else if argument.hasPrefix("--endpoint=") || argument.hasPrefix("--request-timeout=") || argument.hasPrefix("--ca-file=")
-                        || argument.hasPrefix("--token=") {
+            } else if ["--endpoint=", "--request-timeout=", "--ca-file=", "--token=", "--cert-file=", "--key-file="].contains(where: argument.hasPrefix) {
                 leading.append(argument)
                 index += 1
             } else {
@@ -99,6 +98,12 @@ public struct GlobalOptions: ParsableArguments {
     @Option(help: "An ACL token's secret, for an api_listen endpoint (default: FLOTILLACTL_TOKEN; the unix socket needs none).")
     var token: String?
 
+    @Option(name: .customLong("cert-file"), help: "A client certificate (PEM) for an https endpoint, as fleetctl's --cert-file.")
+    var certFile: String?
+
+    @Option(name: .customLong("key-file"), help: "The client certificate's private key (PEM), as fleetctl's --key-file.")
+    var keyFile: String?
+
     public init() {}
 
     func makeClient() throws -> FlotillaClient {
@@ -110,11 +115,17 @@ public struct GlobalOptions: ParsableArguments {
             err("Unable to initialize client: \(error)")
             throw ExitCode.failure
         }
+        let tls: ClientTLS?
+        switch resolveClientTLS(caFileFlag: caFile, certificateFileFlag: certFile, keyFileFlag: keyFile, environment: environment) {
+        case .success(let resolved): tls = resolved
+        case .failure(let error):
+            err("Unable to initialize client: \(error)")
+            throw ExitCode.failure
+        }
         switch resolveRequestTimeout(flag: requestTimeout, environment: environment) {
         case .success(let timeout):
             let token = [self.token, environment["FLOTILLACTL_TOKEN"]].compactMap { $0 }.first { !$0.isEmpty }
-            return FlotillaClient(endpoint: endpoint, requestTimeout: timeout,
-                                  tls: resolveClientTLS(caFileFlag: caFile, environment: environment), token: token)
+            return FlotillaClient(endpoint: endpoint, requestTimeout: timeout, tls: tls, token: token)
         case .failure(let error):
             err("Unable to initialize client: \(error)")
             throw ExitCode.failure

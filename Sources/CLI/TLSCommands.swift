@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetAPI
 import ClusterCertificates
 import Foundation
 
@@ -54,10 +55,16 @@ struct TLSCertificate: ParsableCommand {
         @Option(help: "Days the certificate is valid.") var days = 365
         @Option(help: "Where to write the files.") var directory = "."
         @Option(help: "The files' base name (default: ROLE-MACHINE, or client-NAME).") var name: String?
+        @Option(help: "For --client: an ACL policy the certificate grants on api_listen (management, read, operator, units:<glob>; repeatable).")
+        var policy: [String] = []
 
         func validate() throws {
             guard [server, agent, client].filter({ $0 }).count == 1 else {
                 throw ValidationError("give exactly one of --server, --agent, --client")
+            }
+            guard policy.isEmpty || client else { throw ValidationError("--policy is for --client certificates") }
+            for text in policy {
+                do { _ = try ACLPolicy(parsing: text) } catch { throw ValidationError("\(error)") }
             }
         }
 
@@ -74,7 +81,8 @@ struct TLSCertificate: ParsableCommand {
             let issued: ClusterCertificates.Issued
             do {
                 issued = try ClusterCertificates.issue(
-                    .init(role: role, machineID: machine, ipAddresses: ip, dnsNames: dns, commonName: commonName, validDays: days),
+                    .init(role: role, machineID: machine, ipAddresses: ip, dnsNames: dns, commonName: commonName, validDays: days,
+                          policies: policy),
                     authorityCertificatePEM: authorityPEM, authorityKeyPEM: authorityKeyPEM)
             } catch {
                 throw fail("Unable to create the certificate", error)

@@ -127,6 +127,7 @@ final class HTTPTransport: Sendable {
         if let caller = APICaller.current { headers.add(name: APICaller.headerName, value: caller.headerValue) }
         // The relayed caller's token, else this client's own (flotillactl --token).
         if let token = APICaller.current?.token ?? self.token { headers.add(name: APICaller.tokenHeaderName, value: token) }
+        if let policies = APICaller.current?.policies { headers.add(name: APICaller.policiesHeaderName, value: policies.joined(separator: ",")) }
         if let bodyCount {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(bodyCount))

@@ -23,6 +23,7 @@ public enum ClusterCertificates {
     }
 
     public static let machineURIPrefix = "urn:flotilla:machine:"
+    public static let policyURIPrefix = "urn:flotilla:policy:"
 
     /// A PEM certificate and its PEM private key (PKCS#8).
     public struct Issued: Sendable {
@@ -38,13 +39,17 @@ public enum ClusterCertificates {
         public var dnsNames: [String]
         public var commonName: String
         public var validDays: Int
+        /// A client certificate's ACL policies (`read`, `units:web-*`, ...): what `api_listen`
+        /// lets its holder do, as a token with these policies would.
+        public var policies: [String]
 
         public init(role: Role, machineID: String?, ipAddresses: [String] = [], dnsNames: [String] = [],
-                    commonName: String? = nil, validDays: Int = 365) {
+                    commonName: String? = nil, validDays: Int = 365, policies: [String] = []) {
             self.role = role
             self.machineID = machineID
             self.ipAddresses = ipAddresses
             self.dnsNames = dnsNames
+            self.policies = policies
             self.commonName = commonName ?? machineID.map { "\(role.rawValue) \($0)" } ?? "\(role.rawValue).flotilla"
             self.validDays = validDays
         }
@@ -105,6 +110,13 @@ public enum ClusterCertificates {
         }
         var names: [GeneralName] = [.dnsName(request.role.dnsName)]
         if let machineID = request.machineID { names.append(.uniformResourceIdentifier(machineURIPrefix + machineID)) }
+        if !request.policies.isEmpty {
+            guard request.role == .client else { throw Failure.invalid("--policy is for client certificates (peers' rights come from their role)") }
+            guard request.policies.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } }) else {
+                throw Failure.invalid("a policy is printable text without spaces, as read or units:web-*")
+            }
+            names += request.policies.map { .uniformResourceIdentifier(policyURIPrefix + $0) }
+        }
         names += request.dnsNames.map { .dnsName($0) }
         for address in request.ipAddresses {
             guard let bytes = ipv4Bytes(address) else { throw Failure.invalid("--ip \(address) is not an IPv4 address") }
@@ -140,19 +152,28 @@ public enum ClusterCertificates {
     /// What a certificate says about its holder: the role and machine of the SAN conventions
     /// above (nil when it carries none, or more than one role).
     public static func identity(of certificate: Certificate) -> (role: Role, machineID: String?)? {
+        claims(of: certificate).map { ($0.role, $0.machineID) }
+    }
+
+    /// Everything a certificate of this CA says: its role, machine and (a client's) policies.
+    /// Nil when it names no role or several, or several machines (Flotilla's CA issues neither).
+    public static func claims(of certificate: Certificate) -> (role: Role, machineID: String?, policies: [String])? {
         guard let names = try? certificate.extensions.subjectAlternativeNames else { return nil }
         var roles: [Role] = []
         var machines: [String] = []
+        var policies: [String] = []
         for name in names {
             switch name {
             case .dnsName(let dns): if let role = Role.allCases.first(where: { $0.dnsName == dns }) { roles.append(role) }
             case .uniformResourceIdentifier(let uri) where uri.hasPrefix(machineURIPrefix):
                 machines.append(String(uri.dropFirst(machineURIPrefix.count)))
+            case .uniformResourceIdentifier(let uri) where uri.hasPrefix(policyURIPrefix):
+                policies.append(String(uri.dropFirst(policyURIPrefix.count)))
             default: break
             }
         }
         guard roles.count == 1, machines.count <= 1 else { return nil }
-        return (roles[0], machines.first)
+        return (roles[0], machines.first, roles[0] == .client ? policies : [])
     }
 
     static func ipv4Bytes(_ text: String) -> [UInt8]? {

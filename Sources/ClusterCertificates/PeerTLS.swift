@@ -8,11 +8,14 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible {
     public var machineID: String?
     /// The IPv4 addresses of the certificate's subjectAltName, dotted.
     public var ipAddresses: [String]
+    /// A client certificate's ACL policies (empty for peers).
+    public var policies: [String]
 
-    public init(role: ClusterCertificates.Role, machineID: String?, ipAddresses: [String]) {
+    public init(role: ClusterCertificates.Role, machineID: String?, ipAddresses: [String], policies: [String] = []) {
         self.role = role
         self.machineID = machineID
         self.ipAddresses = ipAddresses
+        self.policies = policies
     }
 
     public var description: String { "\(role.rawValue) \(machineID ?? "-") \(ipAddresses)" }
@@ -20,14 +23,14 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible {
     /// Nil when the certificate carries no role, or several (Flotilla's CA issues neither).
     public init?(_ certificate: NIOSSLCertificate) {
         guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der),
-              let identity = ClusterCertificates.identity(of: parsed) else { return nil }
+              let identity = ClusterCertificates.claims(of: parsed) else { return nil }
         var addresses: [String] = []
         if let names = try? parsed.extensions.subjectAlternativeNames {
             for case .ipAddress(let octets) in names where octets.bytes.count == 4 {
                 addresses.append(octets.bytes.map(String.init).joined(separator: "."))
             }
         }
-        self.init(role: identity.role, machineID: identity.machineID, ipAddresses: addresses)
+        self.init(role: identity.role, machineID: identity.machineID, ipAddresses: addresses, policies: identity.policies)
     }
 }
 

@@ -30,8 +30,17 @@ enum AccessControl {
         case .network: break
         }
         if access == .bootstrap { return }
+        // A client certificate of the cluster's CA speaks for itself (its policies are in it);
+        // a token, when given too, decides instead.
+        if caller.token == nil, let certificate = caller.policies {
+            let policies = certificate.compactMap { try? ACLPolicy(parsing: $0) }
+            guard policies.allows(access) else {
+                throw APIError(status: 403, message: "the client certificate (\(certificate.joined(separator: ", "))) may not \(access)")
+            }
+            return
+        }
         guard let secret = caller.token else {
-            throw APIError(status: 401, message: "this API needs an ACL token (X-Flotilla-Token, Authorization: Bearer, flotillactl --token or FLOTILLACTL_TOKEN) to \(access)")
+            throw APIError(status: 401, message: "this API needs an ACL token (X-Flotilla-Token, Authorization: Bearer, flotillactl --token or FLOTILLACTL_TOKEN) or a client certificate of the cluster's CA to \(access)")
         }
         guard let record = state.aclToken(secretHash: secretHash(secret)) else {
             throw APIError(status: 403, message: "ACL token not found")

@@ -220,8 +220,10 @@ struct DaemonService: Service {
             if configuration.apiTLSCertificatePath.isEmpty {
                 listeners.append(.tcp(host: host, port: port))
             } else {
+                // With peer TLS, the cluster's CA also vouches for callers' client certificates.
                 listeners.append(.tls(host: host, port: port, certificateChainPath: configuration.apiTLSCertificatePath,
-                                      privateKeyPath: configuration.apiTLSKeyPath))
+                                      privateKeyPath: configuration.apiTLSKeyPath,
+                                      clientCAPath: configuration.peerTLSEnabled ? configuration.caFilePath : nil))
             }
         }
         return listeners

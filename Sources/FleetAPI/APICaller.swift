@@ -23,12 +23,18 @@ public struct APICaller: Hashable, Sendable, CustomStringConvertible {
     /// The ACL token's secret the caller presented (`X-Flotilla-Token` or `Authorization:
     /// Bearer`), passed on to the peer that decides; never printed.
     public var token: String?
+    /// The ACL policies of the client certificate the caller presented on `api_listen` (nil:
+    /// none). Relayed like the caller itself, in `policiesHeaderName`.
+    public var policies: [String]?
 
-    public init(kind: Kind, machineID: String, token: String? = nil) {
+    public init(kind: Kind, machineID: String, token: String? = nil, policies: [String]? = nil) {
         self.kind = kind
         self.machineID = machineID
         self.token = token
+        self.policies = policies
     }
+
+    public static let policiesHeaderName = "X-Flotilla-Caller-Policies"
 
     /// The header the ACL token travels in (fleet's clients send none; flotillactl's --token).
     public static let tokenHeaderName = "X-Flotilla-Token"
@@ -69,7 +75,9 @@ public struct APICaller: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String { "\(kind.rawValue)@\(machineID)\(token == nil ? "" : " with a token")" }
+    public var description: String {
+        "\(kind.rawValue)@\(machineID)\(token == nil ? "" : " with a token")\(policies.map { " with a certificate for \($0.joined(separator: ","))" } ?? "")"
+    }
 
     /// The caller of the request being answered. The HTTP API binds it for each request; the
     /// client sends it along with every request made while it is bound, which is how a forwarded

@@ -75,7 +75,8 @@ struct APIRequestHandler: Sendable {
         case .route(let route):
             let caller: APICaller
             let token = APICaller.token { request.headers.first(name: $0) }
-            switch PeerAccess.caller(for: route, header: request.headers.first(name: APICaller.headerName), token: token, origin: origin) {
+            switch PeerAccess.caller(for: route, header: request.headers.first(name: APICaller.headerName), token: token,
+                                     policies: request.headers.first(name: APICaller.policiesHeaderName), origin: origin) {
             case .success(let decided):
                 caller = decided
             case .failure(let refusal):

@@ -63,7 +63,10 @@ public enum APIListener: Hashable, Sendable, CustomStringConvertible {
     /// PEM file holding the server's certificate first, then any intermediates; `privateKeyPath`
     /// is the PEM private key of that certificate (unencrypted). Both are read once, by `start`,
     /// before any listener is bound, so a bad file fails the start instead of every handshake.
-    case tls(host: String, port: Int, certificateChainPath: String, privateKeyPath: String)
+    /// With `clientCAPath` (the cluster's CA), a client may present a certificate of that CA
+    /// (fleetctl's --cert-file): it must then verify, and a client certificate's ACL policies
+    /// become the caller's; a client without one still connects and needs an ACL token.
+    case tls(host: String, port: Int, certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil)
     /// A listening socket inherited from systemd (socket activation: `LISTEN_FDS`, descriptors
     /// from 3). The server owns it from then on and closes it on shutdown.
     case inheritedSocket(descriptor: CInt)
@@ -72,7 +75,7 @@ public enum APIListener: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .unix(let path, let mode): return "unix:\(path) (mode \(String(mode, radix: 8)))"
         case .tcp(let host, let port): return "tcp:\(host):\(port)"
-        case .tls(let host, let port, _, _): return "tls:\(host):\(port)"
+        case .tls(let host, let port, _, _, _): return "tls:\(host):\(port)"
         case .inheritedSocket(let descriptor): return "inherited socket \(descriptor)"
         }
     }

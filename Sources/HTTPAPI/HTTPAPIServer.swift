@@ -56,7 +56,8 @@ public final class HTTPAPIServer: Sendable {
                 tlsContexts.append(try ServerTLS.makeContext(for: listener))
                 switch listener {
                 case .unix, .inheritedSocket: origins.append(.user(APICaller(kind: .socket, machineID: machineID)))
-                case .tcp, .tls: origins.append(.user(APICaller(kind: .network, machineID: machineID)))
+                case .tcp, .tls(_, _, _, _, nil): origins.append(.user(APICaller(kind: .network, machineID: machineID)))
+                case .tls: origins.append(.userWithClientCertificate(APICaller(kind: .network, machineID: machineID)))
                 }
             case .peers(let tls):
                 guard case .tcp = listener else {
@@ -140,7 +141,7 @@ public final class HTTPAPIServer: Sendable {
                 throw HTTPAPIServerError(listener: listener, reason: "chmod \(String(mode, radix: 8)): \(reason)")
             }
             return serverChannel
-        case .tcp(let host, let port), .tls(let host, let port, _, _):
+        case .tcp(let host, let port), .tls(let host, let port, _, _, _):
             return try await bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port, childChannelInitializer: initializer)
         case .inheritedSocket(let descriptor):

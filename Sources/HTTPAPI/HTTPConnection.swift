@@ -192,6 +192,8 @@ final class IdleConnectionCloser: ChannelDuplexHandler, RemovableChannelHandler 
 /// How a listener learns who its connections' requests come from (see `ConnectionOrigin`).
 enum OriginSource: Sendable {
     case user(APICaller)
+    /// `api_listen` over TLS with the cluster's CA: a client certificate's policies join the caller.
+    case userWithClientCertificate(APICaller)
     /// Read from the certificate the peer presented in the TLS handshake.
     case verifiedPeer
     case unverifiedPeer
@@ -199,6 +201,12 @@ enum OriginSource: Sendable {
     func resolve(_ channel: any Channel) async -> ConnectionOrigin {
         switch self {
         case .user(let caller):
+            return .user(caller)
+        case .userWithClientCertificate(var caller):
+            if let certificate = try? await channel.nioSSL_peerCertificate().get(), let identity = PeerIdentity(certificate),
+               identity.role == .client, !identity.policies.isEmpty {
+                caller.policies = identity.policies
+            }
             return .user(caller)
         case .unverifiedPeer:
             return .unverifiedPeer

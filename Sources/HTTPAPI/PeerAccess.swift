@@ -37,7 +37,9 @@ enum ConnectionOrigin: Sendable {
 /// - `/metrics` is served to any peer.
 enum PeerAccess {
     /// `token` is the ACL token the request carries (`X-Flotilla-Token` or a bearer token).
-    static func caller(for route: Route, header: String?, token: String? = nil, origin: ConnectionOrigin) -> Result<APICaller, APIError> {
+    /// `policies` is the relayed caller's certificate policies header, read only from peers.
+    static func caller(for route: Route, header: String?, token: String? = nil, policies: String? = nil,
+                       origin: ConnectionOrigin) -> Result<APICaller, APIError> {
         // A user listener's caller is the listener's; a header claiming another is not read.
         if case .user(var caller) = origin {
             // A token matters on api_listen only: the unix socket is the management identity.
@@ -50,6 +52,13 @@ enum PeerAccess {
                 return .failure(.badRequest("\(APICaller.headerName) must be \"<\(APICaller.Kind.allCases.map(\.rawValue).joined(separator: "|"))> <machine ID>\", got \(header.debugDescription)"))
             }
             parsed.token = token
+            if let policies {
+                let list = policies.split(separator: ",").map(String.init)
+                guard !list.isEmpty, list.count <= 16, policies.utf8.count <= 4096 else {
+                    return .failure(.badRequest("\(APICaller.policiesHeaderName) must be 1 to 16 comma-separated policies"))
+                }
+                parsed.policies = list
+            }
             claimed = parsed
         } else {
             claimed = nil

@@ -19,12 +19,13 @@ enum ServerTLS {
         switch listener {
         case .unix, .tcp, .inheritedSocket:
             return nil
-        case .tls(_, _, let certificateChainPath, let privateKeyPath):
-            return try makeContext(certificateChainPath: certificateChainPath, privateKeyPath: privateKeyPath, listener: listener)
+        case .tls(_, _, let certificateChainPath, let privateKeyPath, let clientCAPath):
+            return try makeContext(certificateChainPath: certificateChainPath, privateKeyPath: privateKeyPath, clientCAPath: clientCAPath,
+                                   listener: listener)
         }
     }
 
-    private static func makeContext(certificateChainPath: String, privateKeyPath: String,
+    private static func makeContext(certificateChainPath: String, privateKeyPath: String, clientCAPath: String?,
                                     listener: APIListener) throws(HTTPAPIServerError) -> NIOSSLContext {
         func failure(_ reason: String) -> HTTPAPIServerError { HTTPAPIServerError(listener: listener, reason: reason) }
 
@@ -45,8 +46,22 @@ enum ServerTLS {
         } catch {
             throw failure("the private key file \(privateKeyPath) is not an unencrypted PEM private key (\(error)); expected -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY)")
         }
-        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
                                                                      privateKey: .privateKey(key))
+        if let clientCAPath {
+            let authorities: [NIOSSLCertificate]
+            do {
+                authorities = try NIOSSLCertificate.fromPEMBytes(try readPEMFile(clientCAPath, what: "client CA", listener: listener))
+            } catch let error as HTTPAPIServerError {
+                throw error
+            } catch {
+                throw failure("the client CA file \(clientCAPath) is not PEM certificates (\(error))")
+            }
+            guard !authorities.isEmpty else { throw failure("the client CA file \(clientCAPath) holds no certificate") }
+            // Requested, not required: a caller without one presents an ACL token instead.
+            configuration.trustRoots = .certificates(authorities)
+            configuration.certificateVerification = .optionalVerification
+        }
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {

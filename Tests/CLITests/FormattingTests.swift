@@ -90,11 +90,20 @@ struct FormattingTests {
     }
 
     @Test func caFileComesFromFlagThenFlotillactlThenFleetctlEnvironment() {
-        #expect(resolveClientTLS(caFileFlag: nil, environment: [:]) == nil)
-        #expect(resolveClientTLS(caFileFlag: nil, environment: ["FLEETCTL_CA_FILE": "/f.pem"]) == ClientTLS(caFilePath: "/f.pem"))
-        #expect(resolveClientTLS(caFileFlag: nil, environment: ["FLEETCTL_CA_FILE": "/f.pem", "FLOTILLACTL_CA_FILE": "/o.pem"])
-            == ClientTLS(caFilePath: "/o.pem"))
-        #expect(resolveClientTLS(caFileFlag: "/c.pem", environment: ["FLOTILLACTL_CA_FILE": "/o.pem"]) == ClientTLS(caFilePath: "/c.pem"))
+        func tls(_ flag: String?, _ environment: [String: String], certificate: String? = nil, key: String? = nil) -> ClientTLS?? {
+            try? resolveClientTLS(caFileFlag: flag, certificateFileFlag: certificate, keyFileFlag: key, environment: environment).get()
+        }
+        #expect(tls(nil, [:]) == .some(nil))
+        #expect(tls(nil, ["FLEETCTL_CA_FILE": "/f.pem"]) == ClientTLS(caFilePath: "/f.pem"))
+        #expect(tls(nil, ["FLEETCTL_CA_FILE": "/f.pem", "FLOTILLACTL_CA_FILE": "/o.pem"]) == ClientTLS(caFilePath: "/o.pem"))
+        #expect(tls("/c.pem", ["FLOTILLACTL_CA_FILE": "/o.pem"]) == ClientTLS(caFilePath: "/c.pem"))
+        // fleetctl's client certificate flags and variables; the two go together.
+        #expect(tls("/c.pem", [:], certificate: "/me.pem", key: "/me-key.pem")
+                == ClientTLS(caFilePath: "/c.pem", certificateFilePath: "/me.pem", keyFilePath: "/me-key.pem"))
+        #expect(tls(nil, ["FLEETCTL_CERT_FILE": "/e.pem", "FLEETCTL_KEY_FILE": "/e-key.pem"])
+                == ClientTLS(caFilePath: nil, certificateFilePath: "/e.pem", keyFilePath: "/e-key.pem"))
+        let halfGiven = resolveClientTLS(caFileFlag: nil, certificateFileFlag: "/me.pem", keyFileFlag: nil, environment: [:])
+        #expect(throws: CLIError.self, "a certificate without its key is an error") { try halfGiven.get() }
         #expect(Flotillactl.movingGlobalOptions(["--ca-file", "/c.pem", "--endpoint=https://h", "list-units"])
             == ["list-units", "--ca-file", "/c.pem", "--endpoint=https://h"])
     }

@@ -82,8 +82,9 @@ import Testing
         #expect(secured.apiTLSKeyPath == "/etc/flotilla/api.key")
         #expect(DaemonService.userListeners(secured) == [
             .unix(path: "/var/run/flotilla.sock", mode: 0o660),
-            .tls(host: "127.0.0.1", port: 7950, certificateChainPath: "/etc/flotilla/api.crt", privateKeyPath: "/etc/flotilla/api.key"),
-        ])
+            .tls(host: "127.0.0.1", port: 7950, certificateChainPath: "/etc/flotilla/api.crt", privateKeyPath: "/etc/flotilla/api.key",
+                 clientCAPath: "/etc/flotilla/tls/flotilla-ca.pem"),
+        ], "with peer TLS (the default), the cluster's CA vouches for client certificates")
     }
 
     @Test func durations() {

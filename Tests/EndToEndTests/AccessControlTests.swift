@@ -74,4 +74,43 @@ struct AccessControlEndToEndTests {
             }
         }
     }
+
+    /// fleet's client over TLS with a client certificate (fleetctl --ca-file --cert-file
+    /// --key-file): its exact exchange (a PUT that creates the unit with no desiredState, then
+    /// a PUT of the desiredState) works with a certificate whose policy allows it, is refused
+    /// (403) with a read-only one, and a certificate of another CA fails the handshake.
+    @Test func fleetsClientWithAClientCertificateOfTheClustersCA() async throws {
+        try await onOwnThread {
+            let tls = FlotillaCluster.tlsDirectory
+            try FlotillaCluster.with(machines: 1, tag: "aclcert", daemonArguments: { bed, _ in
+                ["--api-listen=\(try bed.address(1)):7950", "--api-tls-cert=\(tls)/peer.pem", "--api-tls-key=\(tls)/peer-key.pem"]
+            }) { cluster in
+                let work = "/root/flotilla-ca"
+                for (name, policies) in [("deployer", ["units:hello*.service"]), ("viewer", ["read"])] {
+                    try cluster.bed.exec(1, [cluster.control, "tls", "cert", "create", "--client", "--ca", "\(work)/flotilla-ca.pem",
+                                             "--ca-key", "\(work)/flotilla-ca-key.pem", "--directory", work, "--name", name]
+                                            + policies.flatMap { ["--policy", $0] })
+                }
+                try cluster.bed.exec(1, "mkdir", "-p", "/root/other-ca")
+                try cluster.ctl(1, "tls", "ca", "create", "--directory", "/root/other-ca")
+                try cluster.ctl(1, "tls", "cert", "create", "--client", "--policy", "management", "--ca", "/root/other-ca/flotilla-ca.pem",
+                                "--ca-key", "/root/other-ca/flotilla-ca-key.pem", "--directory", "/root/other-ca", "--name", "stranger")
+                let endpoint = "https://\(cluster.addresses[0]):7950/fleet/v1/units/hello.service"
+                func put(_ certificate: String, _ body: String) throws -> String {
+                    try cluster.bed.runAllowingFailure(["exec", "1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "\(tls)/flotilla-ca.pem",
+                                                        "--cert", "\(certificate).pem", "--key", "\(certificate)-key.pem", "-X", "PUT",
+                                                        "-H", "Content-Type: application/json", "--data-binary", body, endpoint]).trimmedOutput
+                }
+                let create = #"{"name":"hello.service","options":[{"name":"ExecStart","section":"Service","value":"/bin/sleep 1000000"}]}"#
+                #expect(try put("\(work)/viewer", create) == "403")
+                #expect(try put("/root/other-ca/stranger", create) == "000", "another CA's certificate fails the handshake")
+                #expect(try put("\(work)/deployer", create) == "201")
+                #expect(try put("\(work)/deployer", #"{"desiredState":"launched","name":"hello.service"}"#) == "204")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("hello.service") == [1] })
+                let read = try cluster.bed.execAllowingFailure(1, "curl", "-s", "--cacert", "\(tls)/flotilla-ca.pem", "--cert", "\(work)/viewer.pem",
+                                                               "--key", "\(work)/viewer-key.pem", endpoint)
+                #expect(read.standardOutput.contains(#""desiredState":"launched""#), "\(read.standardOutput)")
+            }
+        }
+    }
 }

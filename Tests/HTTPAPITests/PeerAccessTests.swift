@@ -219,3 +219,32 @@ import TestSupport
         }
     }
 }
+
+/// `api_listen` over TLS with the cluster's CA for client certificates: a certificate's ACL
+/// policies become the caller's; without one the caller is a plain network caller.
+@Suite struct ClientCertificateTests {
+    @Test func aClientCertificatesPoliciesReachTheDecision() async throws {
+        let certificates = try ClusterTestCertificates()
+        defer { certificates.remove() }
+        let server = try certificates.issue("api", role: .server)
+        let backend = TestBackend()
+        var logger = Logger(label: "ClientCertificateTests")
+        logger.logLevel = .critical
+        let api = try await HTTPAPIServer.start(
+            listeners: [.tls(host: "127.0.0.1", port: 0, certificateChainPath: server.certificateFile, privateKeyPath: server.keyFile,
+                             clientCAPath: certificates.caFile)],
+            backend: backend, audience: .users(machineID: "m1"), eventLoopGroup: ServerFixture.group, logger: logger)
+        let port = try #require(api.tcpPort)
+        let clientFiles = try certificates.issuePolicies("deployer", ["read", "units:web-*"])
+        for (files, expected) in [(Optional(clientFiles), Optional(["read", "units:web-*"])), (nil, nil)] {
+            let client = FlotillaClient(endpoint: .https(host: "127.0.0.1", port: port), eventLoopGroup: ServerFixture.group,
+                                        tls: ClientTLS(caFilePath: certificates.caFile, certificateFilePath: files?.certificateFile,
+                                                       keyFilePath: files?.keyFile))
+            _ = try await client.listUnits()
+            let caller = await backend.authorizations.last?.caller
+            #expect(caller?.kind == .network && caller?.policies == expected, "\(String(describing: caller))")
+            client.closeIdleConnections()
+        }
+        await api.shutdown()
+    }
+}

@@ -27,6 +27,16 @@ public struct ClusterTestCertificates: Sendable {
         return (base + ".pem", base + "-key.pem")
     }
 
+    /// A client certificate granting `policies` on api_listen; returns its files.
+    public func issuePolicies(_ name: String, _ policies: [String]) throws -> (certificateFile: String, keyFile: String) {
+        let issued = try ClusterCertificates.issue(.init(role: .client, machineID: nil, policies: policies),
+                                                   authorityCertificatePEM: authority.certificatePEM, authorityKeyPEM: authority.privateKeyPEM)
+        let base = "\(directory)/client-\(name)"
+        try issued.certificatePEM.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
+        try issued.privateKeyPEM.write(toFile: base + "-key.pem", atomically: true, encoding: .utf8)
+        return (base + ".pem", base + "-key.pem")
+    }
+
     /// The peer TLS contexts of a certificate of `role` naming `machine` and 127.0.0.1.
     public func peer(_ machine: String, role: ClusterCertificates.Role = .server) throws -> PeerTLS {
         let files = try issue(machine, role: role)
