@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "flotilla-raft-bench",
             dependencies: [
-                "Raft", "RaftReplica", "Transport", "Wire",
+                "Raft", "RaftReplica", "Transport", "Wire", "ClusterCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

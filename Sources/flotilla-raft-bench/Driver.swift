@@ -1,3 +1,4 @@
+import ClusterCertificates
 import Foundation
 import NIOCore
 import NIOPosix
@@ -10,11 +11,17 @@ struct DriverOptions {
     var trials = 20
     var payloadBytes = 128
     var proposerCounts = [1, 64]
+    /// Mutual TLS between the replicas, as flotillad runs Raft (certificates made here).
+    var tls = false
 
     static func parse(_ arguments: [String]) -> DriverOptions {
         var options = DriverOptions()
         var iterator = arguments.makeIterator()
         while let flag = iterator.next() {
+            if flag == "--tls" {
+                options.tls = true
+                continue
+            }
             guard let value = iterator.next() else { usage("missing value for \(flag)") }
             switch flag {
             case "--base-port": options.basePort = Int(value) ?? 0
@@ -175,6 +182,24 @@ final class Driver {
         payload = (0..<options.payloadBytes).map { UInt8(truncatingIfNeeded: $0) }
     }
 
+    /// A CA and a server certificate per replica (machine "mN", 127.0.0.1), made with the
+    /// cluster's tooling; the replicas' TLS arguments by ID.
+    func makeCertificates() throws -> [Int: [String]] {
+        let directory = options.workDirectory + "/tls"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let authority = try ClusterCertificates.createAuthority()
+        try authority.certificatePEM.write(toFile: "\(directory)/ca.pem", atomically: true, encoding: .utf8)
+        var arguments: [Int: [String]] = [:]
+        for id in 1...3 {
+            let issued = try ClusterCertificates.issue(.init(role: .server, machineID: "m\(id)", ipAddresses: ["127.0.0.1"]),
+                                                       authorityCertificatePEM: authority.certificatePEM, authorityKeyPEM: authority.privateKeyPEM)
+            try issued.certificatePEM.write(toFile: "\(directory)/m\(id).pem", atomically: true, encoding: .utf8)
+            try issued.privateKeyPEM.write(toFile: "\(directory)/m\(id)-key.pem", atomically: true, encoding: .utf8)
+            arguments[id] = ["--ca-file", "\(directory)/ca.pem", "--cert-file", "\(directory)/m\(id).pem", "--key-file", "\(directory)/m\(id)-key.pem"]
+        }
+        return arguments
+    }
+
     func raftPort(_ id: Int) -> Int { options.basePort + id }
     func clientPort(_ id: Int) -> Int { options.basePort + 100 + id }
 
@@ -182,15 +207,16 @@ final class Driver {
         try? FileManager.default.removeItem(atPath: options.workDirectory)
         try FileManager.default.createDirectory(atPath: options.workDirectory, withIntermediateDirectories: true)
         let peers = (1...3).map { "\($0)=127.0.0.1:\(raftPort($0))" }.joined(separator: ",")
+        let tlsArguments = options.tls ? try makeCertificates() : [:]
         for id in 1...3 {
             replicas[id] = ReplicaProcess(id: id, arguments: [
                 "replica", "--id", "\(id)", "--peers", peers, "--client-port", "\(clientPort(id))",
                 "--data-dir", "\(options.workDirectory)/n\(id)",
-            ], logPath: "\(options.workDirectory)/n\(id).log")
+            ] + (tlsArguments[id] ?? []), logPath: "\(options.workDirectory)/n\(id).log")
             try replicas[id]!.launch()
         }
         defer { for replica in replicas.values { replica.killHard() } }
-        print("replicas started; data and logs in \(options.workDirectory)")
+        print("replicas started\(options.tls ? " with mutual TLS 1.3" : " in plain TCP"); data and logs in \(options.workDirectory)")
         _ = try await findLeader(timeout: .seconds(30))
 
         for proposers in options.proposerCounts {

@@ -1,3 +1,4 @@
+import ClusterCertificates
 import Glibc
 import Logging
 import NIOCore
@@ -16,6 +17,8 @@ struct ReplicaOptions {
     var dataDirectory: String
     var tickMilliseconds = 10
     var electionTimeoutTicks = 10
+    /// ca, certificate, key: mutual TLS between replicas.
+    var tlsFiles: (ca: String, certificate: String, key: String)?
 
     static func parse(_ arguments: [String]) -> ReplicaOptions {
         var id: UInt64?
@@ -24,6 +27,7 @@ struct ReplicaOptions {
         var dataDirectory: String?
         var tickMilliseconds = 10
         var electionTimeoutTicks = 10
+        var ca: String?, certificate: String?, key: String?
         var iterator = arguments.makeIterator()
         while let flag = iterator.next() {
             guard let value = iterator.next() else { usage("missing value for \(flag)") }
@@ -34,6 +38,9 @@ struct ReplicaOptions {
             case "--data-dir": dataDirectory = value
             case "--tick-ms": tickMilliseconds = Int(value) ?? 0
             case "--election-ticks": electionTimeoutTicks = Int(value) ?? 0
+            case "--ca-file": ca = value
+            case "--cert-file": certificate = value
+            case "--key-file": key = value
             default: usage("unknown option \(flag)")
             }
         }
@@ -41,8 +48,10 @@ struct ReplicaOptions {
               tickMilliseconds > 0, electionTimeoutTicks > 1 else {
             usage("replica needs --id N (listed in --peers) --peers 1=HOST:PORT,... --client-port P --data-dir DIR")
         }
-        return ReplicaOptions(id: NodeID(id), peers: peers, clientPort: clientPort, dataDirectory: dataDirectory,
-                              tickMilliseconds: tickMilliseconds, electionTimeoutTicks: electionTimeoutTicks)
+        var options = ReplicaOptions(id: NodeID(id), peers: peers, clientPort: clientPort, dataDirectory: dataDirectory,
+                                     tickMilliseconds: tickMilliseconds, electionTimeoutTicks: electionTimeoutTicks)
+        if let ca, let certificate, let key { options.tlsFiles = (ca, certificate, key) }
+        return options
     }
 
     /// "1=127.0.0.1:7001,2=127.0.0.1:7002"
@@ -69,9 +78,15 @@ func runReplica(_ options: ReplicaOptions) async throws {
         randomSeed: UInt64(getpid()) &* 0x9E37_79B9 &+ options.id.rawValue)
     var others = options.peers
     let listen = others.removeValue(forKey: options.id)!
-    let transportConfiguration = try TransportConfiguration(
+    var transportConfiguration = try TransportConfiguration(
         localID: options.id, listenAddress: listen, peers: others,
         reconnectDelayMin: .milliseconds(5), reconnectDelayMax: .milliseconds(200), jitterSeed: options.id.rawValue)
+    if let files = options.tlsFiles {
+        // Every replica is on 127.0.0.1, so the certificate's machine ("mN") binds it to node N.
+        transportConfiguration.tls = TransportTLS(
+            contexts: try PeerTLS.load(caFile: files.ca, certificateFile: files.certificate, keyFile: files.key),
+            mayAcceptMessage: { from, identity in identity.role == .server && identity.machineID == "m\(from.rawValue)" })
+    }
     // One thread for Raft (it blocks in fsync), one for peer IO, one for clients.
     let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
