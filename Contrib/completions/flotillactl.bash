@@ -173,13 +173,13 @@ _flotillactl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list-machines|list-units|list-unit-files|submit|load|start|stop|unload|destroy|restart|cat|status|journal|version|drain|undrain|watch|help)
+    list-machines|list-units|list-unit-files|submit|load|start|stop|unload|destroy|restart|cat|status|journal|version|drain|undrain|watch|keyring|tls|acl|help)
         # Offer subcommand argument completions
         "_flotillactl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list-machines list-units list-unit-files submit load start stop unload destroy restart cat status journal version drain undrain watch help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list-machines list-units list-unit-files submit load start stop unload destroy restart cat status journal version drain undrain watch keyring tls acl help' -- "${cur}"))
         ;;
     esac
 }
@@ -188,7 +188,7 @@ _flotillactl_list-machines() {
     repeating_flags=()
     non_repeating_flags=(-l --full --no-legend --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --fields)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --fields)
     __flotillactl_offer_flags_options 0
 
     # Offer option value completions
@@ -196,7 +196,19 @@ _flotillactl_list-machines() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--fields')
@@ -209,7 +221,7 @@ _flotillactl_list-units() {
     repeating_flags=()
     non_repeating_flags=(-l --full --no-legend --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --fields)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --fields)
     __flotillactl_offer_flags_options 0
 
     # Offer option value completions
@@ -217,7 +229,19 @@ _flotillactl_list-units() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--fields')
@@ -230,7 +254,7 @@ _flotillactl_list-unit-files() {
     repeating_flags=()
     non_repeating_flags=(-l --full --no-legend --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --fields)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --fields)
     __flotillactl_offer_flags_options 0
 
     # Offer option value completions
@@ -238,7 +262,19 @@ _flotillactl_list-unit-files() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--fields')
@@ -251,7 +287,7 @@ _flotillactl_submit() {
     repeating_flags=()
     non_repeating_flags=(--replace --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -259,7 +295,19 @@ _flotillactl_submit() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -269,7 +317,7 @@ _flotillactl_load() {
     repeating_flags=()
     non_repeating_flags=(--no-block --replace --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --block-attempts)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --block-attempts)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -277,7 +325,19 @@ _flotillactl_load() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--block-attempts')
@@ -290,7 +350,7 @@ _flotillactl_start() {
     repeating_flags=()
     non_repeating_flags=(--no-block --replace --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --block-attempts)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --block-attempts)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -298,7 +358,19 @@ _flotillactl_start() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--block-attempts')
@@ -311,7 +383,7 @@ _flotillactl_stop() {
     repeating_flags=()
     non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --block-attempts)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --block-attempts)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -319,7 +391,19 @@ _flotillactl_stop() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--block-attempts')
@@ -332,7 +416,7 @@ _flotillactl_unload() {
     repeating_flags=()
     non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --block-attempts)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --block-attempts)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -340,7 +424,19 @@ _flotillactl_unload() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--block-attempts')
@@ -353,7 +449,7 @@ _flotillactl_destroy() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -361,7 +457,19 @@ _flotillactl_destroy() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -371,7 +479,7 @@ _flotillactl_restart() {
     repeating_flags=()
     non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --block-attempts)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --block-attempts)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -379,7 +487,19 @@ _flotillactl_restart() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--block-attempts')
@@ -392,7 +512,7 @@ _flotillactl_cat() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options 1
 
     # Offer option value completions
@@ -400,7 +520,19 @@ _flotillactl_cat() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -410,7 +542,7 @@ _flotillactl_status() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options -1
 
     # Offer option value completions
@@ -418,7 +550,19 @@ _flotillactl_status() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -428,7 +572,7 @@ _flotillactl_journal() {
     repeating_flags=()
     non_repeating_flags=(-f --follow --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --lines --output)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --lines --output)
     __flotillactl_offer_flags_options 1
 
     # Offer option value completions
@@ -436,7 +580,19 @@ _flotillactl_journal() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--lines')
@@ -460,7 +616,7 @@ _flotillactl_drain() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options 1
 
     # Offer option value completions
@@ -468,7 +624,19 @@ _flotillactl_drain() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -478,7 +646,7 @@ _flotillactl_undrain() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
     __flotillactl_offer_flags_options 1
 
     # Offer option value completions
@@ -486,7 +654,19 @@ _flotillactl_undrain() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
@@ -496,7 +676,7 @@ _flotillactl_watch() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--endpoint --request-timeout --after-index --count --wait-ms)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --after-index --count --wait-ms)
     __flotillactl_offer_flags_options 0
 
     # Offer option value completions
@@ -504,7 +684,19 @@ _flotillactl_watch() {
     '--endpoint')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     '--after-index')
@@ -514,6 +706,461 @@ _flotillactl_watch() {
         return
         ;;
     '--wait-ms')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_keyring() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    generate|list|install|use|remove)
+        # Offer subcommand argument completions
+        "_flotillactl_keyring_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'generate list install use remove' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_keyring_generate() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+}
+
+_flotillactl_keyring_list() {
+    repeating_flags=()
+    non_repeating_flags=(--no-legend --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_keyring_install() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_keyring_use() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_keyring_remove() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_tls() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    ca|cert)
+        # Offer subcommand argument completions
+        "_flotillactl_tls_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'ca cert' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_tls_ca() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    create)
+        # Offer subcommand argument completions
+        "_flotillactl_tls_ca_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'create' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_tls_ca_create() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--directory --days --common-name)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--directory')
+        return
+        ;;
+    '--days')
+        return
+        ;;
+    '--common-name')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_tls_cert() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    create)
+        # Offer subcommand argument completions
+        "_flotillactl_tls_cert_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'create' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_tls_cert_create() {
+    repeating_flags=()
+    non_repeating_flags=(--server --agent --client --version -h --help)
+    repeating_options=(--ip --dns --policy)
+    non_repeating_options=(--machine --common-name --ca --ca-key --days --directory --name)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--machine')
+        return
+        ;;
+    '--ip')
+        return
+        ;;
+    '--dns')
+        return
+        ;;
+    '--common-name')
+        return
+        ;;
+    '--ca')
+        return
+        ;;
+    '--ca-key')
+        return
+        ;;
+    '--days')
+        return
+        ;;
+    '--directory')
+        return
+        ;;
+    '--name')
+        return
+        ;;
+    '--policy')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_acl() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    bootstrap|token)
+        # Offer subcommand argument completions
+        "_flotillactl_acl_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'bootstrap token' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_acl_bootstrap() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_acl_token() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __flotillactl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    create|list|delete)
+        # Offer subcommand argument completions
+        "_flotillactl_acl_token_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'create list delete' -- "${cur}"))
+        ;;
+    esac
+}
+
+_flotillactl_acl_token_create() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=(--policy)
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file --name)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    '--name')
+        return
+        ;;
+    '--policy')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_acl_token_list() {
+    repeating_flags=()
+    non_repeating_flags=(--no-legend --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_acl_token_delete() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac
