@@ -108,7 +108,7 @@ extension DaemonBackend {
             try await node.forward { client throws(ClientError) in try await client.deleteACLToken(accessorID: accessorID) }
             return
         }
-        _ = try await proposeACL(voter, .deleteACLToken(accessorID: accessorID))
+        _ = try await propose(voter, .deleteACLToken(accessorID: accessorID))
     }
 
     /// The secret is made here, on the leader, and leaves it only in this answer.
@@ -116,25 +116,10 @@ extension DaemonBackend {
         let secret = AccessControl.randomHex(bytes: 32)
         let record = ACLTokenRecord(accessorID: AccessControl.randomHex(bytes: 16), secretHash: AccessControl.secretHash(secret),
                                     name: request.name, policies: request.policies)
-        _ = try await proposeACL(voter, .createACLToken(record, bootstrap: bootstrap))
+        _ = try await propose(voter, .createACLToken(record, bootstrap: bootstrap))
         node.logger.notice("ACL token created", metadata: [
             "accessor": "\(record.accessorID)", "policies": "\(record.policies)", "caller": "\(APICaller.current.map { "\($0)" } ?? "-")",
         ])
         return AccessControl.view(record, secret: secret)
-    }
-
-    private func proposeACL(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
-        let result: RegistryResult
-        do {
-            result = try await voter.propose(RegistryCommand(operation))
-        } catch {
-            throw .unavailable("the change was not committed: \(error); retry")
-        }
-        switch result {
-        case .applied(let changed): return changed
-        case .rejected(.aclAlreadyBootstrapped): throw .conflict(RegistryRejection.aclAlreadyBootstrapped.description)
-        case .rejected(.aclTokenNotFound(let accessor)): throw .notFound(RegistryRejection.aclTokenNotFound(accessor).description)
-        case .rejected(let rejection): throw Self.apiError(rejection)
-        }
     }
 }

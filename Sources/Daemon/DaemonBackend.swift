@@ -28,7 +28,7 @@ struct DaemonBackend: APIBackend {
         return try await leaderRegistry()?.1
     }
 
-    private func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
+    func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
         let result: RegistryResult
         do {
             result = try await voter.propose(RegistryCommand(operation))
@@ -43,8 +43,9 @@ struct DaemonBackend: APIBackend {
 
     static func apiError(_ rejection: RegistryRejection) -> APIError {
         switch rejection {
-        case .unitNotFound, .templateNotFound: return .notFound(rejection.description)
-        case .unitExists, .machineDrained, .tooManyUnits, .tooManyMachines: return .conflict(rejection.description)
+        case .unitNotFound, .templateNotFound, .aclTokenNotFound: return .notFound(rejection.description)
+        case .unitExists, .machineDrained, .tooManyUnits, .tooManyMachines, .aclAlreadyBootstrapped, .tooManyACLTokens:
+            return .conflict(rejection.description)
         default: return .badRequest(rejection.description)
         }
     }

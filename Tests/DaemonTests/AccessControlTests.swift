@@ -46,6 +46,13 @@ import Testing
         #expect(status(APICaller(kind: .peer, machineID: "m1"), .writeUnit("x.service"), none) == 200)
     }
 
+    @Test func aclRejectionsMapToFleetStatuses() {
+        #expect(DaemonBackend.apiError(.aclAlreadyBootstrapped).status == 409)
+        #expect(DaemonBackend.apiError(.tooManyACLTokens(limit: 1)).status == 409)
+        #expect(DaemonBackend.apiError(.aclTokenNotFound("a1")).status == 404)
+        #expect(DaemonBackend.apiError(.invalidACLToken("a name")).status == 400)
+    }
+
     @Test func secretsAreHashedAndRandom() {
         #expect(AccessControl.secretHash("a") != AccessControl.secretHash("b") && AccessControl.secretHash("a").count == 32)
         let secrets = Set((0..<100).map { _ in AccessControl.randomHex(bytes: 32) })
