@@ -27,6 +27,8 @@ public struct LeaseLedger: Sendable {
         var sinceMilliseconds: Int64
         /// Whether a grant (not only the first count) set `sinceMilliseconds`.
         var wasGranted: Bool
+        /// Who the last grant went to (the renewing process's public address), when it said.
+        var holder: String? = nil
     }
 
     public let timing: LeaseTiming
@@ -74,9 +76,19 @@ public struct LeaseLedger: Sendable {
     }
 
     /// A renewal from `machine` at `epoch`; `registryEpoch` is the machine's epoch in this
-    /// voter's applied registry, `voters` this voter's configuration (its voters, sorted).
+    /// voter's applied registry, `voters` this voter's configuration (its voters, sorted);
+    /// `holder` the renewing process's public address (nil from a peer that does not say).
+    ///
+    /// One holder at a time: a renewal from another address than the last grant's, within the
+    /// expiry time E of that grant, is `heldElsewhere`. Two machines with one machine ID (a
+    /// cloned image) then cannot both hold the lease: a holder's lease runs L < E from a round
+    /// a majority granted, each of those voters refuses any other holder until E after its grant,
+    /// and any majority the other could gather shares one of them. A machine that really moved to
+    /// a new address waits at most E after its old process's last renewal. The holder is kept in
+    /// memory only: a majority of voters restarting within one lease time forgets it (a double
+    /// fault; gossip's identity check still stands, see MachineIdentityCheck).
     public mutating func renew(machine: MachineID, epoch: UInt64, registryEpoch: UInt64, voters: [VoterName],
-                               nowMilliseconds: Int64) -> LeaseAnswer {
+                               holder: String? = nil, nowMilliseconds: Int64) -> LeaseAnswer {
         guard voterSinceMilliseconds != nil else { return .notGranted(reason: "this peer is not a voter", voters: voters) }
         if registryEpoch > epoch { return .revoked(currentEpoch: registryEpoch) }
         guard registryEpoch == epoch else {
@@ -86,9 +98,14 @@ public struct LeaseLedger: Sendable {
         guard records[machine] != nil || records.count < machinesMax else {
             return .notGranted(reason: "this voter's lease ledger holds its limit of \(machinesMax) machines", voters: voters)
         }
+        if let record = records[machine], record.wasGranted, let current = record.holder, let holder, current != holder,
+           nowMilliseconds - record.sinceMilliseconds < timing.expiryMilliseconds {
+            return .heldElsewhere(holder: current)
+        }
         // Recorded before the answer leaves: a grant the machine counts is always one a later
         // withhold decision sees.
-        records[machine] = Record(epoch: epoch, sinceMilliseconds: nowMilliseconds, wasGranted: true)
+        records[machine] = Record(epoch: epoch, sinceMilliseconds: nowMilliseconds, wasGranted: true,
+                                  holder: holder ?? records[machine]?.holder)
         return .granted(epoch: epoch, voters: voters)
     }
 

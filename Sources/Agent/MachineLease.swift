@@ -15,6 +15,10 @@ public enum LeaseAnswer: Hashable, Sendable {
     /// Not a grant, and nothing the machine must act on: the voter is not a voter (`voters` then
     /// says who is, when it knows), has not applied the epoch yet, or its ledger is full.
     case notGranted(reason: String, voters: [VoterName])
+    /// Another process of this machine ID, at `holder` (its public address), renewed this lease
+    /// with this voter within the expiry time: two machines share one machine ID (a cloned
+    /// image). Not a grant; the daemon refuses to go on (`IdentityGuard`).
+    case heldElsewhere(holder: String)
 }
 
 /// What the machine's shell does after a lease event. The shell switches over every case.
@@ -116,7 +120,7 @@ public struct MachineLease: Sendable {
         switch answer {
         case .granted(let grantedEpoch, let voters):
             return granted(epoch: grantedEpoch, voters: voters, from: voter, round: number, nowMilliseconds: nowMilliseconds)
-        case .revoked, .withheld, .notGranted:
+        case .revoked, .withheld, .notGranted, .heldElsewhere:
             // A newer epoch arrives with the schedule (the agent's long poll returns on any
             // registry change); until then the deadline in hand stands.
             return []

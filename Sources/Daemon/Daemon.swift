@@ -78,16 +78,21 @@ struct DaemonService: Service {
             return try? MemberAddress(host: String(parts[0]), port: port)
         }
         try await membership.join(seeds: seeds)
+        let startClash: MemberAddress?
         do {
-            try await MachineIdentityCheck.refuseDuplicate(
-                membership: membership, machineID: machineID.rawValue)
+            startClash = try await MachineIdentityCheck.settleJoin(membership: membership)
         } catch {
-            // Stop what already runs (the voter's replica, the gossip sockets) before refusing.
+            // Stop what already runs (the voter's replica, the gossip sockets) before failing.
             await membership.stop()
             await voter.stop()
             await manager.close()
             try? await ioGroup.shutdownGracefully()
             throw error
+        }
+        if let startClash {
+            logger.warning("another live member answers for this machine's ID; the voters' lease decides which one runs", metadata: [
+                "machine": "\(machineID.rawValue)", "other": "\(startClash)",
+            ])
         }
 
         let leaseTiming = try configuration.leaseTiming()
@@ -99,7 +104,7 @@ struct DaemonService: Service {
         let systemdLease = SystemdLeaseUnit(manager: manager, runtimeDirectory: Self.runtimeUnitDirectory(configuration),
                                             notifySocketPath: Self.managerNotifySocket(configuration),
                                             leaseMilliseconds: leaseTiming.leaseMilliseconds, logger: logger)
-        let agent = MachineAgent(machineID: machineID.rawValue, manager: manager, uplink: node.agentUplink(),
+        let agent = MachineAgent(machineID: machineID.rawValue, holder: configuration.publicIP, manager: manager, uplink: node.agentUplink(),
                                  unitsDirectory: configuration.unitsDirectory, systemdLease: systemdLease, timing: leaseTiming,
                                  voters: configuration.effectiveVoters,
                                  reconcileIntervalMilliseconds: configuration.agentReconcileIntervalMilliseconds, logger: logger)
@@ -123,22 +128,33 @@ struct DaemonService: Service {
             "public_ip": "\(configuration.publicIP)", "voters": "\(configuration.effectiveVoters)",
         ])
 
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await node.followMembership() }
-            group.addTask { await node.scheduleLoop() }
-            group.addTask { await node.autopilotLoop() }
-            group.addTask { await node.ledgerLoop() }
-            group.addTask { await node.revocationLoop() }
-            group.addTask { await agent.run() }
-            group.addTask { await Self.watchdog() }
+        // The first task to end is the shutdown signal (the others loop until cancelled); only
+        // the identity refusal ends with a value, the error thrown once everything has stopped.
+        let refusal: DuplicateMachineID? = await withTaskGroup(of: DuplicateMachineID?.self) { group in
+            group.addTask { await node.followMembership(); return nil }
+            group.addTask { await node.scheduleLoop(); return nil }
+            group.addTask { await node.autopilotLoop(); return nil }
+            group.addTask { await node.ledgerLoop(); return nil }
+            group.addTask { await node.revocationLoop(); return nil }
+            group.addTask { await agent.run(); return nil }
+            group.addTask { await Self.watchdog(); return nil }
             group.addTask {
-                await MachineIdentityCheck.reportLaterClash(membership: membership, machineID: machineID.rawValue, logger: logger)
+                await MachineIdentityCheck.watchClash(membership: membership, agent: agent)
                 try? await Task.sleep(for: .seconds(1_000_000_000))
+                return nil
             }
-            group.addTask { try? await gracefulShutdown() }
-            // The first task to end is the shutdown signal (the others loop until cancelled).
-            await group.next()
+            group.addTask {
+                // Another live process with this machine ID holds the lease: stop.
+                for await other in agent.identityRefusals {
+                    return DuplicateMachineID(machineID: machineID.rawValue, otherAddress: other)
+                }
+                try? await Task.sleep(for: .seconds(1_000_000_000))
+                return nil
+            }
+            group.addTask { try? await gracefulShutdown(); return nil }
+            let first = await group.next() ?? nil
             group.cancelAll()
+            return first
         }
 
         logger.notice("flotillad stopping")
@@ -168,6 +184,7 @@ struct DaemonService: Service {
         await membership.stop()
         await manager.close()
         try? await ioGroup.shutdownGracefully()
+        if let refusal { throw refusal }
     }
 
     /// Whether the machine is going down: `systemctl is-system-running` says "stopping". It is

@@ -36,8 +36,12 @@ final class LeaseLedgerStore: Sendable {
         }
     }
 
-    func renew(machine: MachineID, epoch: UInt64, registryEpoch: UInt64, voters: [VoterName], nowMilliseconds: Int64) -> LeaseAnswer {
-        ledger.withLock { $0.renew(machine: machine, epoch: epoch, registryEpoch: registryEpoch, voters: voters, nowMilliseconds: nowMilliseconds) }
+    func renew(machine: MachineID, epoch: UInt64, registryEpoch: UInt64, voters: [VoterName], holder: String?,
+               nowMilliseconds: Int64) -> LeaseAnswer {
+        ledger.withLock {
+            $0.renew(machine: machine, epoch: epoch, registryEpoch: registryEpoch, voters: voters, holder: holder,
+                     nowMilliseconds: nowMilliseconds)
+        }
     }
 
     func setVoter(_ isVoter: Bool, nowMilliseconds: Int64) {

@@ -34,6 +34,13 @@ struct AgentUplink: Sendable {
 /// finds; systemd's lease unit, extended by the previous process, guards them meanwhile.
 actor MachineAgent {
     let machineID: String
+    let holder: String
+    /// Whether another live process with this machine ID wins (see IdentityGuard).
+    private var identity: IdentityGuard
+    /// Yields the other process's address once, when this one must not go on.
+    nonisolated let identityRefusals: AsyncStream<String>
+    private let identityRefusalSink: AsyncStream<String>.Continuation
+    private var warnedHeldElsewhere = false
     let manager: SystemdManager
     let uplink: AgentUplink
     let unitsDirectory: String
@@ -100,9 +107,13 @@ actor MachineAgent {
     /// Voters one agent renews with at most (Raft configurations have 3 to 7).
     static let votersMax = 16
 
-    init(machineID: String, manager: SystemdManager, uplink: AgentUplink, unitsDirectory: String, systemdLease: SystemdLeaseUnit,
-         timing: LeaseTiming, voters: [String], reconcileIntervalMilliseconds: Int64, logger: Logger) {
+    /// `holder`: this machine's public address, sent with every renewal (one holder per lease).
+    init(machineID: String, holder: String, manager: SystemdManager, uplink: AgentUplink, unitsDirectory: String,
+         systemdLease: SystemdLeaseUnit, timing: LeaseTiming, voters: [String], reconcileIntervalMilliseconds: Int64, logger: Logger) {
         self.machineID = machineID
+        self.holder = holder
+        identity = IdentityGuard(timing: timing)
+        (identityRefusals, identityRefusalSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
         self.manager = manager
         self.uplink = uplink
         self.unitsDirectory = unitsDirectory
@@ -157,6 +168,29 @@ actor MachineAgent {
             logger.notice("lease released: the leader moves this machine's units now")
         } catch {
             logger.notice("releasing the lease failed; the units move once it expires", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Gossip found a live member at `address` answering for this machine's ID.
+    func noteIdentityClash(with address: String) {
+        decide(identity.clash(with: address, nowMilliseconds: Node.nowMilliseconds()))
+    }
+
+    private func decide(_ decision: IdentityGuard.Decision?) {
+        switch decision {
+        case nil:
+            break
+        case .reportClash(let other):
+            logger.critical("another machine uses this machine's ID; this one holds the lease and keeps running, the other is refused", metadata: [
+                "machine": "\(machineID)", "other": "\(other)",
+                "fix": "on the other machine: rm /etc/machine-id && systemd-machine-id-setup, then restart flotillad",
+            ])
+        case .refuse(let other):
+            logger.critical("another live machine with this machine ID holds its lease: refusing to go on", metadata: [
+                "machine": "\(machineID)", "other": "\(other)",
+            ])
+            identityRefusalSink.yield(other)
+            identityRefusalSink.finish()
         }
     }
 
@@ -275,8 +309,17 @@ actor MachineAgent {
     private func renew(with voter: String, round: LeaseRound) async {
         defer { renewalsInFlight.remove(voter) }
         do {
-            let wire = try await uplink.renewLease(voter, LeaseRenewalRequest(machineID: machineID, epoch: round.epoch))
+            let wire = try await uplink.renewLease(voter, LeaseRenewalRequest(machineID: machineID, epoch: round.epoch, holder: holder))
             guard let answer = LeaseAnswer(wire: wire) else { return }
+            if case .heldElsewhere(let other) = answer {
+                if !warnedHeldElsewhere {
+                    warnedHeldElsewhere = true
+                    logger.warning("a voter says another process with this machine ID holds the lease", metadata: [
+                        "voter": "\(voter)", "holder": "\(other)",
+                    ])
+                }
+                decide(identity.heldElsewhere(by: other, nowMilliseconds: Node.nowMilliseconds()))
+            }
             if let version = wire.registryVersion, version > (newestVersionSeen?.version ?? 0) {
                 newestVersionSeen = (version, voter)
             }
@@ -305,6 +348,7 @@ actor MachineAgent {
                 leaseUnitTrigger.yield()
             case .regained:
                 logger.notice("the lease is held: a majority of the voters granted it")
+                decide(identity.leaseHeld(nowMilliseconds: Node.nowMilliseconds()))
                 if versionFloorEndsAtMilliseconds == nil {
                     versionFloorEndsAtMilliseconds = Node.nowMilliseconds() + Self.versionFloorGraceMilliseconds
                 }
@@ -357,6 +401,7 @@ actor MachineAgent {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
             handle(lease.tick(nowMilliseconds: Node.nowMilliseconds()))
+            decide(identity.tick(nowMilliseconds: Node.nowMilliseconds()))
             if ContinuousClock.now - lastPeriodicReconcile >= .milliseconds(reconcileIntervalMilliseconds) {
                 trigger.yield()
             }
@@ -577,6 +622,10 @@ actor MachineAgent {
     /// Reports the changes since the last report, one report in flight at a time: a reconcile
     /// that finds one in flight leaves its changes for the reconcile that follows it.
     private func report(observed: [ObservedUnit], leaderTerm: UInt64) {
+        // Only a process that has held this machine's lease speaks for the machine: a second
+        // machine with this ID (refused within seconds) would otherwise overwrite the leader's
+        // view of the first one's units. The first report after the lease is held is a resync.
+        guard identity.hasHeldLease else { return }
         guard !reportInFlight else {
             reportAgain = true
             return
@@ -656,6 +705,9 @@ extension LeaseAnswer {
         case "revoked": self = .revoked(currentEpoch: wire.epoch)
         case "withheld": self = .withheld(epoch: wire.epoch)
         case "notGranted": self = .notGranted(reason: wire.reason ?? "", voters: wire.voters)
+        case "heldElsewhere":
+            guard let holder = wire.holder else { return nil }
+            self = .heldElsewhere(holder: holder)
         default: return nil
         }
     }
@@ -670,6 +722,9 @@ extension LeaseAnswer {
             return LeaseRenewalAnswer(voter: voter, answer: "withheld", epoch: epoch, voters: [], registryVersion: registryVersion)
         case .notGranted(let reason, let voters):
             return LeaseRenewalAnswer(voter: voter, answer: "notGranted", epoch: 0, voters: voters, reason: reason, registryVersion: registryVersion)
+        case .heldElsewhere(let holder):
+            return LeaseRenewalAnswer(voter: voter, answer: "heldElsewhere", epoch: 0, voters: [], registryVersion: registryVersion,
+                                      holder: holder)
         }
     }
 }

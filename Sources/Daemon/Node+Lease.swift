@@ -33,7 +33,7 @@ extension Node {
         ledger.setVoter(raft.isVoter, nowMilliseconds: Self.nowMilliseconds())
         let state = registry.current
         let answer = ledger.renew(machine: machine, epoch: request.epoch, registryEpoch: state.leaseEpoch(of: machine),
-                                  voters: raft.voters, nowMilliseconds: Self.nowMilliseconds())
+                                  voters: raft.voters, holder: request.holder, nowMilliseconds: Self.nowMilliseconds())
         return answer.wire(voter: configuration.publicIP, registryVersion: state.version)
     }
 

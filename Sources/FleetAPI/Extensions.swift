@@ -256,17 +256,22 @@ public struct FlotillaKeyringChange: Codable, Hashable, Sendable {
 
 /// `POST /flotilla/v1/peer/lease/<machineID>`: one renewal of the machine's lease, sent to every
 /// voter; each answers from its own lease ledger, never forwarding (the point is to need no leader).
+/// `holder` is the renewing process's public address: a voter grants one holder at a time
+/// (`LeaseLedger.renew`), so two machines that share a machine ID cannot both hold its lease.
 public struct LeaseRenewalRequest: Codable, Hashable, Sendable {
     public var machineID: String
     public var epoch: UInt64
+    public var holder: String?
 
-    public init(machineID: String, epoch: UInt64) {
+    public init(machineID: String, epoch: UInt64, holder: String? = nil) {
         self.machineID = machineID
         self.epoch = epoch
+        self.holder = holder
     }
 }
 
-/// A voter's answer to a renewal: `answer` is `granted`, `revoked`, `withheld` or `notGranted`;
+/// A voter's answer to a renewal: `answer` is `granted`, `revoked`, `withheld`, `notGranted` or
+/// `heldElsewhere` (`holder` then names the address that holds the lease);
 /// `epoch` is the granted or withheld epoch, or the registry's newer one for `revoked`;
 /// `voters` the answering voter's configuration (public IPs, sorted); `registryVersion` the
 /// version of the voter's applied registry, so that an agent whose schedule source fell behind
@@ -278,14 +283,17 @@ public struct LeaseRenewalAnswer: Codable, Hashable, Sendable {
     public var voters: [String]
     public var reason: String?
     public var registryVersion: UInt64?
+    public var holder: String?
 
-    public init(voter: String, answer: String, epoch: UInt64, voters: [String], reason: String? = nil, registryVersion: UInt64? = nil) {
+    public init(voter: String, answer: String, epoch: UInt64, voters: [String], reason: String? = nil, registryVersion: UInt64? = nil,
+                holder: String? = nil) {
         self.voter = voter
         self.answer = answer
         self.epoch = epoch
         self.voters = voters
         self.reason = reason
         self.registryVersion = registryVersion
+        self.holder = holder
     }
 }
 

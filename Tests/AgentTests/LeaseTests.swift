@@ -282,6 +282,104 @@ let machineM = try! MachineID("m")
     }
 }
 
+extension LeaseLedgerTests {
+    /// A cloned image keeps /etc/machine-id: the clone at another address is refused while the
+    /// holder renews, a restart at the holder's own address is granted at once, and a machine
+    /// that moved is granted E after its old address last renewed.
+    @Test func oneHolderAtATimeUntilTheExpiryAfterItsLastGrant() {
+        var ledger = voter()
+        let expiry = standardTiming.expiryMilliseconds
+        func renew(_ holder: String?, at now: Int64) -> LeaseAnswer {
+            ledger.renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters, holder: holder, nowMilliseconds: now)
+        }
+        #expect(renew("10.0.1.4", at: 1_000) == .granted(epoch: 0, voters: threeVoters))
+        #expect(renew("10.0.1.5", at: 1_100) == .heldElsewhere(holder: "10.0.1.4"))
+        #expect(renew("10.0.1.4", at: 1_500) == .granted(epoch: 0, voters: threeVoters), "the holder's own restart")
+        #expect(renew("10.0.1.5", at: 1_500 + expiry - 1) == .heldElsewhere(holder: "10.0.1.4"))
+        #expect(renew(nil, at: 1_600) == .granted(epoch: 0, voters: threeVoters), "a peer that names no holder is not checked")
+        #expect(renew("10.0.1.5", at: 1_600 + expiry) == .granted(epoch: 0, voters: threeVoters), "E after the last grant")
+        #expect(renew("10.0.1.4", at: 1_600 + expiry + 1) == .heldElsewhere(holder: "10.0.1.5"))
+    }
+
+    /// The argument of `renew`'s comment, checked by brute force: two processes with one machine
+    /// ID renew with three voters, each round reaching a random subset of them at random times;
+    /// a process holds its lease for L from the send time of a round a majority granted. At no
+    /// moment do both hold it.
+    @Test func twoProcessesWithOneMachineIDNeverHoldTheLeaseAtTheSameTime() {
+        var random = SplitMix64(seed: 29)
+        let timing = standardTiming
+        for _ in 0..<300 {
+            var ledgers = threeVoters.map { _ in voter() }
+            var holdings: [(holder: String, from: Int64, until: Int64)] = []
+            var now: Int64 = 0
+            for _ in 0..<200 {
+                now += Int64.random(in: 0...timing.renewalIntervalMilliseconds, using: &random)
+                let holder = Bool.random(using: &random) ? "10.0.1.4" : "10.0.1.5"
+                // One process may fall silent for a while (cut off, frozen).
+                if Int.random(in: 0..<20, using: &random) == 0 { now += Int64.random(in: 0...2 * timing.expiryMilliseconds, using: &random) }
+                let sentAt = now
+                var grants = 0
+                for index in ledgers.indices where Bool.random(using: &random) || Bool.random(using: &random) {
+                    let arrival = sentAt + Int64.random(in: 0...100, using: &random)
+                    if case .granted = ledgers[index].renew(machine: machineM, epoch: 0, registryEpoch: 0, voters: threeVoters,
+                                                            holder: holder, nowMilliseconds: arrival) {
+                        grants += 1
+                    }
+                }
+                if grants * 2 > threeVoters.count {
+                    let until = sentAt + timing.leaseMilliseconds
+                    holdings.append((holder, sentAt, until))
+                }
+            }
+            for first in holdings.indices {
+                for second in holdings.indices where holdings[second].holder != holdings[first].holder {
+                    let overlap = holdings[first].from < holdings[second].until && holdings[second].from < holdings[first].until
+                    #expect(!overlap, "\(holdings[first]) and \(holdings[second]) held at once")
+                }
+            }
+        }
+    }
+}
+
+@Suite struct IdentityGuardTests {
+    let decision = standardTiming.expiryMilliseconds + 2 * standardTiming.renewalIntervalMilliseconds
+
+    @Test func aProcessThatNeverHeldTheLeaseIsRefusedOnceASignalLastedTheDecisionTime() {
+        var guardian = IdentityGuard(timing: standardTiming)
+        #expect(guardian.clash(with: "10.0.1.4:7946", nowMilliseconds: 1_000) == nil)
+        #expect(guardian.heldElsewhere(by: "10.0.1.4", nowMilliseconds: 1_200) == nil)
+        #expect(guardian.tick(nowMilliseconds: 1_000 + decision - 1) == nil)
+        #expect(guardian.tick(nowMilliseconds: 1_000 + decision) == .refuse(other: "10.0.1.4"), "the lease holder is named")
+        #expect(guardian.tick(nowMilliseconds: 1_000 + decision + 1) == nil, "said once")
+    }
+
+    @Test func theLeaseHolderKeepsRunningAndReportsTheClashOnce() {
+        var guardian = IdentityGuard(timing: standardTiming)
+        #expect(guardian.clash(with: "10.0.1.5:7946", nowMilliseconds: 1_000) == nil)
+        #expect(guardian.heldElsewhere(by: "10.0.1.5", nowMilliseconds: 1_100) == nil, "a voter the other reached first")
+        #expect(guardian.leaseHeld(nowMilliseconds: 1_200) == .reportClash(other: "10.0.1.5:7946"))
+        #expect(guardian.tick(nowMilliseconds: 1_000 + 10 * decision) == nil, "never refused after holding the lease")
+        #expect(guardian.heldElsewhere(by: "10.0.1.5", nowMilliseconds: 1_000 + 10 * decision) == nil)
+        #expect(guardian.tick(nowMilliseconds: 1_000 + 20 * decision) == nil)
+    }
+
+    /// A machine whose address changed is refused by the voters until E after its previous
+    /// process's last renewal; gossip finds no clash (nothing answers at the old address).
+    @Test func aMachineThatMovedIsNotRefusedForTheExpiryItWaits() {
+        var guardian = IdentityGuard(timing: standardTiming)
+        #expect(guardian.heldElsewhere(by: "10.0.1.4", nowMilliseconds: 1_000) == nil)
+        #expect(guardian.heldElsewhere(by: "10.0.1.4", nowMilliseconds: 1_000 + standardTiming.expiryMilliseconds - 1) == nil)
+        #expect(guardian.leaseHeld(nowMilliseconds: 1_000 + standardTiming.expiryMilliseconds) == nil, "no clash to report")
+        #expect(guardian.tick(nowMilliseconds: 1_000 + 10 * decision) == nil)
+    }
+
+    @Test func withoutAnySignalNothingIsDecided() {
+        var guardian = IdentityGuard(timing: standardTiming)
+        #expect(guardian.tick(nowMilliseconds: 1_000_000) == nil)
+        #expect(guardian.leaseHeld(nowMilliseconds: 1_000_001) == nil)
+    }
+}
+
 @Suite struct LeaseRevocationTests {
     @Test func aMajorityRevokesAndAMinorityAdvancesAMachineThatStillRenews() {
         let other = try! MachineID("n"), silent = try! MachineID("s")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -364,6 +365,109 @@ extension ClusterTests {
                 let diagnostics = rejoined ? "" : try cluster.diagnostics()
                 #expect(rejoined, "machine 3 did not rejoin: \(diagnostics)")
                 #expect(try cluster.machinesRunning("pinned.service") == [1])
+            }
+        }
+    }
+}
+
+extension ClusterTests {
+    /// Two machines with one machine ID started at the same moment (a clone booting beside its
+    /// original): both pass gossip's start-up check or both see the clash, so the voters' lease
+    /// decides. Exactly one of them runs the machine's units, never both at any sample, and the
+    /// other exits 78 naming the clash and the fix.
+    @Test func twoMachinesWithOneIDStartedTogetherRunItsUnitsOnOneOfThemOnly() async throws {
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 5, tag: "dupsim") { cluster in
+                let sharedID = try cluster.bed.exec(4, "cat", "/etc/machine-id")
+                let pinned = "[Service]\nExecStart=/bin/sleep 1000000\n\n[X-Fleet]\nMachineID=\(sharedID)\n"
+                try cluster.bed.exec(1, "sh", "-c", "printf '%s' '\(pinned)' > /tmp/pinned.service")
+                try cluster.ctl(1, "start", "/tmp/pinned.service")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("pinned.service") == [4] })
+
+                // Machine 5 becomes a clone of machine 4: its ID, and a certificate for that ID at
+                // machine 5's address (a copy of machine 4's names machine 4's address and is
+                // refused before gossip starts; an operator who makes one from the ID the clone
+                // reports gets this one).
+                let work = "/root/flotilla-ca"
+                try cluster.ctl(1, "tls", "cert", "create", "--server", "--machine", sharedID, "--ip", cluster.addresses[4],
+                                "--ca", "\(work)/flotilla-ca.pem", "--ca-key", "\(work)/flotilla-ca-key.pem", "--directory", work, "--name", "clone")
+                let certificate = try cluster.bed.exec(1, "cat", "\(work)/clone.pem")
+                let key = try cluster.bed.exec(1, "cat", "\(work)/clone-key.pem")
+                try cluster.bed.exec(5, ["sh", "-c", "umask 077 && mkdir -p /run/clone && printf '%s\\n' \"$1\" > /run/clone/machine-id && printf '%s\\n' \"$2\" > /run/clone/peer.pem && printf '%s\\n' \"$3\" > /run/clone/peer-key.pem",
+                                         "sh", sharedID, certificate, key])
+                for machine in [4, 5] { try cluster.bed.exec(machine, "systemctl", "stop", "flotillad.service") }
+                // Past the lease's expiry, so no voter remembers machine 4's last holder: a race
+                // between equals.
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("pinned.service").isEmpty })
+                Thread.sleep(forTimeInterval: 5)
+
+                let starts: [(Int, [String])] = [
+                    (4, []),
+                    (5, ["--machine-id-path=/run/clone/machine-id", "--cert-file=/run/clone/peer.pem", "--key-file=/run/clone/peer-key.pem"]),
+                ]
+                let failures = Mutex<[String]>([])
+                DispatchQueue.concurrentPerform(iterations: starts.count) { index in
+                    let (machine, extra) = starts[index]
+                    do {
+                        _ = try cluster.bed.execAllowingFailure(machine, "systemctl", "reset-failed", "flotillad.service")
+                        _ = try cluster.bed.runAllowingFailure(
+                            ["exec", String(machine), "systemd-run", "--unit=flotillad", "--no-block", "-p", "Type=notify", "-p", "NotifyAccess=main",
+                             "-p", "Restart=always", "-p", "RestartSec=200ms", "-p", "RestartPreventExitStatus=78", cluster.daemon,
+                             "--public-ip=\(cluster.addresses[machine - 1])", "--voters=\(cluster.voters)"] + extra)
+                    } catch {
+                        failures.withLock { $0.append("machine \(machine): \(error)") }
+                    }
+                }
+                #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+
+                // Sampled until one of the two has been refused and the other runs the unit.
+                var both: [Int] = []
+                var outcome: (winner: Int, loser: Int)?
+                let decided = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.1) {
+                    let running = try cluster.machinesRunning("pinned.service")
+                    if running.count > 1 { both = running }
+                    let states = try [4, 5].map { machine in
+                        (machine, try cluster.property(machine, "flotillad.service", "ActiveState"),
+                         try cluster.property(machine, "flotillad.service", "ExecMainStatus"))
+                    }
+                    guard let refused = states.first(where: { $0.1 == "failed" && $0.2 == "78" }),
+                          let kept = states.first(where: { $0.0 != refused.0 && $0.1 == "active" }),
+                          running == [kept.0] else { return false }
+                    outcome = (kept.0, refused.0)
+                    return true
+                }
+                let diagnostics = decided ? "" : try cluster.diagnostics()
+                #expect(decided, "no single winner: \(diagnostics)")
+                #expect(both.isEmpty, "pinned.service ran on machines \(both) at once")
+                guard let outcome else { return }
+                let journal = try cluster.journalOnceItContains(outcome.loser, ["already used by the live member at", "systemd-machine-id-setup"])
+                #expect(journal.contains("already used by the live member at \(cluster.addresses[outcome.winner - 1])"), "\(journal)")
+                // The leader's view is the winner's: its address, the unit running.
+                var listed = ""
+                let shown = try Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.2) {
+                    listed = try cluster.ctl(1, "list-units", "--no-legend", "--full")
+                    let line = listed.split(separator: "\n").first { $0.hasPrefix("pinned.service") } ?? ""
+                    return line.contains(cluster.addresses[outcome.winner - 1]) && line.contains("active") && line.contains("running")
+                }
+                #expect(shown, "list-units: \(listed)")
+                // Still one machine per sample a while later.
+                for _ in 0..<20 {
+                    #expect(try cluster.machinesRunning("pinned.service") == [outcome.winner])
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+
+                // Each machine with its own ID again: both members, the unit on machine 4.
+                for machine in [4, 5] {
+                    _ = try cluster.bed.execAllowingFailure(machine, "systemctl", "stop", "flotillad.service")
+                    try cluster.startDaemon(machine)
+                }
+                let rejoined = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
+                    let output = try cluster.ctlAllowingFailure(1, "list-machines", "--no-legend")
+                    let running = try cluster.machinesRunning("pinned.service")
+                    return output.succeeded && output.trimmedOutput.split(separator: "\n").count == 5 && running == [4]
+                }
+                let after = rejoined ? "" : try cluster.diagnostics()
+                #expect(rejoined, "the machines did not come back with their own IDs: \(after)")
             }
         }
     }
