@@ -225,7 +225,17 @@ extension FlotillaCluster {
                 guard let machines = try? JSONDecoder().decode(Machines.self, from: Data(listing.standardOutput.utf8)) else { return false }
                 return machines.machines.first { $0.primaryIP == address }.map { $0.state == "dead" } ?? true
             }
-            if !seenGone { Issue.record("gossip did not call m\(machine) dead within 30 s of the gossip cut") }
+            if !seenGone {
+                // Every machine's own view and machine `other`'s recent journal, to tell a slow
+                // failure detector from a refutation that got through.
+                let views = (1...bed.machineCount).map { index in
+                    let listing = try? bed.execAllowingFailure(index, "curl", "-s", "--max-time", "5", "--unix-socket", "/var/run/flotilla.sock",
+                                                               "http://localhost/flotilla/v1/machines?consistency=local")
+                    return "m\(index): \(listing?.standardOutput ?? "?")"
+                }.joined(separator: "\n")
+                let journal = (try? bed.execAllowingFailure(other, "journalctl", "-u", "flotillad", "--no-pager", "-n", "80").standardOutput) ?? ""
+                Issue.record("gossip did not call m\(machine) dead within 30 s of the gossip cut; local views:\n\(views)\nm\(other)'s journal:\n\(journal)")
+            }
             Thread.sleep(forTimeInterval: 5)
             try bed.exec(machine, "nft", "delete table \(table)")
         case .freeze5, .freeze30:
