@@ -16,6 +16,8 @@ extension Node {
             metric("flotilla_raft_applied_index", "gauge", "Raft applied index.", [("", "\(status.appliedIndex)")])
             metric("flotilla_raft_is_leader", "gauge", "1 on the leader.", [("", leadership.isLeader ? "1" : "0")])
             metric("flotilla_raft_storage_syncs_total", "counter", "fdatasync calls of the write-ahead log.", [("", "\(status.storageSyncs)")])
+            metric("flotilla_raft_malformed_messages_total", "counter", "Raft messages refused as malformed (a term or index past 2^62, entries out of order, a snapshot chunk outside its snapshot).",
+                   [("", "\(status.malformedMessagesDropped)")])
         }
         var byStatus: [String: Int] = [:]
         for view in machines { byStatus[view.status.description, default: 0] += 1 }

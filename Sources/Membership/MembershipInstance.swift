@@ -58,6 +58,15 @@ public struct MembershipInstance: Sendable {
     /// ID (a cloned image). Set once, never cleared; the shell reports it and the daemon refuses
     /// to run its agent beside the other machine.
     public internal(set) var identityClash: MemberAddress?
+    /// Messages dropped whole because an incarnation in them was at or above
+    /// `incarnationCeiling` (forged or corrupt).
+    public internal(set) var malformedMessagesDropped = 0
+
+    /// Every incarnation accepted from a peer is below 2^62. A member raises its own by one per
+    /// refutation or data change, so none gets near; a forged one at UInt64.max would make the
+    /// accused member's refutation (`accused + 1`) trap, and as the gossip spreads, crash it again
+    /// at every restart.
+    public static let incarnationCeiling: Incarnation = 1 << 62
 
     var nextProbeAt: MonotonicInstant
     var nextGossipAt: MonotonicInstant
@@ -177,6 +186,10 @@ public struct MembershipInstance: Sendable {
     public mutating func onMessage(_ message: MembershipMessage, from address: MemberAddress,
                                    now: MonotonicInstant) -> [MessageDirective] {
         var effects: [Effect] = []
+        guard Self.incarnationsAreBelowCeiling(message) else {
+            malformedMessagesDropped += 1
+            return []
+        }
         // Gossip first: a ping may carry the suspicion we must refute before answering (buddy system).
         for entry in message.gossip { apply(entry, now: now, into: &effects) }
         switch message.body {
@@ -196,6 +209,19 @@ public struct MembershipInstance: Sendable {
         }
         if let at = rescheduleIfMoved(now: now) { directives.append(.scheduleTick(at: at)) }
         return directives
+    }
+
+    static func incarnationsAreBelowCeiling(_ message: MembershipMessage) -> Bool {
+        for entry in message.gossip {
+            switch entry {
+            case .alive(let member): if member.incarnation >= incarnationCeiling { return false }
+            case .suspect(_, let incarnation, _), .dead(_, let incarnation, _): if incarnation >= incarnationCeiling { return false }
+            }
+        }
+        if case .pushPull(let pushPull) = message.body {
+            return pushPull.members.allSatisfy { $0.incarnation < incarnationCeiling }
+        }
+        return true
     }
 
     /// Joins through a seed list: a push-pull with each seed (any one that answers will do),

@@ -16,6 +16,15 @@ struct RaftLog: Sendable {
 
     init(restoring state: PersistentState) throws(PersistentStateError) {
         let metadata = state.snapshot.metadata
+        for (field, value) in [("snapshot index", metadata.index), ("snapshot term", metadata.term), ("term", state.hardState.term),
+                               ("commit index", state.hardState.commitIndex),
+                               ("last entry index", state.entries.last?.index ?? 0), ("last entry term", state.entries.last?.term ?? 0)]
+        where value >= RaftLimits.valueCeiling {
+            throw .valueBeyondCeiling(field: field, value: value)
+        }
+        guard UInt64(state.entries.count) < RaftLimits.valueCeiling - metadata.index else {
+            throw .valueBeyondCeiling(field: "entry count", value: UInt64(state.entries.count))
+        }
         var expected = metadata.index + 1
         var previousTerm = metadata.term
         for entry in state.entries {

@@ -94,6 +94,8 @@ public struct RaftNode: Sendable {
     // MARK: Inspection (for shells, tests and the simulation)
 
     public var commitIndex: UInt64 { log.commitIndex }
+    /// Messages `step` dropped as malformed (a forged or corrupt peer; see `isWellFormed`).
+    public private(set) var malformedMessagesDropped: UInt64 = 0
     public var lastIndex: UInt64 { log.lastIndex }
     public var lastTerm: UInt64 { log.lastTerm }
     public var membership: Membership { log.membership }
@@ -160,7 +162,11 @@ public struct RaftNode: Sendable {
     /// Feeds one message from a peer. Malformed or misaddressed messages are dropped: input from
     /// the network must never crash the server.
     public mutating func step(_ message: Message) {
-        guard message.to == id, message.from != id, Self.isWellFormed(message) else { return }
+        guard message.to == id, message.from != id else { return }
+        guard Self.isWellFormed(message) else {
+            malformedMessagesDropped += 1
+            return
+        }
         if message.term > term {
             guard handleHigherTerm(message) else { return }
         } else if message.term < term {
@@ -296,10 +302,16 @@ public struct RaftNode: Sendable {
         }
     }
 
-    /// Rejects structurally impossible messages before any state changes.
+    /// Rejects structurally impossible messages before any state changes: every term and index
+    /// below `RaftLimits.valueCeiling` (so no arithmetic on them can overflow), entries
+    /// contiguous and of non-decreasing terms no newer than the message, snapshot chunks inside
+    /// their snapshot.
     static func isWellFormed(_ message: Message) -> Bool {
+        guard RaftLimits.isBelowCeiling(message.term) else { return false }
         switch message.payload {
         case .appendEntries(let request):
+            guard RaftLimits.isBelowCeiling(request.prevLogIndex, request.prevLogTerm, request.leaderCommitIndex),
+                  UInt64(request.entries.count) < RaftLimits.valueCeiling - request.prevLogIndex else { return false }
             var expectedIndex = request.prevLogIndex + 1
             var previousTerm = request.prevLogTerm
             for entry in request.entries {
@@ -310,13 +322,28 @@ public struct RaftNode: Sendable {
                 previousTerm = entry.term
             }
             return request.prevLogTerm <= message.term
+        case .appendEntriesResponse(let response):
+            switch response {
+            case .accepted(let matchIndex): return RaftLimits.isBelowCeiling(matchIndex)
+            case .rejected(let rejectedIndex, let hintIndex, let hintTerm):
+                return RaftLimits.isBelowCeiling(rejectedIndex, hintIndex, hintTerm)
+            case .staleTerm: return true
+            }
+        case .preVoteRequest(let request), .voteRequest(let request):
+            return RaftLimits.isBelowCeiling(request.lastLogIndex, request.lastLogTerm)
+        case .heartbeat(let heartbeat):
+            return RaftLimits.isBelowCeiling(heartbeat.commitIndex, heartbeat.readRound)
+        case .heartbeatResponse(let response):
+            return RaftLimits.isBelowCeiling(response.readRound)
         case .installSnapshot(let chunk):
-            return chunk.offset >= 0 && chunk.totalBytes >= 0 && chunk.offset + chunk.data.count <= chunk.totalBytes
+            // Subtraction, not `offset + count`, which a forged offset near Int.max overflows.
+            return chunk.offset >= 0 && chunk.totalBytes >= 0 && chunk.offset <= chunk.totalBytes
+                && chunk.data.count <= chunk.totalBytes - chunk.offset
+                && RaftLimits.isBelowCeiling(chunk.metadata.index, chunk.metadata.term)
                 && chunk.metadata.term <= message.term
         case .installSnapshotResponse(let response):
-            return response.bytesReceived >= 0
-        case .preVoteRequest, .preVoteResponse, .voteRequest, .voteResponse, .appendEntriesResponse,
-             .heartbeat, .heartbeatResponse, .timeoutNow:
+            return response.bytesReceived >= 0 && RaftLimits.isBelowCeiling(response.snapshotIndex)
+        case .preVoteResponse, .voteResponse, .timeoutNow:
             return true
         }
     }

@@ -214,10 +214,26 @@ public struct PersistentState: Equatable, Sendable {
 /// Why the persisted state handed to `RaftNode.init` cannot be used. Storage corruption is an
 /// operating error, so it is thrown rather than trapped.
 public enum PersistentStateError: Error, Equatable, Sendable {
+    /// A term or index at or above `RaftLimits.valueCeiling`: no real log gets there.
+    case valueBeyondCeiling(field: String, value: UInt64)
     case entriesNotContiguous(expectedIndex: UInt64, foundIndex: UInt64)
     case entryTermBelowSnapshot(index: UInt64, term: UInt64, snapshotTerm: UInt64)
     case commitIndexBeyondLog(commitIndex: UInt64, lastIndex: UInt64)
     case termBelowLog(term: UInt64, lastLogTerm: UInt64)
+}
+
+/// Bounds on the values a peer or a disk may hand the core.
+public enum RaftLimits {
+    /// Every term and index the core accepts is below 2^62. A term grows by one per election and
+    /// an index by one per entry, so no real cluster comes near (at a million elections or
+    /// entries a second, 146,000 years); a value above is forged or corrupt. Refusing it keeps
+    /// every `+ 1` on a received value from trapping: a term of UInt64.max in a heartbeat would
+    /// otherwise reach the WAL and crash the voter at every restart.
+    public static let valueCeiling: UInt64 = 1 << 62
+
+    static func isBelowCeiling(_ values: UInt64...) -> Bool {
+        values.allSatisfy { $0 < valueCeiling }
+    }
 }
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): tiny, fast and fully determined by its seed. The core

@@ -176,6 +176,8 @@ public struct ReplicaStatus: Equatable, Sendable {
     public var snapshotsTaken: Int
     /// Snapshots received from a leader (InstallSnapshot) and restored since it started.
     public var snapshotsInstalled: Int
+    /// Messages the core refused as malformed (forged or corrupt values; `RaftNode.isWellFormed`).
+    public var malformedMessagesDropped: UInt64 = 0
 }
 
 /// The application's side of the replica. The closures run on the replica's loop, one at a

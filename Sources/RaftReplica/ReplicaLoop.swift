@@ -330,7 +330,7 @@ final class ReplicaLoop {
             appliedIndex: node.appliedIndex, lastIndex: node.lastIndex, pendingProposals: pending.count,
             inboxMessagesDropped: inbox.messagesDropped, storageSyncs: log.syncCount, storageFailure: storageFailure,
             membership: node.membership, snapshotIndex: node.snapshotMetadata.index, snapshotsTaken: snapshotsTaken,
-            snapshotsInstalled: snapshotsInstalled)
+            snapshotsInstalled: snapshotsInstalled, malformedMessagesDropped: node.malformedMessagesDropped)
     }
 
     func logEntries() -> [Entry] {
