@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "Agent", dependencies: ["UnitFile", "Registry"]),
         // Benchmark: scheduling 100,000 units onto 1,000 machines (Contrib/bench/scheduling drives it).
         .executableTarget(name: "flotilla-bench-scheduling", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
+        // Benchmark: the unit-file parser on hostile shapes (Contrib/bench/unitfile).
+        .executableTarget(name: "flotilla-bench-unitfile", dependencies: ["UnitFile"]),
         // Pure: the Raft consensus core (step/tick/propose -> Ready -> advance). Standard library only.
         .target(name: "Raft"),
         // Pure: SWIM + Lifeguard membership core (on<Event>() -> [<Event>Directive]) and its codec. Standard library only.

@@ -3,6 +3,18 @@ import Testing
 @testable import UnitFile
 
 @Suite struct LimitsTests {
+    /// 100,000 continuation lines (the shape that took the old parser quadratic time; its speed
+    /// is measured by Contrib/bench/unitfile): joined into one value, each `\` a space.
+    @Test func manyContinuationLinesJoinIntoOneValue() throws {
+        let count = 100_000
+        let text = "[Service]\nExecStart=/bin/echo \\\n" + String(repeating: "a\\\n", count: count) + "b\n"
+        let file = try UnitFile(parsing: text)
+        let value = try #require(file.values(of: "ExecStart", inSection: "Service").first)
+        // "echo " then the first backslash as a space, then "a " per line.
+        let joinedAsExpected = value == "/bin/echo  " + String(repeating: "a ", count: count) + "b"
+        #expect(joinedAsExpected, "\(value.utf8.count) bytes, starting \(value.prefix(24).debugDescription)")
+    }
+
     @Test func defaultLimitsAreOneMebibyteForFileAndLine() {
         #expect(UnitFile.unitFileSizeMax == 1_048_576)
         #expect(UnitFile.lineLengthMax == 1_048_576)

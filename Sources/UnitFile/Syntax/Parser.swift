@@ -70,14 +70,16 @@ struct UnitFileParser {
             }
             if SyntaxRules.isCommentLine(line) { continue }
 
+            // Taken out of `pending`, so the joined text has one owner and each continuation
+            // line appends in place: copying it per line made 40,000 lines of `a\` take 12 s.
             var logical: LogicalLine
-            if var continued = pending {
-                guard continued.text.count + line.count <= limits.lineLengthMax else {
+            if let taken = pending.take() {
+                logical = consume taken
+                guard logical.text.count + line.count <= limits.lineLengthMax else {
                     throw .lineTooLong(line: lineNumber, limitBytes: limits.lineLengthMax)
                 }
-                continued.text.append(contentsOf: line)
-                continued.physicalLines.append(line)
-                logical = continued
+                logical.text.append(contentsOf: line)
+                logical.physicalLines.append(line)
             } else {
                 logical = LogicalLine(
                     text: Array(line), physicalLines: [line], firstLineNumber: lineNumber)
