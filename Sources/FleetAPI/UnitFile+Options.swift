@@ -5,6 +5,7 @@ public enum FleetOptionsConversionError: Error, Hashable, Sendable, CustomString
     case noOptions
     case invalidSection(String)
     case invalidOption(section: String, name: String)
+    case invalidValue(section: String, name: String, reason: String)
     case unitFile(String)
 
     public var description: String {
@@ -12,6 +13,7 @@ public enum FleetOptionsConversionError: Error, Hashable, Sendable, CustomString
         case .noOptions: return "unit has no options"
         case .invalidSection(let name): return "invalid section name \(name.debugDescription)"
         case .invalidOption(let section, let name): return "invalid option \(name.debugDescription) in [\(section)]"
+        case .invalidValue(let section, let name, let reason): return "invalid value of \(name) in [\(section)]: \(reason)"
         case .unitFile(let reason): return reason
         }
     }
@@ -31,6 +33,9 @@ extension UnitFile {
             guard Self.isPlainSectionName(option.section) else { throw .invalidSection(option.section) }
             guard Self.isPlainOptionName(option.name) else {
                 throw .invalidOption(section: option.section, name: option.name)
+            }
+            if let reason = Self.valueProblem(option.value) {
+                throw .invalidValue(section: option.section, name: option.name, reason: reason)
             }
             if option.section != currentSection {
                 text += "[\(option.section)]\n"
@@ -58,6 +63,25 @@ extension UnitFile {
             byte >= 0x20 && byte != 0x7F && byte != UInt8(ascii: "[") && byte != UInt8(ascii: "]")
                 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
         }
+    }
+
+    /// A value may span lines only as go-systemd writes them, each line break right after a
+    /// backslash (a continuation, joined by the parser). Any other line break would start a new
+    /// line of its own (an option or a section the list does not show), a NUL or carriage return
+    /// is read differently by systemd, and a trailing backslash would swallow the next option.
+    static func valueProblem(_ value: String) -> String? {
+        var backslashRun = 0
+        for byte in value.utf8 {
+            switch byte {
+            case 0: return "it contains a NUL byte"
+            case UInt8(ascii: "\r"): return "it contains a carriage return"
+            case UInt8(ascii: "\n") where backslashRun % 2 == 0:
+                return "it contains a line break that is not a continuation (a backslash right before it)"
+            default: break
+            }
+            backslashRun = byte == UInt8(ascii: "\\") ? backslashRun + 1 : 0
+        }
+        return backslashRun % 2 == 1 ? "it ends in a backslash, which would join the next option to it" : nil
     }
 
     private static func isPlainOptionName(_ name: String) -> Bool {

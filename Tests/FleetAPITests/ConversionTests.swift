@@ -30,6 +30,30 @@ import UnitFile
         }
     }
 
+    @Test func valuesThatWouldInjectLinesAreRefused() throws {
+        func convert(_ value: String) throws(FleetOptionsConversionError) -> UnitFile {
+            try UnitFile(fleetOptions: [FleetUnitOption(section: "Service", name: "ExecStart", value: value)])
+        }
+        func reason(_ value: String) -> String? {
+            do { _ = try convert(value); return nil } catch {
+                guard case .invalidValue(let section, let name, let reason) = error, section == "Service", name == "ExecStart" else {
+                    return "unexpected \(error)"
+                }
+                return reason
+            }
+        }
+        #expect(reason("/bin/true\nUser=root")?.contains("line break") == true)
+        #expect(reason("/bin/true\n[Install]\nWantedBy=multi-user.target")?.contains("line break") == true)
+        #expect(reason("/bin/true\\\\\nUser=root")?.contains("line break") == true, "an even run of backslashes escapes itself, not the break")
+        #expect(reason("/bin/true\r")?.contains("carriage return") == true)
+        #expect(reason("/bin/\u{0}true")?.contains("NUL") == true)
+        #expect(reason("/bin/true \\")?.contains("backslash") == true)
+        // A continuation as go-systemd writes one is a single value, and reads back as one.
+        let continued = try convert("/bin/sh -c \\\n  'sleep 1'")
+        #expect(continued.options.filter { $0.section == "Service" }.count == 1)
+        #expect(reason("/bin/echo a\\\\") == nil, "two backslashes at the end are one literal backslash")
+    }
+
     @Test func entitiesEncodeWithFleetsFieldNames() throws {
         let unit = FleetUnit(name: "a.service", options: [FleetUnitOption(section: "Service", name: "ExecStart", value: "/bin/true")],
                              desiredState: .launched, currentState: .loaded, machineID: "m1")
