@@ -111,7 +111,8 @@ struct DaemonService: Service {
         node.attach(agent: agent)
 
         let backend = DaemonBackend(node: node)
-        let apiConfiguration = HTTPAPIConfiguration(pageItemsMax: configuration.tokenLimit)
+        let apiConfiguration = HTTPAPIConfiguration(requestBodyBytesMax: ClusterLimits.standard.httpRequestBodyBytesMax,
+                                                    pageItemsMax: configuration.tokenLimit)
         let peerServer = try await HTTPAPIServer.start(
             listeners: [.tcp(host: configuration.publicIP, port: configuration.peerPort)], backend: backend,
             configuration: apiConfiguration, audience: .peers(tls: peerTLS), eventLoopGroup: ioGroup, logger: logger)

@@ -328,7 +328,7 @@ final class Node: Sendable {
             machine.acceptsNewUnits || state.units.values.contains { $0.machine == machine.id }
         }.map(\.id))
         for view in views where !holding.contains(view.id) { stateTable.forget(machineID: view.id.rawValue) }
-        let plan = Scheduler.plan(registry: state, liveMachines: live)
+        let plan = Scheduler.plan(registry: state, liveMachines: live, configuration: ClusterLimits.standard.scheduler)
         unscheduledReasons.withLock { reasons in
             reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
         }

@@ -41,16 +41,13 @@ final class Voter: Sendable {
             (NodeIdentity.nodeID(ip: $0, raftPort: configuration.raftPort), $0)
         })
         let localID = NodeIdentity.nodeID(ip: configuration.publicIP, raftPort: configuration.raftPort)
-        // Unit files are up to 256 KiB and a batch of scheduling decisions up to 4,096 names:
-        // entries must hold them with room to spare.
-        let raft = try RaftConfiguration(electionTimeoutTicks: configuration.raftElectionTicks, heartbeatIntervalTicks: 1,
-                                         appendEntriesBatchBytesMax: 2 << 20, inflightBytesMax: 8 << 20,
-                                         uncommittedEntriesBytesMax: 16 << 20, entryBytesMax: 1 << 20,
-                                         committedEntriesBatchBytesMax: 4 << 20)
+        // Every byte bound derives from the unit-file size, so no step refuses what the one before accepted.
+        let limits = ClusterLimits.standard
+        let raft = try limits.raftConfiguration(electionTimeoutTicks: configuration.raftElectionTicks)
         let replicaConfiguration = try ReplicaConfiguration(
             id: localID, foundingVoters: configuration.isFoundingVoter ? addresses.keys.sorted() : [],
             dataDirectory: configuration.dataDirectory + "/raft",
-            raft: raft, writeAheadLog: WriteAheadLogConfiguration(recordBytesMax: 2 << 20),
+            raft: raft, writeAheadLog: limits.writeAheadLog,
             tickInterval: .milliseconds(configuration.raftTickMilliseconds),
             randomSeed: localID.rawValue &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(UInt32(truncatingIfNeeded: getpid())),
             snapshotEveryEntries: configuration.raftSnapshotEntries)
@@ -58,6 +55,7 @@ final class Voter: Sendable {
         for (id, ip) in addresses where id != localID { peers[id] = PeerAddress(host: ip, port: configuration.raftPort) }
         var transportConfiguration = try TransportConfiguration(
             localID: localID, listenAddress: PeerAddress(host: configuration.publicIP, port: configuration.raftPort), peers: peers,
+            frameBytesMax: limits.transportFrameBytesMax,
             reconnectDelayMin: .milliseconds(20), reconnectDelayMax: .milliseconds(500), jitterSeed: localID.rawValue)
         transportConfiguration.tls = PeerTLSFiles.transportTLS(peerTLS, raftPort: configuration.raftPort)
         // Raft gets a thread of its own: it blocks in fsync, and nothing else may wait behind it.

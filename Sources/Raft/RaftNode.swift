@@ -163,7 +163,7 @@ public struct RaftNode: Sendable {
     /// the network must never crash the server.
     public mutating func step(_ message: Message) {
         guard message.to == id, message.from != id else { return }
-        guard Self.isWellFormed(message) else {
+        guard Self.isWellFormed(message), !exceedsLimits(message) else {
             malformedMessagesDropped += 1
             return
         }
@@ -184,6 +184,27 @@ public struct RaftNode: Sendable {
             case .preCandidate, .candidate: stepCandidate(message)
             case .leader: stepLeader(message)
             }
+        }
+    }
+
+    /// Whether `message` is larger than any a leader with this configuration sends. Every server
+    /// of a cluster runs the same limits, so such a message is forged or corrupt: accepting it
+    /// would hand the log an entry its write-ahead log may not hold (which stops the replica), or
+    /// make this server buffer a snapshot past the size it agreed to.
+    private func exceedsLimits(_ message: Message) -> Bool {
+        switch message.payload {
+        case .appendEntries(let append):
+            var batchBytes = 0
+            for entry in append.entries {
+                guard entry.sizeBytes <= configuration.entryBytesMax + Entry.overheadBytes else { return true }
+                batchBytes += entry.sizeBytes
+            }
+            // A leader sends at least one entry whatever its size (`RaftLog.entries(from:bytesMax:)`).
+            return append.entries.count > 1 && batchBytes > configuration.appendEntriesBatchBytesMax
+        case .installSnapshot(let chunk):
+            return chunk.data.count > configuration.snapshotChunkBytesMax || chunk.totalBytes > configuration.snapshotBytesMax
+        default:
+            return false
         }
     }
 

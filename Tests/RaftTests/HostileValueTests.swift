@@ -76,6 +76,39 @@ import Testing
         #expect(cluster[2].snapshotMetadata.index == 0)
     }
 
+    /// Entries and snapshot chunks larger than any leader of this configuration sends are dropped
+    /// and counted; at exactly the limits they are taken (a forged 3 MiB entry once reached a
+    /// follower whose write-ahead log could not hold it, and the replica stopped).
+    @Test func entriesAndChunksPastTheConfiguredLimitsAreDroppedAndCounted() {
+        var cluster = cluster()
+        let limits = cluster[2].configuration
+        let term = cluster[2].term
+        func append(_ dataSizes: [Int]) -> Message {
+            let last = cluster[2].lastIndex
+            let entries = dataSizes.enumerated().map { offset, size in
+                Entry(term: term, index: last + 1 + UInt64(offset), payload: .command(data: [UInt8](repeating: 7, count: size), stamp: nil))
+            }
+            return Message(from: n(1), to: n(2), term: term, payload: .appendEntries(AppendEntries(
+                prevLogIndex: last, prevLogTerm: cluster[2].log.lastTerm, entries: entries, leaderCommitIndex: cluster[2].commitIndex)))
+        }
+        let batchHalf = limits.appendEntriesBatchBytesMax / 2 - Entry.overheadBytes
+        for (sizes, accepted) in [([limits.entryBytesMax + 1], false), ([limits.entryBytesMax], true),
+                                  ([batchHalf, batchHalf + 1], false), ([batchHalf, batchHalf], true)] {
+            let before = (cluster[2].lastIndex, cluster[2].malformedMessagesDropped)
+            cluster[2].step(append(sizes))
+            #expect(cluster[2].lastIndex == before.0 + (accepted ? UInt64(sizes.count) : 0), "\(sizes)")
+            #expect(cluster[2].malformedMessagesDropped == before.1 + (accepted ? 0 : 1), "\(sizes)")
+        }
+        let metadata = SnapshotMetadata(index: 1_000, term: term, membership: Membership(voters: [n(1), n(2), n(3)]))
+        for (total, size) in [(limits.snapshotBytesMax + 1, 1), (limits.snapshotChunkBytesMax + 1, limits.snapshotChunkBytesMax + 1)] {
+            let before = cluster[2].malformedMessagesDropped
+            cluster[2].step(Message(from: n(1), to: n(2), term: term, payload: .installSnapshot(
+                InstallSnapshotChunk(metadata: metadata, totalBytes: total, offset: 0, data: [UInt8](repeating: 1, count: size)))))
+            #expect(cluster[2].malformedMessagesDropped == before + 1, "total \(total), chunk \(size)")
+        }
+        #expect(cluster[2].snapshotMetadata.index == 0)
+    }
+
     /// Random messages whose every number is drawn near the edges (0, 1, the ceiling, UInt64.max,
     /// Int.max): no trap. Received values stay below the ceiling; a node's own elections add one
     /// each on top (a term of ceiling - 1 accepted, then an election), far from UInt64.max.
