@@ -5,7 +5,7 @@ import NIOCore
 /// configuration that exists is a valid one.
 public struct HTTPAPIConfiguration: Sendable {
     /// The largest request body accepted; a larger one is answered 413 and the connection closed
-    /// (the rest of the body is not read). 2 MiB holds a unit file many times over.
+    /// (the rest of the body is not read). The daemon sets it from `ClusterLimits`.
     public let requestBodyBytesMax: Int
     /// The largest request head (request line and header fields together); a larger one is a
     /// protocol error: 400 and close.
@@ -16,6 +16,11 @@ public struct HTTPAPIConfiguration: Sendable {
     /// A kept-alive connection with no request in flight that reads nothing for this long is
     /// closed. A request in flight (a long poll, a followed journal) is never cut by it.
     public let idleTimeout: TimeAmount
+    /// A request's head (and, on a new TLS connection, the handshake before it) must arrive
+    /// within this time of its first byte; a client that dribbles its headers is cut off.
+    public let requestHeadTimeout: TimeAmount
+    /// A request's body must arrive within this time of its head (4 MiB at 1 Mbit/s is 34 s).
+    public let requestBodyTimeout: TimeAmount
     /// The longest wait a long poll (`waitMilliseconds` of watch and schedule) may ask for; longer
     /// requests are shortened to it, not refused, so a client's larger default still works.
     public let longPollWaitMillisecondsMax: Int
@@ -30,6 +35,8 @@ public struct HTTPAPIConfiguration: Sendable {
         requestHeadBytesMax: Int = 64 << 10,
         connectionsMax: Int = 256,
         idleTimeout: TimeAmount = .seconds(90),
+        requestHeadTimeout: TimeAmount = .seconds(10),
+        requestBodyTimeout: TimeAmount = .seconds(60),
         longPollWaitMillisecondsMax: Int = 60_000,
         journalLinesMax: Int = 10_000,
         pageItemsMax: Int = 100
@@ -38,6 +45,7 @@ public struct HTTPAPIConfiguration: Sendable {
         precondition(requestHeadBytesMax >= 1024, "requestHeadBytesMax must be at least 1 KiB, got \(requestHeadBytesMax)")
         precondition(connectionsMax > 0, "connectionsMax must be positive, got \(connectionsMax)")
         precondition(idleTimeout > .zero, "idleTimeout must be positive, got \(idleTimeout)")
+        precondition(requestHeadTimeout > .zero && requestBodyTimeout > .zero, "request timeouts must be positive")
         precondition(longPollWaitMillisecondsMax >= 0, "longPollWaitMillisecondsMax must not be negative")
         precondition(journalLinesMax > 0, "journalLinesMax must be positive, got \(journalLinesMax)")
         precondition(pageItemsMax > 0, "pageItemsMax must be positive, got \(pageItemsMax)")
@@ -45,6 +53,8 @@ public struct HTTPAPIConfiguration: Sendable {
         self.requestHeadBytesMax = requestHeadBytesMax
         self.connectionsMax = connectionsMax
         self.idleTimeout = idleTimeout
+        self.requestHeadTimeout = requestHeadTimeout
+        self.requestBodyTimeout = requestBodyTimeout
         self.longPollWaitMillisecondsMax = longPollWaitMillisecondsMax
         self.journalLinesMax = journalLinesMax
         self.pageItemsMax = pageItemsMax

@@ -176,8 +176,10 @@ public final class HTTPAPIServer: Sendable {
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits
         ).flatMapThrowing {
             let sync = channel.pipeline.syncOperations
+            let deadlines = RequestDeadlines(headTimeout: configuration.requestHeadTimeout, bodyTimeout: configuration.requestBodyTimeout)
             try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout), position: .first)
-            try sync.addHandler(IdleConnectionCloser())
+            try sync.addHandler(RequestStartWatcher(deadlines: deadlines), position: .first)
+            try sync.addHandler(IdleConnectionCloser(deadlines: deadlines))
             return .serve(try HTTPServerAsyncChannel(wrappingChannelSynchronously: channel))
         }.flatMapError { _ in
             channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }

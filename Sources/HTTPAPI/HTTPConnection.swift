@@ -159,29 +159,106 @@ struct HTTPConnection: Sendable {
     }
 }
 
+/// The deadlines of one connection's requests, shared by the two handlers that see its bytes
+/// (`RequestStartWatcher`, in front of TLS and HTTP) and its requests (`IdleConnectionCloser`).
+///
+/// A read-inactivity timer alone lets a client that sends one byte of a header every minute hold
+/// a connection slot forever; so a request must arrive whole within fixed times of its first byte:
+/// the head within `headTimeout` (the TLS handshake, on a new connection, included), and the body
+/// within `bodyTimeout` of the head. Past either, the connection is closed. Only event-loop code
+/// touches it.
+final class RequestDeadlines {
+    let headTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
+    /// From a request's head until its response's end is written; long polls and followed
+    /// journals count, and while one is in flight no deadline runs.
+    var requestsInFlight = 0
+    private var headDeadline: Scheduled<Void>?
+    private var bodyDeadline: Scheduled<Void>?
+
+    init(headTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+        self.headTimeout = headTimeout
+        self.bodyTimeout = bodyTimeout
+    }
+
+    /// Bytes arrived: when they start a new request, its head must follow in time.
+    func bytesArrived(on channel: any Channel) {
+        guard requestsInFlight == 0, headDeadline == nil else { return }
+        headDeadline = channel.eventLoop.scheduleTask(in: headTimeout) { channel.close(promise: nil) }
+    }
+
+    func headArrived(on channel: any Channel) {
+        requestsInFlight += 1
+        headDeadline?.cancel()
+        headDeadline = nil
+        bodyDeadline?.cancel()
+        bodyDeadline = channel.eventLoop.scheduleTask(in: bodyTimeout) { channel.close(promise: nil) }
+    }
+
+    func bodyEnded() {
+        bodyDeadline?.cancel()
+        bodyDeadline = nil
+    }
+
+    func responseEnded() {
+        requestsInFlight = max(0, requestsInFlight - 1)
+    }
+
+    func cancelAll() {
+        headDeadline?.cancel()
+        bodyDeadline?.cancel()
+        headDeadline = nil
+        bodyDeadline = nil
+    }
+}
+
+/// First in the pipeline: sees every byte before TLS and HTTP decode it, to start the head's deadline.
+final class RequestStartWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let deadlines: RequestDeadlines
+
+    init(deadlines: RequestDeadlines) { self.deadlines = deadlines }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadlines.bytesArrived(on: context.channel)
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadlines.cancelAll()
+        context.fireChannelInactive()
+    }
+}
+
 /// Closes a kept-alive connection that has read nothing for `idleTimeout` while no request is
-/// in flight. A request counts as in flight from its head until its response's end is written,
-/// so long polls and followed journals are never cut by it.
+/// in flight, and tells `RequestDeadlines` where requests begin and end.
 final class IdleConnectionCloser: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private var requestsInFlight = 0
+    private let deadlines: RequestDeadlines
+
+    init(deadlines: RequestDeadlines) { self.deadlines = deadlines }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { requestsInFlight += 1 }
+        switch unwrapInboundIn(data) {
+        case .head: deadlines.headArrived(on: context.channel)
+        case .end: deadlines.bodyEnded()
+        case .body: break
+        }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { requestsInFlight = max(0, requestsInFlight - 1) }
+        if case .end = unwrapOutboundIn(data) { deadlines.responseEnded() }
         context.write(data, promise: promise)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, requestsInFlight == 0 {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, deadlines.requestsInFlight == 0 {
             context.close(promise: nil)
             return
         }

@@ -156,4 +156,50 @@ import Testing
             #expect(await connection.waitForClose())
         }
     }
+
+    /// A slowloris: the head dribbles in a byte at a time, each well inside the idle timeout, so
+    /// only the head's own deadline can cut it (before it, such a client held its slot forever).
+    @Test func aHeadThatDribblesInIsCutOffAtItsDeadline() async throws {
+        let configuration = HTTPAPIConfiguration(idleTimeout: .seconds(60), requestHeadTimeout: .seconds(2))
+        try await ServerFixture.run(configuration: configuration) { fixture in
+            let connection = try await fixture.connectTCP()
+            try await connection.send("GET /metrics HTTP/1.1\r\nHost: t\r\n")
+            let started = ContinuousClock.now
+            var sent = 0
+            do {
+                // 40 bytes over 10 s; the server must close long before the last (a write to
+                // the closed connection fails here).
+                while sent < 40 {
+                    try await Task.sleep(for: .milliseconds(250))
+                    try await connection.send("X")
+                    sent += 1
+                }
+            } catch {}
+            #expect(sent < 40, "the dribbling client was still connected after 10 s")
+            #expect(await connection.waitForClose(timeout: .seconds(20)))
+            #expect(ContinuousClock.now - started < .seconds(20))
+        }
+    }
+
+    @Test func aBodyThatNeverCompletesIsCutOffAtItsDeadline() async throws {
+        let configuration = HTTPAPIConfiguration(idleTimeout: .seconds(60), requestHeadTimeout: .seconds(60), requestBodyTimeout: .seconds(2))
+        try await ServerFixture.run(configuration: configuration) { fixture in
+            let connection = try await fixture.connectTCP()
+            try await connection.send("PUT /fleet/v1/units/a.service HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"de")
+            #expect(await connection.waitForClose(timeout: .seconds(20)))
+        }
+    }
+
+    /// The head's deadline runs from the request's first byte, not from the connect: a kept-alive
+    /// client that waits longer than it before its next request is served as before.
+    @Test func theHeadDeadlineStartsAtTheRequestsFirstByte() async throws {
+        let configuration = HTTPAPIConfiguration(idleTimeout: .seconds(60), requestHeadTimeout: .seconds(1), requestBodyTimeout: .seconds(1))
+        try await ServerFixture.run(configuration: configuration) { fixture in
+            let connection = try await fixture.connectTCP()
+            #expect(try await connection.request("GET", "/metrics").status == 200)
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await connection.request("GET", "/metrics").status == 200)
+            await connection.close()
+        }
+    }
 }
