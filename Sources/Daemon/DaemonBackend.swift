@@ -178,9 +178,11 @@ struct DaemonBackend: APIBackend {
     }
 
     private func listMachinesOnce() async throws(APIError) -> [FleetMachine] {
-        guard let state = try await readRegistry() else {
+        let state = try await readRegistry()
+        if state == nil, ReadConsistency.current != .local {
             return try await node.forward { client throws(ClientError) in try await client.listMachines() }
         }
+        // A local read outside the Raft group: gossip's view, with the metadata machines announce.
         return node.machines.filter { $0.status.isActive }.map {
             FleetMachine(id: $0.id.rawValue, primaryIP: $0.publicIP, metadata: node.effectiveMetadata($0, registry: state))
         }
@@ -234,6 +236,13 @@ struct DaemonBackend: APIBackend {
 
     private func listMachinesDetailedOnce() async throws(APIError) -> [FlotillaMachine] {
         guard let state = try await readRegistry() else {
+            if ReadConsistency.current == .local {
+                // A local read is this machine's own membership view, in the Raft group or not;
+                // forwarding it would answer with the leader's view (a cut leader's, in the gossip
+                // cut test, that sees everyone else dead). Outside the group there is no registry
+                // behind it: unit counts 0, nothing drained, roles as gossip announces them.
+                return node.machines.map { node.flotillaMachine($0, registry: nil) }
+            }
             return try await node.forward { client throws(ClientError) in try await client.listMachinesDetailed() }
         }
         let membership = await node.leadership().status?.membership

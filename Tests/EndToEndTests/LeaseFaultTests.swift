@@ -215,15 +215,19 @@ extension FlotillaCluster {
             // Membership must really have given up on it, or the fault tests nothing. Asked with
             // consistency=local: the machine's own membership view, not the leader's (which is
             // the cut machine's here, and sees everyone else dead).
+            // Every other machine, agents included (a local read on an agent was once forwarded
+            // to the leader, the cut machine, and this check failed whenever it polled one).
             let other = machine == 1 ? 2 : 1
             let address = addresses[machine - 1]
             let seenGone = Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.5) {
-                guard let listing = try? bed.execAllowingFailure(other, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
-                                                                 "http://localhost/flotilla/v1/machines?consistency=local"),
-                      listing.succeeded else { return false }
-                struct Machines: Decodable { struct Machine: Decodable { var primaryIP: String; var state: String }; var machines: [Machine] }
-                guard let machines = try? JSONDecoder().decode(Machines.self, from: Data(listing.standardOutput.utf8)) else { return false }
-                return machines.machines.first { $0.primaryIP == address }.map { $0.state == "dead" } ?? true
+                (1...bed.machineCount).filter { $0 != machine }.allSatisfy { index in
+                    guard let listing = try? bed.execAllowingFailure(index, "curl", "-sf", "--unix-socket", "/var/run/flotilla.sock",
+                                                                     "http://localhost/flotilla/v1/machines?consistency=local"),
+                          listing.succeeded else { return false }
+                    struct Machines: Decodable { struct Machine: Decodable { var primaryIP: String; var state: String }; var machines: [Machine] }
+                    guard let machines = try? JSONDecoder().decode(Machines.self, from: Data(listing.standardOutput.utf8)) else { return false }
+                    return machines.machines.first { $0.primaryIP == address }.map { $0.state == "dead" } ?? true
+                }
             }
             if !seenGone {
                 // Every machine's own view and machine `other`'s recent journal, to tell a slow
