@@ -231,7 +231,7 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "ClusterCertificates", .product(name: "X509", package: "swift-certificates"), "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Raft", "Registry", "Scheduling", "Storage", "UnitFile", "Wire", "TestSupport", "ClusterCertificates"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Raft", "RaftReplica", "Registry", "Scheduling", "Storage", "UnitFile", "Wire", "TestSupport", "ClusterCertificates"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
         .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
     ],

@@ -5,7 +5,9 @@ import Membership
 import MembershipShell
 import NIOCore
 import NIOPosix
+import RaftReplica
 import Registry
+import Storage
 import ServiceLifecycle
 import Synchronization
 import SystemdBus
@@ -29,8 +31,52 @@ public enum Daemon {
 
     /// The process's exit status after `run` threw: 78 (EX_CONFIG) for what a restart cannot fix
     /// (a machine ID that another live machine uses, no usable gossip keyring); 1 otherwise.
+    /// 74 (EX_IOERR) when the data directory failed to read or write (a full or failing disk,
+    /// which a restart may get past once the operator has made room), 65 (EX_DATAERR) when what
+    /// is on it is corrupt or does not restore (a restart meets it again).
     public static func exitStatus(for error: any Error) -> Int32 {
-        error is DuplicateMachineID || error is GossipKeyringUnavailable || error is PeerTLSUnusable ? MachineIdentityCheck.refusedExitStatus : 1
+        if error is DuplicateMachineID || error is GossipKeyringUnavailable || error is PeerTLSUnusable {
+            return MachineIdentityCheck.refusedExitStatus
+        }
+        if let stopped = error as? ReplicaStopped { return stopped.failure.exitStatus }
+        if let error = error as? ReplicaError {
+            switch error {
+            case .storage(let storage): return storage.exitStatus
+            case .snapshotNotRestored, .unusableState: return dataErrorExitStatus
+            case .invalidConfiguration, .transport, .stopped: return 1
+            }
+        }
+        return 1
+    }
+
+    static let ioErrorExitStatus: Int32 = 74
+    static let dataErrorExitStatus: Int32 = 65
+}
+
+/// The replica stopped taking part while the daemon ran (`RaftReplica.failures`).
+struct ReplicaStopped: Error, CustomStringConvertible {
+    let failure: ReplicaFailure
+    var description: String { "\(failure); this node no longer votes, acknowledges or leads" }
+}
+
+extension ReplicaFailure {
+    var exitStatus: Int32 {
+        switch self {
+        case .storage(let error): error.exitStatus
+        case .snapshotNotRestored: Daemon.dataErrorExitStatus
+        }
+    }
+}
+
+extension StorageError {
+    /// A failed system call is the disk's (or a full file system's); anything else is what the
+    /// files hold.
+    var exitStatus: Int32 {
+        switch self {
+        case .io, .unusableAfterFailure: Daemon.ioErrorExitStatus
+        case .directoryLocked, .closed: 1
+        default: Daemon.dataErrorExitStatus
+        }
     }
 }
 
@@ -130,8 +176,9 @@ struct DaemonService: Service {
         ])
 
         // The first task to end is the shutdown signal (the others loop until cancelled); only
-        // the identity refusal ends with a value, the error thrown once everything has stopped.
-        let refusal: DuplicateMachineID? = await withTaskGroup(of: DuplicateMachineID?.self) { group in
+        // the identity refusal and a failed replica end with a value, the error thrown once
+        // everything has stopped.
+        let refusal: (any Error & Sendable)? = await withTaskGroup(of: (any Error & Sendable)?.self) { group in
             group.addTask { await node.followMembership(); return nil }
             group.addTask { await node.scheduleLoop(); return nil }
             group.addTask { await node.autopilotLoop(); return nil }
@@ -152,14 +199,28 @@ struct DaemonService: Service {
                 try? await Task.sleep(for: .seconds(1_000_000_000))
                 return nil
             }
+            group.addTask {
+                // The log failed or a snapshot did not restore: this node can no longer vote,
+                // acknowledge or lead. Stop, loudly, rather than linger as a silent non-participant.
+                for await failure in voter.replica.failures { return ReplicaStopped(failure: failure) }
+                try? await Task.sleep(for: .seconds(1_000_000_000))
+                return nil
+            }
             group.addTask { try? await gracefulShutdown(); return nil }
             let first = await group.next() ?? nil
             group.cancelAll()
             return first
         }
 
-        logger.notice("flotillad stopping")
-        _ = try? SystemdNotifier.notify([.stopping])
+        if let failed = refusal as? ReplicaStopped {
+            // One clear message; the watchdog and the loops have stopped with the group, READY is
+            // withdrawn, and the exit status tells systemd (Units/flotillad.service) what to do.
+            logger.critical("flotillad stops: \(failed)")
+            _ = try? SystemdNotifier.notify([.stopping, .status("failed: \(failed)")])
+        } else {
+            logger.notice("flotillad stopping")
+            _ = try? SystemdNotifier.notify([.stopping])
+        }
         // Leave the gossip pool only when the whole machine is going down (a start job for
         // shutdown.target is queued): then the leader moves its units at once. A daemon that is
         // only restarting stays silent, so nothing moves (see the type's comment).
@@ -170,7 +231,8 @@ struct DaemonService: Service {
         }
         // A leader hands over first (thesis §3.10), so the cluster does not wait out an election
         // timeout with nobody accepting writes.
-        if let status = await voter.replica.status(), status.role == .leader,
+        // (A failed replica cannot: its core no longer runs. The others elect within an election timeout.)
+        if let status = await voter.replica.status(), status.role == .leader, status.failure == nil,
            let successor = status.membership.voters.filter({ $0 != voter.nodeID }).sorted().first {
             do {
                 try await voter.replica.transferLeadership(to: successor)

@@ -21,7 +21,7 @@ extension Node {
         guard let voter, let status = await voter.replica.status() else { return ([], false, false) }
         let ips = status.membership.voters.compactMap(ip(of:))
         guard ips.count == status.membership.voters.count, Set(ips).count == ips.count else { return ([], false, false) }
-        return (ips.sorted(), status.membership.voters.contains(voter.nodeID) && status.storageFailure == nil, status.leaderID != nil)
+        return (ips.sorted(), status.membership.voters.contains(voter.nodeID) && status.failure == nil, status.leaderID != nil)
     }
 
     func renewLease(_ request: LeaseRenewalRequest) async throws(APIError) -> LeaseRenewalAnswer {

@@ -126,7 +126,7 @@ final class Node: Sendable {
         }
         let leaderIP = status.leaderID.flatMap { id in raftAddressBook.withLock { $0[id] } }
         let isMember = status.membership.voters.contains(voter.nodeID) || status.membership.learners.contains(voter.nodeID)
-        return Leadership(isLeader: status.role == .leader && status.storageFailure == nil, term: status.term,
+        return Leadership(isLeader: status.role == .leader && status.failure == nil, term: status.term,
                           leaderIP: leaderIP, isMember: isMember, status: status)
     }
 

@@ -49,15 +49,14 @@ final class RegistryStore: Sendable {
         return result.encoded()
     }
 
-    func restore(_ bytes: [UInt8]) {
-        do {
-            var restored = RegistryState(limits: limits)
-            try restored.restore(from: bytes)
-            state.withLock { $0 = restored }
-            changes.notifyAll()
-        } catch {
-            logger.critical("registry snapshot does not restore", metadata: ["error": "\(error)"])
-        }
+    /// Replaces the registry with a snapshot's, or throws and leaves it as it was; the replica then
+    /// stops (`ReplicaFailure.snapshotNotRestored`) and so does the daemon, since the entries after
+    /// the snapshot would apply to a registry that misses what it holds.
+    func restore(_ bytes: [UInt8]) throws {
+        var restored = RegistryState(limits: limits)
+        try restored.restore(from: bytes)
+        state.withLock { $0 = restored }
+        changes.notifyAll()
     }
 
     func snapshot() -> [UInt8] { state.withLock { $0.snapshot() } }

@@ -65,7 +65,7 @@ final class Voter: Sendable {
             replica = try await RaftReplica.start(
                 configuration: replicaConfiguration, transportConfiguration: transportConfiguration,
                 eventLoop: raftGroup.next(), transportEventLoop: ioGroup.next(), logger: logger,
-                stateMachine: StateMachine(apply: { registry.apply($0) }, restore: { registry.restore($0.data) },
+                stateMachine: StateMachine(apply: { registry.apply($0) }, restore: { try registry.restore($0.data) },
                                            snapshot: { registry.snapshot() }))
         } catch {
             try? await raftGroup.shutdownGracefully()

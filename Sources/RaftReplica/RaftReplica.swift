@@ -44,6 +44,11 @@ public final class RaftReplica: Sendable {
     public let transport: Transport
     let inbox: Inbox
     let loop: NIOLoopBoundBox<ReplicaLoop>
+    /// Yields once if the replica stops taking part on its own (a failed write-ahead log, a
+    /// snapshot that did not restore: `ReplicaFailure`), and finishes when it is stopped. For one
+    /// reader, the process's supervisor: it should leave leadership and exit, so that systemd and
+    /// the other voters act on a node that can no longer vote or acknowledge.
+    public let failures: AsyncStream<ReplicaFailure>
 
     /// Opens (or creates) the write-ahead log, restores the state machine, starts the transport
     /// and the tick timer. `eventLoop` runs Raft; `transportEventLoop` runs the sockets.
@@ -63,13 +68,15 @@ public final class RaftReplica: Sendable {
         }
         let inbox = Inbox(messagesMax: configuration.inboxMessagesMax, proposalsMax: configuration.pendingProposalsMax)
         let machine = NIOLoopBoundBox.makeBoxSendingValue(stateMachine, as: StateMachine.self, eventLoop: eventLoop)
+        // One failure at most, then the end: a buffer of one never drops it.
+        let (failures, failuresContinuation) = AsyncStream.makeStream(of: ReplicaFailure.self, bufferingPolicy: .bufferingOldest(1))
         let opened: Result<NIOLoopBoundBox<ReplicaLoop>, ReplicaError>
         do {
             // The log is opened on the loop that will own it: its IO blocks that thread, not the
             // caller's, and the non-Sendable log never crosses threads.
             opened = try await eventLoop.submit {
                 ReplicaLoop.open(configuration: configuration, inbox: inbox, logger: logger,
-                                 stateMachine: machine.value, eventLoop: eventLoop)
+                                 stateMachine: machine.value, eventLoop: eventLoop, failures: failuresContinuation)
             }.get()
         } catch {
             throw .stopped
@@ -87,11 +94,13 @@ public final class RaftReplica: Sendable {
             throw .transport(error)
         }
         try? await eventLoop.submit { loop.value.begin(transport: transport) }.get()
-        return RaftReplica(configuration: configuration, eventLoop: eventLoop, transport: transport, inbox: inbox, loop: loop)
+        return RaftReplica(configuration: configuration, eventLoop: eventLoop, transport: transport, inbox: inbox, loop: loop,
+                           failures: failures)
     }
 
     init(configuration: ReplicaConfiguration, eventLoop: any EventLoop, transport: Transport, inbox: Inbox,
-         loop: NIOLoopBoundBox<ReplicaLoop>) {
+         loop: NIOLoopBoundBox<ReplicaLoop>, failures: AsyncStream<ReplicaFailure>) {
+        self.failures = failures
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.transport = transport

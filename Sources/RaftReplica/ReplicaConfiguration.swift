@@ -102,8 +102,41 @@ public enum ReplicaError: Error, Equatable, Sendable {
     case storage(StorageError)
     /// The recovered state does not satisfy the core (a bug or a foreign directory).
     case unusableState(String)
+    /// The state machine refused the recovered snapshot (`StateMachine.restore` threw).
+    case snapshotNotRestored(index: UInt64, reason: String)
     case transport(TransportError)
     case stopped
+}
+
+extension ReplicaError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let reason): "invalid replica configuration: \(reason)"
+        case .storage(let error): "the write-ahead log: \(error)"
+        case .unusableState(let reason): "the recovered Raft state is unusable: \(reason)"
+        case .snapshotNotRestored(let index, let reason): "the snapshot at index \(index) does not restore: \(reason)"
+        case .transport(let error): "the Raft transport: \(error)"
+        case .stopped: "the replica is stopped"
+        }
+    }
+}
+
+/// Why a running replica stopped taking part. It never recovers from either by itself: the log
+/// refuses further use after a failed write (`StorageError.unusableAfterFailure`), and a state
+/// machine that cannot take a snapshot no longer matches the log it applies. The process should
+/// stop and let its supervisor and the other voters act (`RaftReplica.failures`).
+public enum ReplicaFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A write, sync or compaction of the write-ahead log failed.
+    case storage(StorageError)
+    /// A snapshot received from the leader did not restore.
+    case snapshotNotRestored(index: UInt64, reason: String)
+
+    public var description: String {
+        switch self {
+        case .storage(let error): "the write-ahead log failed: \(error)"
+        case .snapshotNotRestored(let index, let reason): "the snapshot at index \(index) does not restore: \(reason)"
+        }
+    }
 }
 
 /// Why a leadership transfer did not complete (thesis §3.10).
@@ -166,8 +199,9 @@ public struct ReplicaStatus: Equatable, Sendable {
     public var pendingProposals: Int
     public var inboxMessagesDropped: Int
     public var storageSyncs: Int
-    /// Set once the write-ahead log failed: the replica has stopped taking part.
-    public var storageFailure: StorageError?
+    /// Set once the write-ahead log failed or a snapshot did not restore: the replica has stopped
+    /// taking part.
+    public var failure: ReplicaFailure?
     /// The membership in force (the latest in the log, committed or not: thesis §4.1).
     public var membership: Membership
     /// The index through which the log is compacted (0 before the first snapshot).
@@ -187,13 +221,16 @@ public struct StateMachine {
     /// which most state machines ignore) and returns the answer for its proposer.
     public var apply: (Entry) -> [UInt8]
     /// Replaces the whole state with a snapshot's (received from a leader, or recovered at start).
-    public var restore: (Snapshot) -> Void
+    /// Throws when the bytes do not decode; the state must then be left as it was. The replica
+    /// stops (`ReplicaFailure.snapshotNotRestored`, or at start `ReplicaError.snapshotNotRestored`):
+    /// going on would apply later entries to a state that misses the snapshot's.
+    public var restore: (Snapshot) throws -> Void
     /// Encodes the whole state as of the last entry `apply` was given, such that `restore` of
     /// those bytes rebuilds it (Raft §7). nil for a state machine that cannot: the replica then
     /// never compacts its log, and `ReplicaConfiguration.snapshotEveryEntries` must be nil.
     public var snapshot: (() -> [UInt8])?
 
-    public init(apply: @escaping (Entry) -> [UInt8], restore: @escaping (Snapshot) -> Void,
+    public init(apply: @escaping (Entry) -> [UInt8], restore: @escaping (Snapshot) throws -> Void,
                 snapshot: (() -> [UInt8])? = nil) {
         self.apply = apply
         self.restore = restore

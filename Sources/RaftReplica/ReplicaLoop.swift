@@ -22,7 +22,9 @@ final class ReplicaLoop {
     var ticker: RepeatedTask?
     /// Proposals appended to the log and not yet applied, by index.
     var pending: [UInt64: Pending] = [:]
-    var storageFailure: StorageError?
+    var failure: ReplicaFailure?
+    /// Told of `failure` once; finished when the replica closes (`RaftReplica.failures`).
+    let failures: AsyncStream<ReplicaFailure>.Continuation
     /// The hard state last made durable, for `Ready.messagesMaySendBeforePersisting`.
     var durableHardState: HardState
     var isClosed = false
@@ -40,8 +42,10 @@ final class ReplicaLoop {
     }
 
     init(configuration: ReplicaConfiguration, inbox: Inbox, logger: Logger, eventLoop: any EventLoop,
-         node: RaftNode, log: WriteAheadLog, durableHardState: HardState, stateMachine: StateMachine) {
+         node: RaftNode, log: WriteAheadLog, durableHardState: HardState, stateMachine: StateMachine,
+         failures: AsyncStream<ReplicaFailure>.Continuation) {
         self.configuration = configuration
+        self.failures = failures
         self.inbox = inbox
         self.logger = logger
         self.eventLoop = eventLoop
@@ -53,7 +57,7 @@ final class ReplicaLoop {
 
     static func open(
         configuration: ReplicaConfiguration, inbox: Inbox, logger: Logger, stateMachine: StateMachine,
-        eventLoop: any EventLoop
+        eventLoop: any EventLoop, failures: AsyncStream<ReplicaFailure>.Continuation
     ) -> Result<NIOLoopBoundBox<ReplicaLoop>, ReplicaError> {
         let log: WriteAheadLog
         let recovered: PersistentState
@@ -76,14 +80,21 @@ final class ReplicaLoop {
         }
         // The core hands out again every committed entry after the snapshot; the state machine
         // starts from the snapshot itself.
-        if recovered.snapshot.metadata.index > 0 { stateMachine.restore(recovered.snapshot) }
+        if recovered.snapshot.metadata.index > 0 {
+            do {
+                try stateMachine.restore(recovered.snapshot)
+            } catch {
+                log.close()
+                return .failure(.snapshotNotRestored(index: recovered.snapshot.metadata.index, reason: "\(error)"))
+            }
+        }
         logger.info("replica recovered", metadata: [
             "id": "\(configuration.id)", "term": "\(recovered.hardState.term)",
             "lastIndex": "\(node.lastIndex)", "commitIndex": "\(node.commitIndex)",
         ])
         let loop = ReplicaLoop(configuration: configuration, inbox: inbox, logger: logger, eventLoop: eventLoop,
                                node: node, log: log, durableHardState: recovered.hardState,
-                               stateMachine: stateMachine)
+                               stateMachine: stateMachine, failures: failures)
         loop.lastSnapshotAttemptIndex = recovered.snapshot.metadata.index
         return .success(NIOLoopBoundBox(loop, eventLoop: eventLoop))
     }
@@ -98,7 +109,7 @@ final class ReplicaLoop {
         }
     }
 
-    var isRunning: Bool { !isClosed && storageFailure == nil && transport != nil }
+    var isRunning: Bool { !isClosed && failure == nil && transport != nil }
 
     // MARK: Inputs
 
@@ -171,14 +182,21 @@ final class ReplicaLoop {
             do {
                 try log.append(batch)
             } catch {
-                failStorage(error)
+                fail(.storage(error))
                 return
             }
         }
         if let state = ready.hardState { durableHardState = state }
         if !sendsEarly { transport?.send(ready.messages) }
         if let snapshot = ready.snapshot {
-            stateMachine.restore(snapshot)
+            do {
+                try stateMachine.restore(snapshot)
+            } catch {
+                // The snapshot is already durable in the log, so a restart meets it again and
+                // refuses to start (`ReplicaError.snapshotNotRestored`): loud, not silent.
+                fail(.snapshotNotRestored(index: snapshot.metadata.index, reason: "\(error)"))
+                return
+            }
             snapshotsInstalled += 1
             lastSnapshotAttemptIndex = snapshot.metadata.index
         }
@@ -234,7 +252,7 @@ final class ReplicaLoop {
         do {
             try log.compact(through: snapshot)
         } catch {
-            failStorage(error)
+            fail(.storage(error))
             return
         }
         snapshotsTaken += 1
@@ -293,15 +311,16 @@ final class ReplicaLoop {
     }
 
     /// After a failed write or sync the log refuses further use (see `StorageError.unusableAfterFailure`),
-    /// and so must the replica: it stops taking part rather than vote or acknowledge without a disk.
-    func failStorage(_ error: StorageError) {
-        storageFailure = error
-        logger.critical("write-ahead log failed; replica stops taking part", metadata: [
-            "id": "\(configuration.id)", "error": "\(error)",
-        ])
+    /// and so must the replica: it stops taking part rather than vote or acknowledge without a
+    /// disk. Likewise after a snapshot that did not restore. The owner learns it from `failures`.
+    func fail(_ reason: ReplicaFailure) {
+        guard failure == nil else { return }
+        failure = reason
+        logger.critical("replica stops taking part: \(reason)", metadata: ["id": "\(configuration.id)"])
         ticker?.cancel()
         failPending()
         failPendingTransfer()
+        failures.yield(reason)
     }
 
     func failPending() {
@@ -320,6 +339,7 @@ final class ReplicaLoop {
         failPendingTransfer()
         for proposal in inbox.close() { proposal.completion(.failure(.stopped)) }
         log.close()
+        failures.finish()
     }
 
     // MARK: Inspection
@@ -328,7 +348,7 @@ final class ReplicaLoop {
         ReplicaStatus(
             id: node.id, role: node.role, term: node.term, leaderID: node.leaderID, commitIndex: node.commitIndex,
             appliedIndex: node.appliedIndex, lastIndex: node.lastIndex, pendingProposals: pending.count,
-            inboxMessagesDropped: inbox.messagesDropped, storageSyncs: log.syncCount, storageFailure: storageFailure,
+            inboxMessagesDropped: inbox.messagesDropped, storageSyncs: log.syncCount, failure: failure,
             membership: node.membership, snapshotIndex: node.snapshotMetadata.index, snapshotsTaken: snapshotsTaken,
             snapshotsInstalled: snapshotsInstalled, malformedMessagesDropped: node.malformedMessagesDropped)
     }

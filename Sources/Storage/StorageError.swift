@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Wire
 
 /// Operating errors of the write-ahead log. Corruption is always reported, never repaired
@@ -36,4 +39,31 @@ public enum StorageError: Error, Equatable, Sendable {
     /// success for data that is gone: the log refuses all further use; reopen it to recover.
     case unusableAfterFailure
     case closed
+}
+
+extension StorageError: CustomStringConvertible {
+    /// One line for the operator: which file, and for a failed system call the system's own words
+    /// ("No space left on device"), not only the errno.
+    public var description: String {
+        switch self {
+        case .io(let operation, let path, let errno):
+            "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+        case .directoryLocked(let path): "\(path) is locked by another process"
+        case .corruptSegmentHeader(let segment, let reason): "segment \(segment): corrupt header: \(reason)"
+        case .corruptRecord(let segment, let offset): "segment \(segment): corrupt record at offset \(offset)"
+        case .undecodableRecord(let segment, let offset, let error): "segment \(segment): undecodable record at offset \(offset): \(error)"
+        case .incompleteBatch(let segment, let offset): "segment \(segment): incomplete batch at offset \(offset)"
+        case .inconsistentLog(let segment, let offset, let reason): "segment \(segment) at offset \(offset): \(reason)"
+        case .missingSegment(let after, let found): "segment missing after sequence \(after) (next found: \(found))"
+        case .missingEntries(let snapshotIndex, let first): "entries missing between snapshot \(snapshotIndex) and index \(first)"
+        case .missingSnapshot(let index, let term): "snapshot at index \(index), term \(term) is missing"
+        case .corruptSnapshot(let file, let reason): "snapshot \(file) is corrupt: \(reason)"
+        case .segmentTooLarge(let segment, let bytes, let max): "segment \(segment) has \(bytes) bytes, over \(max)"
+        case .snapshotTooLarge(let bytes, let max): "snapshot of \(bytes) bytes, over \(max)"
+        case .entryTooLarge(let index, let bytes, let max): "entry \(index) of \(bytes) bytes does not fit a record of \(max)"
+        case .batchTooLarge(let bytes, let max): "batch of \(bytes) bytes, over \(max)"
+        case .unusableAfterFailure: "the log refuses use after an earlier failed write or sync"
+        case .closed: "the log is closed"
+        }
+    }
 }

@@ -18,6 +18,16 @@ final class AppliedCommands: Sendable {
     /// The index of every snapshot `restore` was given, in order.
     let restoredSnapshotIndexes = Mutex<[UInt64]>([])
 
+    /// A state machine that cannot take snapshots (as one of another version might not): every
+    /// `restore` throws and changes nothing.
+    let refusesRestores: Bool
+
+    init(refusesRestores: Bool = false) {
+        self.refusesRestores = refusesRestores
+    }
+
+    struct RestoreRefused: Error {}
+
     var all: [[UInt8]] { commands.withLock { $0 } }
     var restores: [UInt64] { restoredSnapshotIndexes.withLock { $0 } }
 
@@ -29,6 +39,7 @@ final class AppliedCommands: Sendable {
                 return Array(data.reversed())
             },
             restore: { snapshot in
+                if self.refusesRestores { throw RestoreRefused() }
                 self.commands.withLock { $0 = Self.decode(snapshot.data) }
                 self.restoredSnapshotIndexes.withLock { $0.append(snapshot.metadata.index) }
             },
@@ -85,6 +96,8 @@ final class LoopbackCluster {
     var ports: [NodeID: Int] = [:]
     /// Replicas started with no founding voters (they join through `addLearner`).
     var joiners: Set<NodeID> = []
+    /// Replicas whose state machine refuses every snapshot (`AppliedCommands.refusesRestores`).
+    var refusingRestores: Set<NodeID> = []
 
     init(ids: [NodeID] = [NodeID(1), NodeID(2), NodeID(3)], snapshotEveryEntries: Int? = nil,
          writeAheadLog: WriteAheadLogConfiguration = WriteAheadLogConfiguration(),
@@ -128,11 +141,17 @@ final class LoopbackCluster {
             localID: id, listenAddress: PeerAddress(host: "127.0.0.1", port: port), peers: peers,
             reconnectDelayMin: .milliseconds(5), reconnectDelayMax: .milliseconds(200), jitterSeed: id.rawValue)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let commands = AppliedCommands()
-        let replica = try await RaftReplica.start(
-            configuration: configuration, transportConfiguration: transportConfiguration,
-            eventLoop: group.next(), transportEventLoop: transportGroup.next(),
-            logger: Logger(label: "replica-\(id)"), stateMachine: commands.stateMachine())
+        let commands = AppliedCommands(refusesRestores: refusingRestores.contains(id))
+        let replica: RaftReplica
+        do {
+            replica = try await RaftReplica.start(
+                configuration: configuration, transportConfiguration: transportConfiguration,
+                eventLoop: group.next(), transportEventLoop: transportGroup.next(),
+                logger: Logger(label: "replica-\(id)"), stateMachine: commands.stateMachine())
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         raftGroups[id] = group
         replicas[id] = replica
         applied[id] = commands
