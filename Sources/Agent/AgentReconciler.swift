@@ -20,6 +20,11 @@ import UnitFile
 /// and matches. A `failed` launched unit is not restarted here: systemd's `Restart=` decides
 /// (fleet did the same), which avoids a restart loop driven by every reconcile tick.
 ///
+/// The host's own units: a desired unit that the machine's systemd already knows from outside the
+/// agent's directory (`ObservedUnit.foreignFragmentPath`) gets no action at all, neither a stop
+/// nor a write nor a start, and is reported as refused: a cluster unit named `ssh.service` or
+/// `docker.service` must not replace or stop the machine's own.
+///
 /// The lease (`LeaseGate`): units start only while the machine holds its lease. Before the
 /// first grant after a restart nothing starts and nothing desired is stopped (systemd's lease
 /// unit still guards what runs); after a lapse every launched unit is planned as loaded, so it
@@ -57,6 +62,7 @@ public struct AgentReconciler: Sendable {
             let want = desiredByName[name]
             let have = observedByName[name]
             let isUp = have?.activeState.isUp ?? false
+            if have?.foreignFragmentPath != nil { continue }
             guard let want else {
                 guard let have else { continue }
                 if isUp { stops.append(name) }
@@ -108,9 +114,7 @@ public struct AgentReconciler: Sendable {
         let observedByName = try index(observed, name: \.name)
         var reports: [UnitStateReport] = []
         for name in Set(reported.keys).union(observedByName.keys).sorted() {
-            let change: UnitStateReport.Change = observedByName[name].map {
-                .observed(loadState: $0.loadState, activeState: $0.activeState, subState: $0.subState, fileHash: $0.fileHash)
-            } ?? .gone
+            let change: UnitStateReport.Change = observedByName[name].map(Self.change) ?? .gone
             guard reported[name] != change else { continue }
             reports.append(UnitStateReport(name: name, change: change))
             reported[name] = change == .gone ? nil : change
@@ -126,12 +130,15 @@ public struct AgentReconciler: Sendable {
         let observedByName = try index(observed, name: \.name)
         reported = [:]
         return observedByName.keys.sorted().map { name in
-            let unit = observedByName[name]!
-            let change = UnitStateReport.Change.observed(
-                loadState: unit.loadState, activeState: unit.activeState, subState: unit.subState, fileHash: unit.fileHash)
+            let change = Self.change(observedByName[name]!)
             reported[name] = change
             return UnitStateReport(name: name, change: change)
         }
+    }
+
+    static func change(_ unit: ObservedUnit) -> UnitStateReport.Change {
+        if let path = unit.foreignFragmentPath { return .refused(foreignFragmentPath: path) }
+        return .observed(loadState: unit.loadState, activeState: unit.activeState, subState: unit.subState, fileHash: unit.fileHash)
     }
 
     private func index<Element>(_ elements: [Element], name: (Element) -> UnitName) throws(AgentError) -> [UnitName: Element] {

@@ -78,9 +78,14 @@ public struct ObservedUnit: Hashable, Sendable {
     public var fileHash: UnitHash?
     /// Whether the drop-in that binds the unit to systemd's lease unit is on disk beside it.
     public var isBoundToLease: Bool
+    /// Set when the machine's systemd knows this unit from a file outside the agent's unit
+    /// directory (its `FragmentPath`: /lib/systemd/system/ssh.service), or from none at all
+    /// (transient, generated): the host's unit, which the cluster must never write, start or stop.
+    public var foreignFragmentPath: String?
 
     public init(name: UnitName, loadState: LoadState, activeState: ActiveState, subState: String, fileHash: UnitHash?,
-                isBoundToLease: Bool = true) {
+                isBoundToLease: Bool = true, foreignFragmentPath: String? = nil) {
+        self.foreignFragmentPath = foreignFragmentPath
         self.name = name
         self.loadState = loadState
         self.activeState = activeState
@@ -122,6 +127,9 @@ public enum UnitAction: Hashable, Sendable {
 public struct UnitStateReport: Hashable, Sendable {
     public enum Change: Hashable, Sendable {
         case observed(loadState: LoadState, activeState: ActiveState, subState: String, fileHash: UnitHash?)
+        /// The machine's systemd has a unit of this name of its own (`ObservedUnit.foreignFragmentPath`):
+        /// the agent leaves it alone and the cluster's unit does not run here.
+        case refused(foreignFragmentPath: String)
         /// The unit is no longer seen on this machine.
         case gone
     }

@@ -62,6 +62,9 @@ actor MachineAgent {
     private var reportInFlight = false
     private var reportAgain = false
     private var lastSystemdState: [String: (load: String, active: String, sub: String)] = [:]
+    /// Units refused as the host's own (see `foreignFragmentPath`), so each is logged once. Bounded
+    /// by the units scheduled here.
+    private var refusedUnits: Set<String> = []
     /// The hash of each file in the unit directory by its inode, size and change time: every
     /// reconcile observes the whole directory, and reading and hashing a thousand files each time
     /// cost more than the rest of the reconcile.
@@ -499,12 +502,43 @@ actor MachineAgent {
             let sub = state?.sub ?? "dead"
             // A unit neither on disk nor known to systemd is not on this machine at all.
             if hashes[name] == nil && load == "not-found" { continue }
+            // Known to systemd but not from a file here: whose is it? (Checked before the agent
+            // ever writes or links a file of this name, since once linked ours would hide it.)
+            let foreign = hashes[name] == nil ? await foreignFragmentPath(name) : nil
             lastSystemdState[name.rawValue] = (load, active, sub)
             observed.append(ObservedUnit(name: name, loadState: Agent.LoadState(systemdValue: load),
                                          activeState: Agent.ActiveState(systemdValue: active), subState: sub,
-                                         fileHash: hashes[name], isBoundToLease: hashes[name] == nil || systemdLease.isBound(name)))
+                                         fileHash: hashes[name], isBoundToLease: hashes[name] == nil || systemdLease.isBound(name),
+                                         foreignFragmentPath: foreign))
         }
         return observed
+    }
+
+    /// The unit's `FragmentPath` if it lies outside the unit directory (the host's own unit), or
+    /// a description of where systemd has it from when there is no file at all (a transient or
+    /// generated unit); nil when the fragment is the agent's own file (linked from the directory,
+    /// before a reload has dropped a removed one). Logged once per unit.
+    private func foreignFragmentPath(_ name: UnitName) async -> String? {
+        let properties: UnitProperties
+        do {
+            properties = try await manager.unitProperties(name)
+        } catch {
+            // Not known for sure: leave it alone this round, unlogged; the next observes again.
+            return "(not known: \(error))"
+        }
+        let fragment = properties.fragmentPath
+        let directories = [unitsDirectory, URL(fileURLWithPath: unitsDirectory).resolvingSymlinksInPath().path].map { $0 + "/" }
+        // The agent's own link (/run/systemd/system/NAME -> the unit directory), even dangling.
+        let candidates = [fragment, URL(fileURLWithPath: fragment).resolvingSymlinksInPath().path,
+                          (try? FileManager.default.destinationOfSymbolicLink(atPath: fragment)) ?? ""]
+        if !fragment.isEmpty, candidates.contains(where: { path in directories.contains { path.hasPrefix($0) } }) { return nil }
+        let foreign = fragment.isEmpty ? "(no unit file: load state \(properties.state.load.rawValue))" : fragment
+        if refusedUnits.insert(name.rawValue).inserted {
+            logger.warning("refusing a cluster unit that this machine's systemd already has from elsewhere; it is left alone", metadata: [
+                "unit": "\(name)", "fragment_path": "\(foreign)", "units_directory": "\(unitsDirectory)",
+            ])
+        }
+        return foreign
     }
 
     private func perform(_ actions: [UnitAction]) async {
@@ -640,6 +674,11 @@ actor MachineAgent {
                 switch change.change {
                 case .gone:
                     gone.append(change.name.rawValue)
+                case .refused:
+                    // Not fleet's states but within its shape: clients see it failed here.
+                    states.append(FleetUnitState(name: change.name.rawValue, hash: "", machineID: machineID,
+                                                 systemdLoadState: "refused", systemdActiveState: "failed",
+                                                 systemdSubState: "host-unit"))
                 case .observed(_, _, _, let hash):
                     let raw = lastSystemdState[change.name.rawValue] ?? ("not-found", "inactive", "dead")
                     states.append(FleetUnitState(name: change.name.rawValue, hash: hash?.hex ?? "", machineID: machineID,

@@ -288,6 +288,11 @@ struct APIRequestHandler: Sendable {
             throw .badRequest("name in URL \(urlName.debugDescription) differs from unit name in request body \(bodyName.debugDescription)")
         }
         let name = try unitName(urlName)
+        // fleet accepted any name; a cluster that can replace dbus.service or -.mount on every
+        // machine is one request away from bricking them all.
+        if let reason = HostUnitNames.reservation(of: name) {
+            throw .badRequest("unit name \(name) is reserved for the host: \(reason)")
+        }
         var unitFile: UnitFile?
         if let options = body.options, !options.isEmpty {
             do {

@@ -56,7 +56,19 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
              observed: observed(.loaded, .inactive, hash: hashA), expected: [.removeFile(web), .reloadDaemon]),
         Case(label: "not desired, file gone but still running: stop", desired: nil,
              observed: observed(.loaded, .active, hash: nil), expected: [.stop(web)]),
+        // The host's own unit of that name: never stopped, overwritten or started.
+        Case(label: "launched, the host's own running unit: left alone", desired: .launched,
+             observed: hostUnit(.active), expected: []),
+        Case(label: "launched, the host's own stopped unit: not started", desired: .launched,
+             observed: hostUnit(.inactive), expected: []),
+        Case(label: "loaded, the host's own running unit: not stopped", desired: .loaded,
+             observed: hostUnit(.active), expected: []),
     ]
+
+    static func hostUnit(_ active: ActiveState) -> ObservedUnit {
+        ObservedUnit(name: web, loadState: .loaded, activeState: active, subState: "running", fileHash: nil,
+                     foreignFragmentPath: "/lib/systemd/system/web.service")
+    }
 
     @Test(arguments: cases)
     func planForTargetAndObservedState(_ testCase: Case) throws {
@@ -108,6 +120,16 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
             == [.observed(loadState: .loaded, activeState: .inactive, subState: "-", fileHash: hashA)])
         #expect(try agent.report(observed: []) == [UnitStateReport(name: web, change: .gone)])
         #expect(try agent.report(observed: []).isEmpty)
+    }
+
+    @Test func theHostsOwnUnitIsReportedRefusedWithItsPathNotItsState() throws {
+        var agent = AgentReconciler()
+        let host = AgentPlanTests.hostUnit(.active)
+        #expect(try agent.report(observed: [host]) == [UnitStateReport(name: web, change: .refused(foreignFragmentPath: "/lib/systemd/system/web.service"))])
+        var stopped = host
+        stopped.activeState = .inactive
+        #expect(try agent.report(observed: [stopped]).isEmpty, "the host unit's own state changes are not the cluster's")
+        #expect(try agent.resync(observed: [host]).map(\.change) == [.refused(foreignFragmentPath: "/lib/systemd/system/web.service")])
     }
 
     @Test func aResyncAfterALeaderChangeReportsEveryObservedUnitThenOnlyChanges() throws {

@@ -185,6 +185,12 @@ import Testing
         ("a.service", #"["desiredState"]"#, "JSON object"),
         ("a.service", #"{"desiredState":"launched","options":"ExecStart=/bin/true"}"#, "options"),
         ("a.service", "", "empty"),
+        // Names the host owns (HostUnitNames), whatever the body.
+        ("dbus.service", #"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/true"}]}"#, "reserved for the host"),
+        ("systemd-journald.service", #"{"desiredState":"launched"}"#, "reserved for the host"),
+        ("flotillad.service", #"{"desiredState":"launched"}"#, "reserved for the host"),
+        ("-.mount", #"{"desiredState":"launched"}"#, "a mount of / would cover"),
+        ("etc-ssh.mount", #"{"desiredState":"launched"}"#, "a mount of /etc/ssh would cover"),
     ])
     func putRefusesInvalidRequestsWith400(name: String, body: String, messagePart: String) async throws {
         try await ServerFixture.run { fixture in
