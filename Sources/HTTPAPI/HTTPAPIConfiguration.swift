@@ -13,6 +13,9 @@ public struct HTTPAPIConfiguration: Sendable {
     /// Connections served at once across all listeners; more are closed as soon as they are
     /// accepted, so a burst of clients cannot exhaust descriptors or memory.
     public let connectionsMax: Int
+    /// Connections from one IP address at once (TCP listeners; the unix socket is local and not
+    /// counted by address): one host holding connections open cannot take every slot.
+    public let connectionsPerAddressMax: Int
     /// A kept-alive connection with no request in flight that reads nothing for this long is
     /// closed. A request in flight (a long poll, a followed journal) is never cut by it.
     public let idleTimeout: TimeAmount
@@ -34,6 +37,7 @@ public struct HTTPAPIConfiguration: Sendable {
         requestBodyBytesMax: Int = 2 << 20,
         requestHeadBytesMax: Int = 64 << 10,
         connectionsMax: Int = 256,
+        connectionsPerAddressMax: Int = 64,
         idleTimeout: TimeAmount = .seconds(90),
         requestHeadTimeout: TimeAmount = .seconds(10),
         requestBodyTimeout: TimeAmount = .seconds(60),
@@ -44,6 +48,7 @@ public struct HTTPAPIConfiguration: Sendable {
         precondition(requestBodyBytesMax > 0, "requestBodyBytesMax must be positive, got \(requestBodyBytesMax)")
         precondition(requestHeadBytesMax >= 1024, "requestHeadBytesMax must be at least 1 KiB, got \(requestHeadBytesMax)")
         precondition(connectionsMax > 0, "connectionsMax must be positive, got \(connectionsMax)")
+        precondition(connectionsPerAddressMax > 0, "connectionsPerAddressMax must be positive, got \(connectionsPerAddressMax)")
         precondition(idleTimeout > .zero, "idleTimeout must be positive, got \(idleTimeout)")
         precondition(requestHeadTimeout > .zero && requestBodyTimeout > .zero, "request timeouts must be positive")
         precondition(longPollWaitMillisecondsMax >= 0, "longPollWaitMillisecondsMax must not be negative")
@@ -52,6 +57,7 @@ public struct HTTPAPIConfiguration: Sendable {
         self.requestBodyBytesMax = requestBodyBytesMax
         self.requestHeadBytesMax = requestHeadBytesMax
         self.connectionsMax = connectionsMax
+        self.connectionsPerAddressMax = connectionsPerAddressMax
         self.idleTimeout = idleTimeout
         self.requestHeadTimeout = requestHeadTimeout
         self.requestBodyTimeout = requestBodyTimeout

@@ -45,7 +45,8 @@ public final class HTTPAPIServer: Sendable {
                              audience: APIAudience = .users(machineID: "local"),
                              eventLoopGroup: any EventLoopGroup, logger: Logger) async throws(HTTPAPIServerError) -> HTTPAPIServer {
         precondition(!listeners.isEmpty, "HTTPAPIServer needs at least one listener")
-        let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
+        let connections = ConnectionRegistry(connectionsMax: configuration.connectionsMax,
+                                             connectionsPerAddressMax: configuration.connectionsPerAddressMax)
         let connection = HTTPConnection(handler: APIRequestHandler(backend: backend, configuration: configuration, logger: logger),
                                         configuration: configuration, logger: logger)
         var tlsContexts: [NIOSSLContext?] = []
@@ -198,31 +199,48 @@ enum AcceptedConnection: Sendable {
 /// list `shutdown` closes.
 final class ConnectionRegistry: @unchecked Sendable {
     private let connectionsMax: Int
-    // Guards `channels` and `isClosed`; held only for dictionary updates, never across IO.
+    private let connectionsPerAddressMax: Int
+    // Guards the fields below; held only for dictionary updates, never across IO.
     private let lock = NSLock()
-    private var channels: [ObjectIdentifier: any Channel] = [:]
+    /// Each open connection, with the IP address it counts against (nil: the unix socket).
+    private var channels: [ObjectIdentifier: (channel: any Channel, address: String?)] = [:]
+    private var byAddress: [String: Int] = [:]
     private var isClosed = false
+    private(set) var refusedPerAddress = 0
 
-    init(connectionsMax: Int) {
+    init(connectionsMax: Int, connectionsPerAddressMax: Int = .max) {
         self.connectionsMax = connectionsMax
+        self.connectionsPerAddressMax = connectionsPerAddressMax
     }
 
     func admit(_ channel: any Channel) -> Bool {
-        lock.withLock {
+        let address = channel.remoteAddress?.ipAddress
+        return lock.withLock {
             guard !isClosed, channels.count < connectionsMax else { return false }
-            channels[ObjectIdentifier(channel)] = channel
+            if let address {
+                guard byAddress[address, default: 0] < connectionsPerAddressMax else {
+                    refusedPerAddress += 1
+                    return false
+                }
+                byAddress[address, default: 0] += 1
+            }
+            channels[ObjectIdentifier(channel)] = (channel, address)
             return true
         }
     }
 
     func remove(_ channel: any Channel) {
-        _ = lock.withLock { channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        lock.withLock {
+            guard let removed = channels.removeValue(forKey: ObjectIdentifier(channel)), let address = removed.address else { return }
+            let remaining = byAddress[address, default: 1] - 1
+            byAddress[address] = remaining > 0 ? remaining : nil
+        }
     }
 
     func closeAll() {
         let open = lock.withLock {
             isClosed = true
-            return Array(channels.values)
+            return channels.values.map(\.channel)
         }
         for channel in open { channel.close(promise: nil) }
     }

@@ -38,6 +38,8 @@ final class InboundStreamHandler: ChannelInboundHandler {
     var decoder: StreamFrame.Decoder
     var isDone = false
     var timeout: Scheduled<Void>?
+    /// The remote IP this stream counts against, once admitted.
+    var countedAddress: String?
 
     init(state: NIOLoopBoundBox<ShellState>, configuration: MembershipShellConfiguration) {
         self.state = state
@@ -53,6 +55,15 @@ final class InboundStreamHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        guard state.inboundStreamsByAddress[address, default: 0] < configuration.inboundStreamsPerAddressMax else {
+            state.counters.streamsRefusedPerAddress += 1
+            isDone = true
+            context.close(promise: nil)
+            return
+        }
+        state.inboundStreamsByAddress[address, default: 0] += 1
+        countedAddress = address
         state.counters.streamsAccepted += 1
         let channel = context.channel
         state.inboundStreams[ObjectIdentifier(channel)] = channel
@@ -65,7 +76,13 @@ final class InboundStreamHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
-        state.value.inboundStreams.removeValue(forKey: ObjectIdentifier(context.channel))
+        let state = state.value
+        state.inboundStreams.removeValue(forKey: ObjectIdentifier(context.channel))
+        if let address = countedAddress {
+            countedAddress = nil
+            let remaining = state.inboundStreamsByAddress[address, default: 1] - 1
+            state.inboundStreamsByAddress[address] = remaining > 0 ? remaining : nil
+        }
         context.fireChannelInactive()
     }
 

@@ -39,6 +39,10 @@ public struct MembershipShellConfiguration: Sendable {
     public var streamTimeout: TimeAmount
     /// Inbound push-pull connections served at once; more are closed at once and counted.
     public var inboundStreamsMax: Int
+    /// Inbound push-pull connections from one IP address at once (a member runs one exchange at a
+    /// time with each peer): one host cannot take every slot and keep the others' joins and
+    /// anti-entropy out, however fast it reconnects.
+    public var inboundStreamsPerAddressMax: Int
     /// Outbound push-pull exchanges in flight at once; more requests are dropped and counted
     /// (the core retries push-pull and joins on its own timers).
     public var outboundStreamsMax: Int
@@ -63,6 +67,7 @@ public struct MembershipShellConfiguration: Sendable {
         streamFrameBytesMax: Int = 8 << 20,
         streamTimeout: TimeAmount = .seconds(10),
         inboundStreamsMax: Int = 32,
+        inboundStreamsPerAddressMax: Int = 8,
         outboundStreamsMax: Int = 16,
         memberEventsBufferMax: Int = 1_024,
         leavePropagationMilliseconds: Int64 = 1_000
@@ -80,6 +85,7 @@ public struct MembershipShellConfiguration: Sendable {
         self.streamFrameBytesMax = streamFrameBytesMax
         self.streamTimeout = streamTimeout
         self.inboundStreamsMax = inboundStreamsMax
+        self.inboundStreamsPerAddressMax = inboundStreamsPerAddressMax
         self.outboundStreamsMax = outboundStreamsMax
         self.memberEventsBufferMax = memberEventsBufferMax
         self.leavePropagationMilliseconds = leavePropagationMilliseconds
@@ -108,7 +114,8 @@ public struct MembershipShellConfiguration: Sendable {
             throw .invalidConfiguration("streamFrameBytesMax \(streamFrameBytesMax) is above 1 GiB")
         }
         guard streamTimeout > .zero else { throw .invalidConfiguration("streamTimeout must be positive") }
-        for (name, value) in [("inboundStreamsMax", inboundStreamsMax), ("outboundStreamsMax", outboundStreamsMax),
+        for (name, value) in [("inboundStreamsMax", inboundStreamsMax), ("inboundStreamsPerAddressMax", inboundStreamsPerAddressMax),
+                              ("outboundStreamsMax", outboundStreamsMax),
                               ("memberEventsBufferMax", memberEventsBufferMax)] where value <= 0 {
             throw .invalidConfiguration("\(name) must be positive, got \(value)")
         }

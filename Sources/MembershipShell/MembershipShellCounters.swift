@@ -22,6 +22,8 @@ public struct MembershipShellCounters: Hashable, Sendable {
 
     public var streamsAccepted = 0
     public var streamsRefusedOverLimit = 0
+    /// Inbound streams refused because their address already had `inboundStreamsPerAddressMax`.
+    public var streamsRefusedPerAddress = 0
     /// Inbound or outbound frames that were too large, empty, undecodable, or not the push-pull
     /// kind expected on that side of the exchange.
     public var streamFramesDroppedUndecodable = 0

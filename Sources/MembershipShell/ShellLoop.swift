@@ -18,6 +18,8 @@ final class ShellState {
     var keyring: GossipKeyring?
     let continuation: AsyncStream<MembershipEvent>.Continuation
     var inboundStreams: [ObjectIdentifier: any Channel] = [:]
+    /// Open inbound streams by remote IP address (`inboundStreamsPerAddressMax`).
+    var inboundStreamsByAddress: [String: Int] = [:]
     var outboundStreams: [ObjectIdentifier: any Channel] = [:]
     /// Outbound exchanges counted from the connect attempt on (before a channel exists).
     var outboundStreamsInFlight = 0

@@ -16,6 +16,9 @@ final class InboundFrameHandler: ChannelInboundHandler {
     var isClosing = false
     /// TLS: who the peer's verified certificate says it is, from the end of the handshake on.
     var identity: PeerIdentity?
+    /// The remote IP this connection counts against (`inboundConnectionsPerAddressMax`), once admitted.
+    var countedAddress: String?
+    var handshakeDeadline: Scheduled<Void>?
 
     init(box: ListenerBox) {
         self.box = box
@@ -24,29 +27,62 @@ final class InboundFrameHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let state = box.state.value
-        if state.isShutDown || state.inboundChannels.count >= box.configuration.inboundConnectionsMax {
+        let configuration = box.configuration
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        if state.isShutDown || state.inboundChannels.count >= configuration.inboundConnectionsMax {
             state.counters.connectionsRefusedOverLimit += 1
             box.logger.warning("inbound connection refused", metadata: [
                 "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
-                "inboundConnectionsMax": "\(box.configuration.inboundConnectionsMax)",
+                "inboundConnectionsMax": "\(configuration.inboundConnectionsMax)",
             ])
             isClosing = true
             context.close(promise: nil)
             return
         }
+        if state.inboundByAddress[address, default: 0] >= configuration.inboundConnectionsPerAddressMax {
+            // Counted, not logged per connection: a flood would flood the journal too.
+            state.counters.connectionsRefusedPerAddress += 1
+            isClosing = true
+            context.close(promise: nil)
+            return
+        }
+        state.inboundByAddress[address, default: 0] += 1
+        countedAddress = address
         state.inboundChannels[ObjectIdentifier(context.channel)] = context.channel
+        if configuration.tls != nil {
+            let channel = context.channel
+            handshakeDeadline = channel.eventLoop.scheduleTask(in: configuration.handshakeTimeout) { [box] in
+                box.state.value.counters.handshakeTimeouts += 1
+                channel.close(promise: nil)
+            }
+        }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        box.state.value.inboundChannels.removeValue(forKey: ObjectIdentifier(context.channel))
+        handshakeDeadline?.cancel()
+        let state = box.state.value
+        state.inboundChannels.removeValue(forKey: ObjectIdentifier(context.channel))
+        if let address = countedAddress {
+            countedAddress = nil
+            let remaining = state.inboundByAddress[address, default: 1] - 1
+            state.inboundByAddress[address] = remaining > 0 ? remaining : nil
+        }
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
+            handshakeDeadline?.cancel()
+            handshakeDeadline = nil
             let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
             identity = handler?.peerCertificate.flatMap(PeerIdentity.init)
+        }
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            box.state.value.counters.idleConnectionsClosed += 1
+            isClosing = true
+            context.close(promise: nil)
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }

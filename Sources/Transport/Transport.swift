@@ -74,6 +74,8 @@ public final class Transport: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // First, so that it sees every byte, the handshake's too.
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.inboundIdleTimeout))
                         if let tls = configuration.tls {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.contexts.serverContext))
                         }
@@ -326,6 +328,8 @@ final class TransportState {
     var counters = TransportCounters()
     var serverChannel: (any Channel)?
     var inboundChannels: [ObjectIdentifier: any Channel] = [:]
+    /// Open inbound connections by remote IP address (for `inboundConnectionsPerAddressMax`).
+    var inboundByAddress: [String: Int] = [:]
     var isShutDown = false
 }
 

@@ -44,6 +44,19 @@ public struct TransportConfiguration: Sendable {
     /// Inbound connections served at once; more are closed as soon as they are accepted. A cluster
     /// needs one per peer, plus a few for peers that reconnect before their old socket times out.
     public let inboundConnectionsMax: Int
+    /// Inbound connections from one IP address at once: a peer holds one (its outbound link to
+    /// us), two for a moment while it reconnects, a few more in a test cluster on one loopback
+    /// address. Without it one host that opens and holds connections fills `inboundConnectionsMax`
+    /// and every real peer is refused.
+    public let inboundConnectionsPerAddressMax: Int
+    /// With TLS, an inbound connection must complete its handshake this soon after it is
+    /// accepted, or it is closed: one that connects and then says nothing (or dribbles a byte at a
+    /// time) holds a slot only this long.
+    public let handshakeTimeout: TimeAmount
+    /// An inbound connection on which nothing arrives for this long is closed. A leader's link
+    /// carries heartbeats every tick; a link between two followers may be silent for long, so its
+    /// sender simply reconnects on its next message (Raft tolerates the lost one).
+    public let inboundIdleTimeout: TimeAmount
     /// The outbound socket buffer above which a connection counts as not writable, so that
     /// messages wait in the bounded send queue instead of piling up inside NIO.
     public let outboundBufferBytesHigh: Int
@@ -63,13 +76,20 @@ public struct TransportConfiguration: Sendable {
         connectTimeout: TimeAmount = .seconds(1),
         jitterSeed: UInt64 = 1,
         inboundConnectionsMax: Int = 64,
+        inboundConnectionsPerAddressMax: Int = 8,
+        handshakeTimeout: TimeAmount = .seconds(10),
+        inboundIdleTimeout: TimeAmount = .seconds(120),
         outboundBufferBytesHigh: Int = 4 * 1024 * 1024
     ) throws(TransportError) {
         for (name, value) in [
             ("sendQueueMessagesMax", sendQueueMessagesMax), ("frameBytesMax", frameBytesMax),
-            ("inboundConnectionsMax", inboundConnectionsMax), ("outboundBufferBytesHigh", outboundBufferBytesHigh),
+            ("inboundConnectionsMax", inboundConnectionsMax), ("inboundConnectionsPerAddressMax", inboundConnectionsPerAddressMax),
+            ("outboundBufferBytesHigh", outboundBufferBytesHigh),
         ] where value <= 0 {
             throw .invalidConfiguration("\(name) must be positive, is \(value)")
+        }
+        guard handshakeTimeout.nanoseconds > 0, inboundIdleTimeout.nanoseconds > 0 else {
+            throw .invalidConfiguration("handshakeTimeout (\(handshakeTimeout)) and inboundIdleTimeout (\(inboundIdleTimeout)) must be positive")
         }
         guard frameBytesMax <= Int(UInt32.max) else {
             throw .invalidConfiguration("frameBytesMax \(frameBytesMax) exceeds the 32-bit frame length")
@@ -99,6 +119,9 @@ public struct TransportConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.jitterSeed = jitterSeed
         self.inboundConnectionsMax = inboundConnectionsMax
+        self.inboundConnectionsPerAddressMax = inboundConnectionsPerAddressMax
+        self.handshakeTimeout = handshakeTimeout
+        self.inboundIdleTimeout = inboundIdleTimeout
         self.outboundBufferBytesHigh = outboundBufferBytesHigh
     }
 }
@@ -151,6 +174,12 @@ public struct TransportCounters: Equatable, Sendable {
     public var connectionsClosedOnWireError = 0
     /// Inbound connections refused because `inboundConnectionsMax` were already open.
     public var connectionsRefusedOverLimit = 0
+    /// Inbound connections refused because their address already had `inboundConnectionsPerAddressMax`.
+    public var connectionsRefusedPerAddress = 0
+    /// Inbound connections closed for not completing the TLS handshake within `handshakeTimeout`.
+    public var handshakeTimeouts = 0
+    /// Inbound connections closed after `inboundIdleTimeout` without a byte.
+    public var idleConnectionsClosed = 0
     public var connectAttempts = 0
     public var connectFailures = 0
     public var connectionsEstablished = 0

@@ -146,6 +146,38 @@ import Testing
         }
     }
 
+    /// One address gets its share of the slots: past it, its connections are closed at once,
+    /// while the unix socket (local, not counted by address) and the share's freed slots serve.
+    @Test func oneAddressHoldsAtMostItsShareOfConnections() async throws {
+        try await ServerFixture.run(configuration: HTTPAPIConfiguration(connectionsMax: 8, connectionsPerAddressMax: 2)) { fixture in
+            let first = try await fixture.connectTCP()
+            let second = try await fixture.connectTCP()
+            #expect(try await first.request("GET", "/metrics").status == 200)
+            #expect(try await second.request("GET", "/metrics").status == 200)
+            let third = try await fixture.connectTCP()
+            try? await third.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(await third.waitForClose())
+            var local: [RawHTTPConnection] = []
+            for _ in 0..<4 {
+                let connection = try await fixture.connectUnix()
+                #expect(try await connection.request("GET", "/metrics").status == 200)
+                local.append(connection)
+            }
+            // The server frees the slot once it has seen the close; until then a new one is refused.
+            await first.close()
+            var served = false
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !served, ContinuousClock.now < deadline {
+                let again = try await fixture.connectTCP()
+                served = (try? await again.request("GET", "/metrics").status) == 200
+                await again.close()
+                if !served { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(served, "the freed slot of the address was never served again")
+            for connection in [second] + local { await connection.close() }
+        }
+    }
+
     @Test func anIdleKeptAliveConnectionIsClosed() async throws {
         // 2 s, not less: the idle timer runs from the accept, and on a loaded 2-core host the
         // test's first request was seen to arrive more than 200 ms after its connect (the

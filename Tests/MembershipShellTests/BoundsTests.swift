@@ -32,6 +32,37 @@ struct BoundsTests {
         try await group.shutdownGracefully()
     }
 
+    /// One host holding connections open takes its share of the stream slots, not all of them:
+    /// a member at another address still joins through the same port.
+    @Test func oneAddressTakesAtMostItsShareOfStreamSlots() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("shared"), membership: fastMembership,
+            randomSeed: 71, streamTimeout: .seconds(30), inboundStreamsMax: 8, inboundStreamsPerAddressMax: 3)
+        let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
+        let port = Int(shell.localAddress.port)
+        var held: [any Channel] = []
+        // From 127.0.0.3 (loopback too), so that the member below, which connects from 127.0.0.1, is another address.
+        let greedy = try SocketAddress(ipAddress: "127.0.0.3", port: 0)
+        for _ in 0..<10 { held.append(try await ClientBootstrap(group: group).bind(to: greedy).connect(host: loopback, port: port).get()) }
+        try await eventually("7 of 10 refused by address") { await shell.counters().streamsRefusedPerAddress == 7 }
+        try await eventually("the refused ones closed") { held.filter(\.isActive).count == 3 }
+        #expect(await shell.counters().streamsRefusedOverLimit == 0)
+
+        // A member at another address joins through the same port meanwhile.
+        let joiner = try await MembershipShell.start(configuration: MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("other-address"), membership: fastMembership, randomSeed: 72),
+            eventLoop: group.next())
+        try await joiner.join(seeds: [shell.localAddress])
+        try await eventually("the member at another address joined") { try await allAlive([shell, joiner], count: 2) }
+        let counters = await shell.counters()
+        #expect(counters.streamsRefusedPerAddress == 7 && counters.streamsAccepted >= 4, "\(counters)")
+        for channel in held { try? await channel.close() }
+        await joiner.stop()
+        await shell.stop()
+        try await group.shutdownGracefully()
+    }
+
     @Test func eventsBeyondTheBufferAreDroppedAndCountedWhileMembersStayCurrent() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let configuration = MembershipShellConfiguration(
