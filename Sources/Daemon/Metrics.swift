@@ -1,4 +1,5 @@
 import Membership
+import Transport
 
 extension Node {
     /// Prometheus text exposition (format 0.0.4) of this peer's state.
@@ -35,6 +36,16 @@ extension Node {
                [("reason=\"unauthenticated_datagram\"", "\(gossip.datagramsDroppedUnauthenticated)"),
                 ("reason=\"unauthenticated_stream\"", "\(gossip.streamFramesDroppedUnauthenticated)"),
                 ("reason=\"undecodable\"", "\(gossip.garbageDropped)")])
+        let raft = await voter?.replica.transport.counters() ?? TransportCounters()
+        metric("flotilla_connections_refused_total", "counter",
+               "Inbound peer connections refused or closed before they carried anything: over the listener's limit, over one address's share, a TLS handshake not finished in time, silent too long.",
+               [("listener=\"raft\",reason=\"over_limit\"", "\(raft.connectionsRefusedOverLimit)"),
+                ("listener=\"raft\",reason=\"per_address\"", "\(raft.connectionsRefusedPerAddress)"),
+                ("listener=\"raft\",reason=\"handshake_timeout\"", "\(raft.handshakeTimeouts)"),
+                ("listener=\"raft\",reason=\"idle\"", "\(raft.idleConnectionsClosed)"),
+                ("listener=\"gossip\",reason=\"over_limit\"", "\(gossip.streamsRefusedOverLimit)"),
+                ("listener=\"gossip\",reason=\"per_address\"", "\(gossip.streamsRefusedPerAddress)"),
+                ("listener=\"gossip\",reason=\"timeout\"", "\(gossip.streamsTimedOut)")])
         let counters = metrics.withLock { $0 }
         metric("flotilla_scheduling_rounds_total", "counter", "Scheduling rounds run while leading.", [("", "\(counters.schedulingRounds)")])
         metric("flotilla_scheduling_commands_total", "counter", "Registry commands proposed by scheduling.", [("", "\(counters.schedulingCommands)")])

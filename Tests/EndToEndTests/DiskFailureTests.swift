@@ -13,9 +13,9 @@ import TestSupport
 struct DiskFailureTests {
     static let smallDisk = "/var/lib/flotilla-disk"
 
-    /// A unit file that runs anywhere.
-    static func writeUnit(_ cluster: FlotillaCluster, _ name: String) throws {
-        try cluster.bed.exec(1, "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep 1000000\\n' > /tmp/\(name)")
+    /// A unit file that runs anywhere, written in `machine` (where flotillactl will read it).
+    static func writeUnit(_ cluster: FlotillaCluster, on machine: Int, _ name: String) throws {
+        try cluster.bed.exec(machine, "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep 1000000\\n' > /tmp/\(name)")
     }
 
     /// The lines of flotillad's whole journal in `machine` that hold `text`.
@@ -42,21 +42,23 @@ struct DiskFailureTests {
 
                 // Registry writes until the leader's log needs a page it cannot have.
                 var submitted = 0
+                var lastSubmit = ""
                 let stopped = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {
                     submitted += 1
                     let name = "fill-\(submitted).service"
-                    try Self.writeUnit(cluster, name)
-                    _ = try cluster.ctlAllowingFailure(others[0], "submit", "/tmp/\(name)")
+                    try Self.writeUnit(cluster, on: others[0], name)
+                    let output = try cluster.ctlAllowingFailure(others[0], "submit", "/tmp/\(name)")
+                    lastSubmit = "status \(output.status): \(output.standardError)\(output.trimmedOutput)"
                     return try cluster.property(full, "flotillad.service", "ExecMainStatus") == "74"
                 }
                 let stopLine = try Self.journalLines(cluster, full, containing: "flotillad stops:")
-                #expect(stopped, "m\(full) still runs after \(submitted) submits; journal: \(stopLine) \((try? cluster.diagnostics()) ?? "")")
+                #expect(stopped, "m\(full) still runs after \(submitted) submits (the last: \(lastSubmit)); journal: \(stopLine) \((try? cluster.diagnostics()) ?? "")")
                 #expect(stopLine.contains("the write-ahead log failed") && stopLine.contains("No space left on device"), "\(stopLine)")
 
                 // The other two elect one of them and start a unit without the full machine.
                 let successor = try cluster.leaderMachine()
                 #expect(successor != full)
-                try Self.writeUnit(cluster, "after-full.service")
+                try Self.writeUnit(cluster, on: others[0], "after-full.service")
                 try cluster.ctl(others[0], "start", "/tmp/after-full.service")
                 #expect(try Testbed.eventually(timeoutSeconds: 30) { try !cluster.machinesRunning("after-full.service").isEmpty },
                         "\((try? cluster.diagnostics()) ?? "")")
@@ -91,7 +93,7 @@ struct DiskFailureTests {
                 let bed = cluster.bed
                 // 40 units: well past one snapshot (every 32 entries, see `startDaemon`).
                 for number in 1...40 {
-                    try Self.writeUnit(cluster, "snap-\(number).service")
+                    try Self.writeUnit(cluster, on: 1, "snap-\(number).service")
                     try cluster.ctl(1, "submit", "/tmp/snap-\(number).service")
                 }
                 let damaged = try cluster.leaderMachine() == 3 ? 2 : 3
@@ -119,7 +121,7 @@ struct DiskFailureTests {
                 #expect(try cluster.property(damaged, "flotillad.service", "NRestarts") == "0", "restarted over corrupt data")
 
                 // The two others still make a majority.
-                try Self.writeUnit(cluster, "after-snap.service")
+                try Self.writeUnit(cluster, on: 1, "after-snap.service")
                 try cluster.ctl(1, "start", "/tmp/after-snap.service")
                 #expect(try Testbed.eventually(timeoutSeconds: 30) { try !cluster.machinesRunning("after-snap.service").isEmpty },
                         "\((try? cluster.diagnostics()) ?? "")")
