@@ -86,3 +86,20 @@ _ = measure("1 MiB of continuation lines", continuationFile(lines: (1 << 20) / 3
 var manyOptions = Array("[Service]\n".utf8)
 for index in 0..<10_000 { manyOptions += Array("Environment=KEY\(index)=value\(index)\n".utf8) }
 _ = measure("10,000 options", manyOptions)
+
+// The glob's worst case: the longest pattern (256 bytes of `*a`, each star a token that keeps
+// every position alive) against the longest unit name that almost matches (255 bytes of `a`
+// and a `b` before the suffix), then 64 of them, the most one unit may give in Conflicts=.
+let worstPattern = String(repeating: "*a", count: Glob.patternLengthMax / 2 - 1) + "*x"
+let worstName = String(repeating: "a", count: UnitName.lengthMax - 9) + "b.service"
+guard let worstGlob = try? Glob(worstPattern) else { fail("the worst-case pattern does not compile") }
+var globSamples: [Double] = []
+for _ in 0..<options.runs {
+    let start = nowNanoseconds()
+    var matches = 0
+    for _ in 0..<FleetOptions.patternsMax where worstGlob.matches(worstName) { matches += 1 }
+    precondition(matches == 0, "the worst-case pattern matched")
+    globSamples.append(Double(nowNanoseconds() - start) / 1e6)
+}
+let globMedian = globSamples.sorted()[globSamples.count / 2]
+print("glob worst case: \(worstPattern.utf8.count)-byte pattern, \(worstName.utf8.count)-byte name, \(FleetOptions.patternsMax) matches: median \(format(globMedian, 3)) ms (\(format(globMedian * 1000 / Double(FleetOptions.patternsMax), 1)) us per match) of \(options.runs)")

@@ -47,6 +47,18 @@ struct IncompatibleCase: Sendable, CustomTestStringConvertible {
         #expect(fleetOptionsError("MachineID=\"abc\" \"def\"") == .conflictingMachineIDs(["abc", "def"]))
     }
 
+    /// Each pattern costs every scheduling decision on the unit's machine a match: at most 64.
+    @Test func conflictsAndReplacesTakeAtMost64PatternsEach() throws {
+        let limit = FleetOptions.patternsMax
+        let many = (0...limit).map { "other-\($0).service" }
+        #expect(fleetOptionsError("Conflicts=" + many.joined(separator: " ")) == .tooManyPatterns(key: "Conflicts", count: limit + 1, limit: limit))
+        #expect(fleetOptionsError(many.map { "Replaces=\($0)" }.joined(separator: "\n"))
+            == .tooManyPatterns(key: "Replaces", count: limit + 1, limit: limit))
+        #expect(try fleetOptions("Conflicts=" + many.prefix(limit).joined(separator: " ")).conflicts.count == limit)
+        // Repeats are one pattern.
+        #expect(try fleetOptions("Conflicts=" + Array(repeating: "same.service", count: 2 * limit).joined(separator: " ")).conflicts.count == 1)
+    }
+
     @Test func machineOfIsRepeatableInBothSpellingsWithoutRepeats() throws {
         let options = try fleetOptions("MachineOf=db.service\nX-ConditionMachineOf=cache.service\nMachineOf=db.service")
         #expect(options.machineOf.map(\.rawValue) == ["db.service", "cache.service"])

@@ -99,6 +99,30 @@ let globCases: [GlobCase] = [
         }
     }
 
+    /// The shift-and walk and the table give the same answer, on seeded random patterns and
+    /// names over a small alphabet (so that matches are frequent), non-ASCII scalars and the
+    /// longest names included.
+    @Test func theShiftAndWalkAgreesWithTheTable() throws {
+        var state: UInt64 = 0x5EED_61_0B
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let pieces = ["a", "b", "é", "*", "?", "[ab]", "[^a]", "[a-c]", "\\*", "."]
+        let letters: [Character] = ["a", "b", "c", "é", "*", "."]
+        var matchesSeen = 0
+        for round in 0..<20_000 {
+            let pattern = (0..<next(8)).map { _ in pieces[next(pieces.count)] }.joined()
+            let length = round % 100 == 0 ? Glob.nameLengthMax - next(3) : next(12)
+            let name = String((0..<length).map { _ in round % 100 == 0 ? "a" : letters[next(letters.count)] })
+            let glob = try Glob(pattern)
+            let fast = glob.matches(name)
+            #expect(fast == glob.matchesByTable(Array(name.unicodeScalars)), "\(pattern) on \(name)")
+            if fast { matchesSeen += 1 }
+        }
+        #expect(matchesSeen > 500, "too few matches to compare: \(matchesSeen)")
+    }
+
     @Test func overlongNamesNeverMatch() throws {
         let name = String(repeating: "a", count: Glob.nameLengthMax + 1)
         #expect(try !Glob("*").matches(name))

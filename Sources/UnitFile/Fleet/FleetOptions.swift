@@ -135,7 +135,16 @@ public struct FleetOptions: Hashable, Sendable {
         return uniqued(names)
     }
 
+    /// The most `Conflicts=` (or `Replaces=`) patterns of one unit. Every unit placed on a
+    /// machine is matched against each pattern of the units there, so the count bounds what one
+    /// unit can make every scheduling decision on its machine cost (with `Glob`'s bound per match).
+    public static let patternsMax = 64
+
     private static func globs(from words: [Word]) throws(FleetOptionsError) -> [Glob] {
+        let distinct = Set(words.map(\.text))
+        if distinct.count > patternsMax, let key = words.first?.key {
+            throw .tooManyPatterns(key: key, count: distinct.count, limit: patternsMax)
+        }
         var globs: [Glob] = []
         for word in words {
             do {

@@ -19,6 +19,8 @@ public enum FleetOptionsError: Error, Hashable, Sendable, CustomStringConvertibl
     case invalidMachineMetadata(key: String, value: String)
     case invalidUnitName(key: String, value: String, reason: UnitNameError)
     case invalidPattern(key: String, pattern: String, reason: GlobError)
+    /// More `Conflicts=` or `Replaces=` patterns than `FleetOptions.patternsMax`.
+    case tooManyPatterns(key: String, count: Int, limit: Int)
     /// `MachineOf=` names the unit itself, which can never be satisfied.
     case peerIsSelf(UnitName)
     /// A `MachineOf=` unit matches one of the unit's own `Conflicts=` or `Replaces=` globs.
@@ -46,6 +48,8 @@ public enum FleetOptionsError: Error, Hashable, Sendable, CustomStringConvertibl
             return "\(key)= value \(quoted(value)) is not a unit name: \(reason)"
         case .invalidPattern(let key, let pattern, let reason):
             return "\(key)= pattern \(quoted(pattern)) is malformed: \(reason)"
+        case .tooManyPatterns(let key, let count, let limit):
+            return "\(key)= gives \(count) patterns, more than the limit of \(limit)"
         case .peerIsSelf(let name):
             return "MachineOf names the unit itself (\(name)), which can never be satisfied"
         case .unresolvableRequirement(let peer, let option, let pattern):

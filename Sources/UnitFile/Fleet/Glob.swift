@@ -13,11 +13,11 @@
 /// refused when the unit is submitted rather than silently never matching.
 public struct Glob: Hashable, Sendable, CustomStringConvertible {
     /// The longest pattern accepted, in bytes. Patterns match unit names of at most 255 bytes,
-    /// so this is generous; it bounds the cost of a match.
-    public static let patternLengthMax = 4096
-    /// Names longer than this, in bytes, never match; it bounds the cost of a match, which is
-    /// proportional to pattern length times name length. Unit names are far shorter.
-    public static let nameLengthMax = 4096
+    /// so a longer one could only add stars. With `nameLengthMax` it bounds a match, which costs
+    /// pattern tokens times name scalars steps, to 256 x 255 = 65,280 (tens of microseconds).
+    public static let patternLengthMax = 256
+    /// Names longer than this, in bytes, never match: a unit name's limit (`UnitName.lengthMax`).
+    public static let nameLengthMax = UnitName.lengthMax
 
     public let pattern: String
     private let tokens: [Token]
@@ -44,14 +44,60 @@ public struct Glob: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the pattern matches all of `name`.
+    ///
+    /// A set of positions, one bit per prefix length of the name (a name has at most 255
+    /// scalars, so 256 bits), is carried through the tokens: a single-character token shifts the
+    /// set by one and keeps the positions whose scalar it accepts, `*` adds every later position
+    /// (shift-and, as in bitap). Each token costs a few word operations, so a match is linear in
+    /// the pattern; names with a '/' (never a unit name) take the table walk below.
     public func matches(_ name: String) -> Bool {
         guard name.utf8.count <= Self.nameLengthMax else { return false }
         let scalars = Array(name.unicodeScalars)
-        // matched[j]: the tokens seen so far match the first j scalars of the name.
+        guard scalars.count < PositionSet.capacity, !scalars.contains("/") else { return matchesByTable(scalars) }
+        // For each ASCII scalar, the positions j + 1 such that scalars[j] is it; the rest by search.
+        var byASCII = [PositionSet](repeating: PositionSet(), count: 128)
+        var others: [UInt32: PositionSet] = [:]
+        for (index, scalar) in scalars.enumerated() {
+            if scalar.value < 128 { byASCII[Int(scalar.value)].insert(index + 1) } else { others[scalar.value, default: PositionSet()].insert(index + 1) }
+        }
+        let prefixes = PositionSet(through: scalars.count)
+        let every = prefixes.removing(0)
+        var matched = PositionSet()
+        matched.insert(0)
+        for token in tokens {
+            switch token {
+            case .anySequence:
+                matched = matched.fillingUpward(within: prefixes)
+            case .anyCharacter:
+                matched = matched.shiftedUp().intersection(every)
+            case .literal(let expected):
+                let positions = expected.value < 128 ? byASCII[Int(expected.value)] : others[expected.value] ?? PositionSet()
+                matched = matched.shiftedUp().intersection(positions)
+            case .characterClass(let negated, let ranges):
+                var accepted = PositionSet()
+                for value in 0..<128 where byASCII[value] != PositionSet() && ranges.contains(where: { $0.contains(UInt32(value)) }) != negated {
+                    accepted = accepted.union(byASCII[value])
+                }
+                for (value, positions) in others where ranges.contains(where: { $0.contains(value) }) != negated {
+                    accepted = accepted.union(positions)
+                }
+                matched = matched.shiftedUp().intersection(accepted)
+            }
+            if matched.isEmpty { return false }
+        }
+        return matched.contains(scalars.count)
+    }
+
+    /// The same answer by a table of pattern tokens times name positions (the reference the
+    /// shift-and walk is tested against, and the path for names with a '/', which `*` may not
+    /// cross).
+    func matchesByTable(_ scalars: [Unicode.Scalar]) -> Bool {
+        // matched[j]: the tokens seen so far match the first j scalars of the name. Two rows,
+        // reused: one allocation per match, not one per token.
         var matched = [Bool](repeating: false, count: scalars.count + 1)
+        var next = matched
         matched[0] = true
         for token in tokens {
-            var next = [Bool](repeating: false, count: scalars.count + 1)
             switch token {
             case .anySequence:
                 next[0] = matched[0]
@@ -59,11 +105,17 @@ public struct Glob: Hashable, Sendable, CustomStringConvertible {
                     next[index + 1] = matched[index + 1] || (next[index] && scalars[index] != "/")
                 }
             case .literal, .anyCharacter, .characterClass:
-                for index in scalars.indices where matched[index] {
-                    next[index + 1] = Self.token(token, matches: scalars[index])
+                next[0] = false
+                var any = false
+                for index in scalars.indices {
+                    let step = matched[index] && Self.token(token, matches: scalars[index])
+                    next[index + 1] = step
+                    any = any || step
                 }
+                // Nothing matches past this token: no later token can bring a match back.
+                if !any { return false }
             }
-            matched = next
+            swap(&matched, &next)
         }
         return matched[scalars.count]
     }
@@ -176,5 +228,94 @@ public enum GlobError: Error, Hashable, Sendable, CustomStringConvertible {
         case .misplacedClassCharacter(let scalar):
             return "pattern has an unescaped '\(scalar)' where a class needs a character"
         }
+    }
+}
+
+/// A set of positions 0..<256 in four words, for `Glob.matches`.
+struct PositionSet: Hashable, Sendable {
+    static let capacity = 256
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    init() {}
+
+    /// 0 through `last`.
+    init(through last: Int) {
+        for position in 0...last { insert(position) }
+    }
+
+    static func == (lhs: PositionSet, rhs: PositionSet) -> Bool {
+        lhs.words.0 == rhs.words.0 && lhs.words.1 == rhs.words.1 && lhs.words.2 == rhs.words.2 && lhs.words.3 == rhs.words.3
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
+    }
+
+    var isEmpty: Bool { (words.0 | words.1 | words.2 | words.3) == 0 }
+
+    mutating func insert(_ position: Int) {
+        let bit = UInt64(1) << UInt64(position & 63)
+        switch position >> 6 {
+        case 0: words.0 |= bit
+        case 1: words.1 |= bit
+        case 2: words.2 |= bit
+        default: words.3 |= bit
+        }
+    }
+
+    func removing(_ position: Int) -> PositionSet {
+        var copy = self
+        let mask = ~(UInt64(1) << UInt64(position & 63))
+        switch position >> 6 {
+        case 0: copy.words.0 &= mask
+        case 1: copy.words.1 &= mask
+        case 2: copy.words.2 &= mask
+        default: copy.words.3 &= mask
+        }
+        return copy
+    }
+
+    func contains(_ position: Int) -> Bool {
+        let word: UInt64
+        switch position >> 6 {
+        case 0: word = words.0
+        case 1: word = words.1
+        case 2: word = words.2
+        default: word = words.3
+        }
+        return word & (UInt64(1) << UInt64(position & 63)) != 0
+    }
+
+    /// Every position moved up by one (the top one falls off).
+    func shiftedUp() -> PositionSet {
+        var result = PositionSet()
+        result.words = (words.0 << 1, (words.1 << 1) | (words.0 >> 63), (words.2 << 1) | (words.1 >> 63), (words.3 << 1) | (words.2 >> 63))
+        return result
+    }
+
+    func intersection(_ other: PositionSet) -> PositionSet {
+        var result = PositionSet()
+        result.words = (words.0 & other.words.0, words.1 & other.words.1, words.2 & other.words.2, words.3 & other.words.3)
+        return result
+    }
+
+    func union(_ other: PositionSet) -> PositionSet {
+        var result = PositionSet()
+        result.words = (words.0 | other.words.0, words.1 | other.words.1, words.2 | other.words.2, words.3 | other.words.3)
+        return result
+    }
+
+    /// Every position of `within` from the lowest one in this set up; empty stays empty.
+    func fillingUpward(within: PositionSet) -> PositionSet {
+        let all = [words.0, words.1, words.2, words.3]
+        guard let first = all.firstIndex(where: { $0 != 0 }) else { return self }
+        let low = all[first].trailingZeroBitCount
+        func mask(_ index: Int) -> UInt64 { index < first ? 0 : index == first ? ~0 << UInt64(low) : ~0 }
+        var result = PositionSet()
+        result.words = (mask(0), mask(1), mask(2), mask(3))
+        return result.intersection(within)
     }
 }
