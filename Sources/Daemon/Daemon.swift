@@ -30,10 +30,10 @@ public enum Daemon {
     }
 
     /// The process's exit status after `run` threw: 78 (EX_CONFIG) for what a restart cannot fix
-    /// (a machine ID that another live machine uses, no usable gossip keyring); 1 otherwise.
-    /// 74 (EX_IOERR) when the data directory failed to read or write (a full or failing disk,
-    /// which a restart may get past once the operator has made room), 65 (EX_DATAERR) when what
-    /// is on it is corrupt or does not restore (a restart meets it again).
+    /// (a machine ID that another live machine uses, no usable gossip keyring); 74 (EX_IOERR) when
+    /// the data directory failed to read or write (a full or failing disk, which a restart may get
+    /// past once the operator has made room); 65 (EX_DATAERR) when what is on it is corrupt or does
+    /// not restore (a restart meets it again); 1 otherwise.
     public static func exitStatus(for error: any Error) -> Int32 {
         if error is DuplicateMachineID || error is GossipKeyringUnavailable || error is PeerTLSUnusable {
             return MachineIdentityCheck.refusedExitStatus

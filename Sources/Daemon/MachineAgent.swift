@@ -62,8 +62,8 @@ actor MachineAgent {
     private var reportInFlight = false
     private var reportAgain = false
     private var lastSystemdState: [String: (load: String, active: String, sub: String)] = [:]
-    /// Units refused as the host's own (see `foreignFragmentPath`), so each is logged once. Bounded
-    /// by the units scheduled here.
+    /// Units refused as the host's own (see `foreignFragmentPath`), so each is logged once; only
+    /// those still observed are kept, so it is bounded by the units scheduled here.
     private var refusedUnits: Set<String> = []
     /// The hash of each file in the unit directory by its inode, size and change time: every
     /// reconcile observes the whole directory, and reading and hashing a thousand files each time
@@ -511,6 +511,7 @@ actor MachineAgent {
                                          fileHash: hashes[name], isBoundToLease: hashes[name] == nil || systemdLease.isBound(name),
                                          foreignFragmentPath: foreign))
         }
+        refusedUnits.formIntersection(observed.lazy.filter { $0.foreignFragmentPath != nil }.map(\.name.rawValue))
         return observed
     }
 

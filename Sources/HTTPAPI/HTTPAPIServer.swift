@@ -206,7 +206,6 @@ final class ConnectionRegistry: @unchecked Sendable {
     private var channels: [ObjectIdentifier: (channel: any Channel, address: String?)] = [:]
     private var byAddress: [String: Int] = [:]
     private var isClosed = false
-    private(set) var refusedPerAddress = 0
 
     init(connectionsMax: Int, connectionsPerAddressMax: Int = .max) {
         self.connectionsMax = connectionsMax
@@ -218,10 +217,7 @@ final class ConnectionRegistry: @unchecked Sendable {
         return lock.withLock {
             guard !isClosed, channels.count < connectionsMax else { return false }
             if let address {
-                guard byAddress[address, default: 0] < connectionsPerAddressMax else {
-                    refusedPerAddress += 1
-                    return false
-                }
+                guard byAddress[address, default: 0] < connectionsPerAddressMax else { return false }
                 byAddress[address, default: 0] += 1
             }
             channels[ObjectIdentifier(channel)] = (channel, address)

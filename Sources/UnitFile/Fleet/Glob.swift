@@ -75,7 +75,7 @@ public struct Glob: Hashable, Sendable, CustomStringConvertible {
                 matched = matched.shiftedUp().intersection(positions)
             case .characterClass(let negated, let ranges):
                 var accepted = PositionSet()
-                for value in 0..<128 where byASCII[value] != PositionSet() && ranges.contains(where: { $0.contains(UInt32(value)) }) != negated {
+                for value in 0..<128 where !byASCII[value].isEmpty && ranges.contains(where: { $0.contains(UInt32(value)) }) != negated {
                     accepted = accepted.union(byASCII[value])
                 }
                 for (value, positions) in others where ranges.contains(where: { $0.contains(value) }) != negated {
@@ -232,7 +232,7 @@ public enum GlobError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A set of positions 0..<256 in four words, for `Glob.matches`.
-struct PositionSet: Hashable, Sendable {
+struct PositionSet: Sendable {
     static let capacity = 256
     private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 
@@ -241,17 +241,6 @@ struct PositionSet: Hashable, Sendable {
     /// 0 through `last`.
     init(through last: Int) {
         for position in 0...last { insert(position) }
-    }
-
-    static func == (lhs: PositionSet, rhs: PositionSet) -> Bool {
-        lhs.words.0 == rhs.words.0 && lhs.words.1 == rhs.words.1 && lhs.words.2 == rhs.words.2 && lhs.words.3 == rhs.words.3
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(words.0)
-        hasher.combine(words.1)
-        hasher.combine(words.2)
-        hasher.combine(words.3)
     }
 
     var isEmpty: Bool { (words.0 | words.1 | words.2 | words.3) == 0 }
