@@ -173,13 +173,13 @@ _flotillactl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list-machines|list-units|list-unit-files|submit|load|start|stop|unload|destroy|restart|cat|status|journal|version|drain|undrain|watch|keyring|tls|acl|help)
+    list-machines|list-units|list-unit-files|submit|load|start|stop|unload|destroy|restart|cat|status|journal|version|drain|undrain|watch|cluster|keyring|tls|acl|help)
         # Offer subcommand argument completions
         "_flotillactl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list-machines list-units list-unit-files submit load start stop unload destroy restart cat status journal version drain undrain watch keyring tls acl help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list-machines list-units list-unit-files submit load start stop unload destroy restart cat status journal version drain undrain watch cluster keyring tls acl help' -- "${cur}"))
         ;;
     esac
 }
@@ -706,6 +706,36 @@ _flotillactl_watch() {
         return
         ;;
     '--wait-ms')
+        return
+        ;;
+    esac
+}
+
+_flotillactl_cluster() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--endpoint --ca-file --request-timeout --token --cert-file --key-file)
+    __flotillactl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--endpoint')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    '--request-timeout')
+        return
+        ;;
+    '--token')
+        return
+        ;;
+    '--cert-file')
+        return
+        ;;
+    '--key-file')
         return
         ;;
     esac

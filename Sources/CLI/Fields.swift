@@ -54,8 +54,8 @@ public func formatMetadata(_ metadata: [String: String]) -> String {
 public enum MachineFields {
     public static let defaultFields = "machine,ip,metadata"
     /// fleetctl's three, then Flotilla's (which need /flotilla/v1/machines).
-    public static let valid = ["machine", "ip", "metadata", "role", "state", "drained", "units"]
-    public static let flotillaOnly: Set<String> = ["role", "state", "drained", "units"]
+    public static let valid = ["machine", "ip", "metadata", "role", "state", "drained", "units", "alarms"]
+    public static let flotillaOnly: Set<String> = ["role", "state", "drained", "units", "alarms"]
 
     public static func row(_ machine: FlotillaMachine, fields: [String], full: Bool) -> [String] {
         fields.map { field in
@@ -67,6 +67,7 @@ public enum MachineFields {
             case "state": return machine.state.isEmpty ? "-" : machine.state
             case "drained": return String(machine.isDrained)
             case "units": return String(machine.unitCount)
+            case "alarms": return machine.alarms.map { $0.isEmpty ? "-" : $0.joined(separator: ",") } ?? "-"
             default: preconditionFailure("field \(field) was not validated against MachineFields.valid")
             }
         }

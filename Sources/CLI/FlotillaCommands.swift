@@ -115,3 +115,35 @@ struct Watch: AsyncParsableCommand {
         }
     }
 }
+
+struct Cluster: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the cluster's leader, Raft position, voters, quotas and raised alarms (Flotilla).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print the status as one line of JSON.") var json = false
+
+    func run() async throws {
+        let client = try global.makeClient()
+        let status: FlotillaClusterStatus
+        do { status = try await client.clusterStatus() } catch { throw fail("Error retrieving the cluster's status", error) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            if let data = try? encoder.encode(status) { out(String(decoding: data, as: UTF8.self)) }
+            return
+        }
+        out("leader:    \(status.leaderMachineID ?? "none")")
+        out("term:      \(status.term)")
+        out("commit:    \(status.commitIndex) (applied \(status.appliedIndex), registry version \(status.registryVersion))")
+        out("voters:    \(status.voters.joined(separator: ","))")
+        if let units = status.units, let unitsMax = status.unitsMax {
+            out("units:     \(units) of max_units \(unitsMax)")
+        }
+        if let bytes = status.unitFileBytes, let bytesMax = status.unitFileBytesMax {
+            out("registry:  \(bytes) bytes of max_registry_bytes \(bytesMax)")
+        }
+        let alarms = status.alarms ?? []
+        out("alarms:    \(alarms.isEmpty ? "none" : alarms.joined(separator: "; "))")
+        out("answered:  \(status.answeredBy)")
+    }
+}

@@ -23,7 +23,7 @@ public struct Flotillactl: AsyncParsableCommand {
         subcommands: [
             ListMachines.self, ListUnits.self, ListUnitFiles.self, Submit.self, Load.self, Start.self, Stop.self,
             Unload.self, Destroy.self, Restart.self, Cat.self, Status.self, Journal.self, Version.self,
-            Drain.self, Undrain.self, Watch.self, Keyring.self, TLS.self, ACL.self,
+            Drain.self, Undrain.self, Watch.self, Cluster.self, Keyring.self, TLS.self, ACL.self,
         ]
     )
 

@@ -27,6 +27,11 @@ struct ListMachines: AsyncParsableCommand {
         }
         let rows = machines.map { MachineFields.row($0, fields: columns, full: full) }
         Console.current.write(renderTable(fields: columns, rows: rows, noLegend: noLegend), to: .output)
+        // fleetctl's table stays as it was on stdout; a raised alarm is said on stderr, where
+        // an operator sees it and scripts reading the table do not trip on it.
+        if let alarms = try? await client.clusterStatus().alarms {
+            for alarm in alarms { err("ALARM \(alarm): the cluster refuses writes that add data until space is freed") }
+        }
     }
 }
 

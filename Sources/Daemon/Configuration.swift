@@ -1,4 +1,5 @@
 import Agent
+import Registry
 
 /// Everything a `flotillad` needs to know, resolved once at start from (lowest to highest
 /// precedence) defaults, /etc/flotilla/flotilla.conf, `FLOTILLA_*` environment variables and
@@ -89,6 +90,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The registry is snapshotted and the Raft log compacted behind it every this many
     /// entries: the log on disk, and a restart's replay, stay bounded.
     public var raftSnapshotEntries = 10_000
+    /// Quotas, checked by the leader before it proposes a write that adds data (HTTP 507 past
+    /// them; see `WriteQuota`). The hard limits every voter applies are larger
+    /// (`RegistryLimits.standard`): these are the operator's, and may differ between machines.
+    public var unitsMax = 100_000
+    public var unitFileBytesMax = RegistryLimits.standard.unitFileSizeMax
+    /// The unit files' bytes, names included (`RegistryState.unitFileBytes`). Every voter holds
+    /// the registry in memory and writes it whole at each snapshot, and snapshots are refused
+    /// past 1 GiB, so the default stays well under both.
+    public var registryBytesMax = 512 << 20
+    /// A voter whose data directory's file system has less free space than this raises the
+    /// NOSPACE alarm (cleared above 5/4 of it): writes that add data are refused cluster-wide
+    /// until space is back, while the log still has room for the snapshots that compact it.
+    public var dataDirectoryReserveBytes: Int64 = 256 << 20
 
     public init() {}
 
@@ -198,6 +212,12 @@ extension DaemonConfiguration {
             }
             return flag
         }
+        func bytes(_ range: ClosedRange<Int64>) throws(ConfigurationError) -> Int64 {
+            guard let count = Self.parseBytes(value), range.contains(count) else {
+                throw ConfigurationError("\(source): \(key) must be a size like 65536, 64KiB, 512MiB or 1GiB in \(range.lowerBound)...\(range.upperBound) bytes, got \(value.debugDescription)")
+            }
+            return count
+        }
         func list() -> [String] { value.split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty } }
         switch key {
         case "machine_id_path": machineIDPath = value
@@ -249,6 +269,10 @@ extension DaemonConfiguration {
         case "raft_tick": raftTickMilliseconds = try duration()
         case "raft_election_ticks": raftElectionTicks = Int(try integer(2...10_000))
         case "raft_snapshot_entries": raftSnapshotEntries = Int(try integer(16...10_000_000))
+        case "max_units": unitsMax = Int(try integer(1...Int64(RegistryLimits.standard.unitsMax)))
+        case "max_unit_file_bytes": unitFileBytesMax = Int(try bytes(1...Int64(RegistryLimits.standard.unitFileSizeMax)))
+        case "max_registry_bytes": registryBytesMax = Int(try bytes(1...(1 << 30)))
+        case "data_dir_reserve_bytes": dataDirectoryReserveBytes = try bytes(0...(1 << 40))
         default:
             throw ConfigurationError("\(source): unknown setting \(key.debugDescription)")
         }
@@ -319,6 +343,19 @@ extension DaemonConfiguration {
         guard !apiListen.isEmpty else {
             throw ConfigurationError("api_tls_cert and api_tls_key are set but api_listen is not: TLS is served on the api_listen TCP listener (the unix socket needs none), so set api_listen=host:port or remove them")
         }
+    }
+
+    /// A byte count: a plain number or one with a binary suffix (KiB, MiB, GiB, TiB; K, M, G, T
+    /// mean the same), as systemd's size settings take them.
+    static func parseBytes(_ text: String) -> Int64? {
+        let suffixes: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                                           ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)]
+        for (suffix, factor) in suffixes where text.hasSuffix(suffix) {
+            guard let number = Int64(text.dropLast(suffix.count)), number >= 0, number <= Int64.max / factor else { return nil }
+            return number * factor
+        }
+        guard let number = Int64(text), number >= 0 else { return nil }
+        return number
     }
 
     static func parseDurationMilliseconds(_ text: String) -> Int64? {

@@ -42,6 +42,10 @@ extension DaemonConfiguration {
         .init(key: "raft_tick", meaning: "Raft's tick"),
         .init(key: "raft_election_ticks", meaning: "election timeout, in ticks"),
         .init(key: "raft_snapshot_entries", meaning: "snapshot and compact the Raft log every this many entries"),
+        .init(key: "max_units", meaning: "quota: units and templates the cluster holds (past it: HTTP 507)"),
+        .init(key: "max_unit_file_bytes", meaning: "quota: the largest unit file accepted"),
+        .init(key: "max_registry_bytes", meaning: "quota: all unit files' bytes, names included"),
+        .init(key: "data_dir_reserve_bytes", meaning: "free space below which this voter raises the NOSPACE alarm"),
     ]
 
     /// The setting's value in this configuration, written as the configuration file takes it.
@@ -83,8 +87,20 @@ extension DaemonConfiguration {
         case "raft_tick": return duration(raftTickMilliseconds)
         case "raft_election_ticks": return String(raftElectionTicks)
         case "raft_snapshot_entries": return String(raftSnapshotEntries)
+        case "max_units": return String(unitsMax)
+        case "max_unit_file_bytes": return Self.formatBytes(Int64(unitFileBytesMax))
+        case "max_registry_bytes": return Self.formatBytes(Int64(registryBytesMax))
+        case "data_dir_reserve_bytes": return Self.formatBytes(dataDirectoryReserveBytes)
         default: return nil
         }
+    }
+
+    /// `bytes` in the largest binary unit that writes it exactly (what `parseBytes` reads back).
+    static func formatBytes(_ bytes: Int64) -> String {
+        for (suffix, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] where bytes > 0 && bytes % (Int64(1) << shift) == 0 {
+            return "\(bytes >> shift)\(suffix)"
+        }
+        return String(bytes)
     }
 
     /// The settings list of `flotillad --help`: each key with its default, its meaning below.

@@ -29,6 +29,15 @@ struct DaemonBackend: APIBackend {
     }
 
     func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
+        if let state = node.registry?.current, let refusal = WriteQuota(node.configuration).refusal(of: operation, in: state) {
+            node.metrics.withLock {
+                switch refusal.reason {
+                case .noSpace: $0.writesRefusedNoSpace += 1
+                case .quota: $0.writesRefusedQuota += 1
+                }
+            }
+            throw refusal.error
+        }
         let result: RegistryResult
         do {
             result = try await voter.propose(RegistryCommand(operation))
@@ -229,9 +238,14 @@ struct DaemonBackend: APIBackend {
             return try await node.forward { client throws(ClientError) in try await client.clusterStatus() }
         }
         let leaderMachine = leadership.leaderIP.flatMap { ip in node.machines.first { $0.publicIP == ip }?.id.rawValue }
+        let state = node.registry?.current
+        let quota = WriteQuota(node.configuration)
         return FlotillaClusterStatus(leaderMachineID: leaderMachine, term: status.term, commitIndex: status.commitIndex,
                                      appliedIndex: status.appliedIndex, registryVersion: node.registry?.version ?? 0,
-                                     voters: status.membership.voters.compactMap(node.ip(of:)).sorted(), answeredBy: node.machineID)
+                                     voters: status.membership.voters.compactMap(node.ip(of:)).sorted(), answeredBy: node.machineID,
+                                     alarms: state.map { $0.noSpaceAlarms.sorted().map { "NOSPACE \($0.rawValue)" } },
+                                     units: state.map { $0.units.count + $0.templates.count }, unitsMax: quota.unitsMax,
+                                     unitFileBytes: state?.unitFileBytes, unitFileBytesMax: quota.registryBytesMax)
     }
 
     private func listMachinesDetailedOnce() async throws(APIError) -> [FlotillaMachine] {
@@ -419,7 +433,7 @@ struct DaemonBackend: APIBackend {
             try await node.forward { client throws(ClientError) in try await client.reportStates(report) }
             return
         }
-        guard node.applyStates(report) else { throw .conflict("the leader holds no states for \(report.machineID): resync") }
+        guard try node.applyStates(report) else { throw .conflict("the leader holds no states for \(report.machineID): resync") }
     }
 
     func metricsText() async -> String {

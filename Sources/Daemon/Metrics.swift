@@ -62,6 +62,24 @@ extension Node {
                "User API requests refused for their ACL token: none given (401), or one that does not allow the request (403).",
                [("reason=\"unauthenticated\"", "\(counters.aclRefusals[401] ?? 0)"),
                 ("reason=\"forbidden\"", "\(counters.aclRefusals[403] ?? 0)")])
+        metric("flotilla_writes_refused_total", "counter",
+               "User writes this leader refused with 507: under a NOSPACE alarm, or past max_units, max_unit_file_bytes or max_registry_bytes.",
+               [("reason=\"nospace\"", "\(counters.writesRefusedNoSpace)"), ("reason=\"quota\"", "\(counters.writesRefusedQuota)")])
+        if let registry {
+            let state = registry.current
+            let quota = WriteQuota(configuration)
+            metric("flotilla_nospace_alarm", "gauge", "1 for each voter whose data directory is short of free space (raised alarms only).",
+                   state.noSpaceAlarms.sorted().map { ("machine=\"\($0.rawValue)\"", "1") })
+            metric("flotilla_registry_units", "gauge", "Units and templates in this voter's registry.", [("", "\(state.units.count + state.templates.count)")])
+            metric("flotilla_registry_units_max", "gauge", "This machine's max_units quota.", [("", "\(quota.unitsMax)")])
+            metric("flotilla_registry_unit_file_bytes", "gauge", "Bytes of the unit files in this voter's registry, names included.", [("", "\(state.unitFileBytes)")])
+            metric("flotilla_registry_unit_file_bytes_max", "gauge", "This machine's max_registry_bytes quota.", [("", "\(quota.registryBytesMax)")])
+            if let free = NoSpaceAlarmState.freeBytes(at: configuration.dataDirectory) {
+                metric("flotilla_data_directory_free_bytes", "gauge", "Free bytes on the data directory's file system.", [("", "\(free)")])
+            }
+            metric("flotilla_data_directory_reserve_bytes", "gauge", "data_dir_reserve_bytes: below it this voter raises NOSPACE.",
+                   [("", "\(configuration.dataDirectoryReserveBytes)")])
+        }
         if let agent {
             let agentCounters = await agent.metrics
             metric("flotilla_agent_actions_total", "counter", "Unit actions run by this machine's agent.", [("", "\(agentCounters.actions)")])

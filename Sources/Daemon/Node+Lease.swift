@@ -41,7 +41,7 @@ extension Node {
         let withholds = ledger.durableWithholds
         return LeaseWithholdsReport(voter: configuration.publicIP, withholds: withholds.keys.sorted().map {
             .init(machineID: $0.rawValue, epoch: withholds[$0]!)
-        })
+        }, machineID: machineID, noSpace: noSpace.withLock { $0.isRaised })
     }
 
     /// On the leader: revokes the lease at the machine's request (it is shutting down and has
@@ -62,17 +62,40 @@ extension Node {
     /// withhold the machines that went silent (written to disk before they are reported).
     func ledgerLoop() async {
         guard let registry else { return }
+        var round = 0
         while !Task.isCancelled {
             let raft = await leaseConfiguration()
             let now = Self.nowMilliseconds()
             ledger.setVoter(raft.isVoter, nowMilliseconds: now)
             ledger.tick(nowMilliseconds: now, hasLeader: raft.hasLeader, registry: registry.current)
+            if round % 10 == 0 { observeDataDirectorySpace() }
+            round &+= 1
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
 
+    /// Once a second on every peer that keeps a registry: the data directory's free space, for
+    /// this peer's NOSPACE alarm (reported to the leader with the withholds).
+    func observeDataDirectorySpace() {
+        guard let free = NoSpaceAlarmState.freeBytes(at: configuration.dataDirectory) else { return }
+        let (before, after) = noSpace.withLock { state in
+            let before = state.isRaised
+            state.observe(freeBytes: free)
+            return (before, state.isRaised)
+        }
+        guard before != after else { return }
+        if after {
+            logger.error("the data directory is short of free space: NOSPACE alarm raised; the cluster refuses writes that add data until space is freed",
+                         metadata: ["directory": "\(configuration.dataDirectory)", "freeBytes": "\(free)", "reserveBytes": "\(configuration.dataDirectoryReserveBytes)"])
+        } else {
+            logger.notice("the data directory has free space again: NOSPACE alarm cleared",
+                          metadata: ["directory": "\(configuration.dataDirectory)", "freeBytes": "\(free)"])
+        }
+    }
+
     /// The leader, every renewal interval: collects the voters' durable withholds and revokes
-    /// the leases a majority of its configuration withheld at the machine's current epoch.
+    /// the leases a majority of its configuration withheld at the machine's current epoch. The
+    /// same reports carry each voter's NOSPACE state, which it replicates (`NoSpaceAlarms`).
     func revocationLoop() async {
         let interval = configuration.agentRenewIntervalMilliseconds
         while !Task.isCancelled {
@@ -81,19 +104,34 @@ extension Node {
             let raft = await leaseConfiguration()
             var reports: [VoterName: [MachineID: UInt64]] = [:]
             reports[configuration.publicIP] = ledger.durableWithholds
+            var spaceObserved: [MachineID: Bool] = [:]
+            if let own = try? MachineID(machineID) { spaceObserved[own] = noSpace.withLock { $0.isRaised } }
             let others = raft.voters.filter { $0 != self.configuration.publicIP }
             let timeout = TimeAmount.milliseconds(min(1_000, interval * 2))
-            await withTaskGroup(of: (String, [MachineID: UInt64]?).self) { group in
+            await withTaskGroup(of: (String, LeaseWithholdsReport?).self) { group in
                 for ip in others {
                     group.addTask {
-                        guard let report = try? await self.client(ip: ip, port: self.peerPort(of: ip)).leaseWithholds(timeout: timeout)
-                        else { return (ip, nil) }
-                        return (ip, Self.withholds(report))
+                        (ip, try? await self.client(ip: ip, port: self.peerPort(of: ip)).leaseWithholds(timeout: timeout))
                     }
                 }
-                for await (ip, withholds) in group { reports[ip] = withholds }
+                for await (ip, report) in group {
+                    reports[ip] = report.map(Self.withholds)
+                    if let report, let raised = report.noSpace, let machine = report.machineID.flatMap({ try? MachineID($0) }) {
+                        spaceObserved[machine] = raised
+                    }
+                }
             }
             let state = registry.current
+            let voterMachines = Set(machines.filter { raft.voters.contains($0.publicIP) }.map(\.id))
+            for change in NoSpaceAlarms.changes(raised: state.noSpaceAlarms, observed: spaceObserved, voters: voterMachines) {
+                do {
+                    let result = try await voter.propose(RegistryCommand(.setNoSpaceAlarm(change.machine, raised: change.raised)))
+                    logger.notice(change.raised ? "NOSPACE alarm raised for a voter" : "NOSPACE alarm cleared for a voter",
+                                  metadata: ["machine": "\(change.machine)", "result": "\(result)"])
+                } catch {
+                    logger.notice("a NOSPACE alarm change failed; the next round tries again", metadata: ["machine": "\(change.machine)", "error": "\(error)"])
+                }
+            }
             let now = Self.nowMilliseconds()
             let decisions = LeaseRevocation.decide(
                 reports: reports, voters: raft.voters, epochOf: state.leaseEpoch(of:),

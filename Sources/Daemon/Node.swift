@@ -47,6 +47,8 @@ final class Node: Sendable {
     private let lastKnownMetadata = Mutex<[Registry.MachineID: [String: String]]>([:])
     /// This peer's side of the machines' leases (every peer keeps one; only voters grant).
     let ledger: LeaseLedgerStore
+    /// This peer's data directory against `data_dir_reserve_bytes` (`observeDataDirectorySpace`).
+    let noSpace: Mutex<NoSpaceAlarmState>
     let leaseTiming: LeaseTiming
     private let unscheduledReasons = Mutex<[String: String]>([:])
     private let clients = Mutex<[String: FlotillaClient]>([:])
@@ -84,6 +86,9 @@ final class Node: Sendable {
         var peerRequestsRefused: [Int: Int] = [:]
         /// User API requests refused for their ACL token, by status (401, 403).
         var aclRefusals: [Int: Int] = [:]
+        /// Writes refused by `WriteQuota` on this leader: under a NOSPACE alarm, or past a quota.
+        var writesRefusedNoSpace = 0
+        var writesRefusedQuota = 0
     }
 
     init(configuration: DaemonConfiguration, machineID: String, logger: Logger, membership: MembershipShell, voter: Voter?,
@@ -99,6 +104,7 @@ final class Node: Sendable {
         self.manager = manager
         self.ioGroup = ioGroup
         self.ledger = ledger
+        self.noSpace = Mutex(NoSpaceAlarmState(reserveBytes: configuration.dataDirectoryReserveBytes))
         self.leaseTiming = leaseTiming
         self.raftAddressBook = Mutex(voter?.voterAddresses ?? [:])
         self.knownVoterIPs = Mutex(configuration.effectiveVoters)
@@ -418,7 +424,8 @@ final class Node: Sendable {
         }
         return FlotillaMachine(id: view.id.rawValue, primaryIP: view.publicIP, metadata: effectiveMetadata(view, registry: registry),
                                role: role, state: view.status.description,
-                               isDrained: registry?.machines[view.id]?.isDrained ?? false, unitCount: count)
+                               isDrained: registry?.machines[view.id]?.isDrained ?? false, unitCount: count,
+                               alarms: registry?.noSpaceAlarms.contains(view.id) == true ? ["NOSPACE"] : nil)
     }
 
     // MARK: - Schedules (leader)
@@ -471,7 +478,7 @@ final class Node: Sendable {
             },
             sendStates: { report in
                 if self.voter != nil, await self.leadership().isLeader {
-                    return self.applyStates(report)
+                    return try self.applyStates(report)
                 }
                 do {
                     try await self.forward { client throws(ClientError) in try await client.reportStates(report) }
@@ -526,10 +533,12 @@ final class Node: Sendable {
     }
 
     /// Applies an agent's report on the leader; false when it must resync first.
-    func applyStates(_ report: StateReport) -> Bool {
+    func applyStates(_ report: StateReport) throws(APIError) -> Bool {
         switch stateTable.apply(report) {
         case .needsResync:
             return false
+        case .refused(let reason):
+            throw .badRequest("state report refused: \(reason)")
         case .applied(let changed, let gone):
             var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
             for state in changed { items.append((.state, state.name, nil, state, nil)) }
@@ -550,6 +559,7 @@ final class Node: Sendable {
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
         // The units it unplaced show in the events of their next placement.
         case .revokeLease(let machine, _), .advanceLease(let machine, _): machinesChanged = [machine]
+        case .setNoSpaceAlarm(let machine, _): machinesChanged = [machine]
         // Keys and tokens never go into events (watchers are not all trusted with them);
         // machines take the ring from their schedule.
         case .setGossipKeyring, .createACLToken, .deleteACLToken: break

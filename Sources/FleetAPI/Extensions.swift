@@ -14,9 +14,11 @@ public struct FlotillaMachine: Codable, Hashable, Sendable {
     public var isDrained: Bool
     /// Units assigned to the machine (global units not counted).
     public var unitCount: Int
+    /// The machine's raised alarms ("NOSPACE"); absent when none, or from an older peer.
+    public var alarms: [String]?
 
     public init(id: String, primaryIP: String, metadata: [String: String], role: String, state: String,
-                isDrained: Bool, unitCount: Int) {
+                isDrained: Bool, unitCount: Int, alarms: [String]? = nil) {
         self.id = id
         self.primaryIP = primaryIP
         self.metadata = metadata
@@ -24,6 +26,7 @@ public struct FlotillaMachine: Codable, Hashable, Sendable {
         self.state = state
         self.isDrained = isDrained
         self.unitCount = unitCount
+        self.alarms = alarms
     }
 }
 
@@ -61,9 +64,17 @@ public struct FlotillaClusterStatus: Codable, Hashable, Sendable {
     public var voters: [String]
     /// The machine that answered.
     public var answeredBy: String
+    /// Raised alarms, one line each (`NOSPACE <machine ID>`); absent when none or from an older peer.
+    public var alarms: [String]?
+    /// The answering voter's registry against its quotas (absent from an older peer).
+    public var units: Int?
+    public var unitsMax: Int?
+    public var unitFileBytes: Int?
+    public var unitFileBytesMax: Int?
 
     public init(leaderMachineID: String?, term: UInt64, commitIndex: UInt64, appliedIndex: UInt64,
-                registryVersion: UInt64, voters: [String], answeredBy: String) {
+                registryVersion: UInt64, voters: [String], answeredBy: String, alarms: [String]? = nil,
+                units: Int? = nil, unitsMax: Int? = nil, unitFileBytes: Int? = nil, unitFileBytesMax: Int? = nil) {
         self.leaderMachineID = leaderMachineID
         self.term = term
         self.commitIndex = commitIndex
@@ -71,6 +82,11 @@ public struct FlotillaClusterStatus: Codable, Hashable, Sendable {
         self.registryVersion = registryVersion
         self.voters = voters
         self.answeredBy = answeredBy
+        self.alarms = alarms
+        self.units = units
+        self.unitsMax = unitsMax
+        self.unitFileBytes = unitFileBytes
+        self.unitFileBytesMax = unitFileBytesMax
     }
 }
 
@@ -312,10 +328,16 @@ public struct LeaseWithholdsReport: Codable, Hashable, Sendable {
 
     public var voter: String
     public var withholds: [Withhold]
+    /// The answering voter's machine ID and whether its data directory is short of space (its
+    /// NOSPACE alarm, which the leader replicates). Absent from a peer that predates them.
+    public var machineID: String?
+    public var noSpace: Bool?
 
-    public init(voter: String, withholds: [Withhold]) {
+    public init(voter: String, withholds: [Withhold], machineID: String? = nil, noSpace: Bool? = nil) {
         self.voter = voter
         self.withholds = withholds
+        self.machineID = machineID
+        self.noSpace = noSpace
     }
 }
 

@@ -103,6 +103,10 @@ extension RegistryCommand {
         case .deleteACLToken(let accessor):
             writer.u8(14)
             writer.string(accessor)
+        case .setNoSpaceAlarm(let machine, let raised):
+            writer.u8(15)
+            writer.string(machine.rawValue)
+            writer.u8(raised ? 1 : 0)
         }
     }
 
@@ -179,6 +183,13 @@ extension RegistryCommand {
             }
             return .createACLToken(try aclToken(&reader), bootstrap: bootstrap)
         case 14: return .deleteACLToken(accessorID: try reader.string(lengthMax: ACLTokenRecord.textLengthMax))
+        case 15:
+            let machine = try machineID(&reader)
+            switch try reader.u8() {
+            case 0: return .setNoSpaceAlarm(machine, raised: false)
+            case 1: return .setNoSpaceAlarm(machine, raised: true)
+            case let tag: throw .invalidTag(what: "alarm state", tag: tag)
+            }
         default: throw .invalidTag(what: "operation", tag: tag)
         }
     }

@@ -58,6 +58,10 @@ public enum RegistryOperation: Hashable, Sendable {
     /// exists, so of two racing bootstraps only the first in the log applies.
     case createACLToken(ACLTokenRecord, bootstrap: Bool)
     case deleteACLToken(accessorID: String)
+    /// Raises or clears the NOSPACE alarm of a voter whose data directory has less free space
+    /// than its reserve (etcd's alarm). The leader proposes it from the voters' reports; while
+    /// any is raised the API refuses the writes that add data (`RegistryState.noSpaceAlarms`).
+    case setNoSpaceAlarm(MachineID, raised: Bool)
 }
 
 /// The answer to one applied command. A retried stamped command gets the answer it got the

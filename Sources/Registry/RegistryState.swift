@@ -18,6 +18,19 @@ public struct RegistryState: Hashable, Sendable {
     public internal(set) var gossipKeyring: GossipKeyringRecord?
     /// ACL tokens by accessor ID.
     public internal(set) var aclTokens: [String: ACLTokenRecord] = [:]
+    /// The voters whose data directory is short of space (`setNoSpaceAlarm`).
+    public internal(set) var noSpaceAlarms: Set<MachineID> = []
+    /// At most this many raised alarms (a voter set is at most 7; the bound keeps a snapshot's
+    /// count honest).
+    public static let noSpaceAlarmsMax = 64
+
+    /// The bytes of every stored unit file and template, names included: what `max_registry_bytes`
+    /// bounds. Summed on each call (a few milliseconds at 100,000 units), so it cannot drift from
+    /// the records.
+    public var unitFileBytes: Int {
+        units.values.reduce(0) { $0 + $1.file.count + $1.name.rawValue.utf8.count }
+            + templates.values.reduce(0) { $0 + $1.file.count + $1.name.rawValue.utf8.count }
+    }
 
     /// The token whose secret hashes to `secretHash`, if any.
     public func aclToken(secretHash: [UInt8]) -> ACLTokenRecord? {
@@ -97,6 +110,12 @@ public struct RegistryState: Hashable, Sendable {
             case .deleteACLToken(let accessor):
                 guard aclTokens.removeValue(forKey: accessor) != nil else { return .rejected(.aclTokenNotFound(accessor)) }
                 return .applied(changedCount: 1)
+            case .setNoSpaceAlarm(let machine, let raised):
+                guard raised else { return .applied(changedCount: noSpaceAlarms.remove(machine) == nil ? 0 : 1) }
+                guard noSpaceAlarms.contains(machine) || noSpaceAlarms.count < Self.noSpaceAlarmsMax else {
+                    return .rejected(.tooManyMachines(limit: Self.noSpaceAlarmsMax))
+                }
+                return .applied(changedCount: noSpaceAlarms.insert(machine).inserted ? 1 : 0)
             }
         } catch {
             return .rejected(error)

@@ -27,7 +27,7 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
     }
 }
 
-/// Snapshot format 5, all integers little-endian:
+/// Snapshot format 6, all integers little-endian:
 ///
 ///     "FLRG" u16 format=3 u64 version
 ///     u32 count, units sorted by name:      str name, bytes file, u8 target, u64 activeSince, u8 hasMachine [str machine]
@@ -36,18 +36,20 @@ public enum RegistrySnapshotError: Error, Hashable, Sendable, CustomStringConver
 ///     u32 count, sessions sorted by client: u64 client, u64 sequence, u64 index, result
 ///     u8 hasKeyring [u8 count, bytes key...]   (format 4 on)
 ///     u32 count, ACL tokens sorted by accessor: str accessor, bytes hash, str name, u8 count [str policy]   (format 5 on)
+///     u32 count, NOSPACE alarms sorted by machine: str machine   (format 6 on)
 ///
 /// Hashes and `[X-Fleet]` options are not stored: restore recomputes them from the files, so a
 /// snapshot cannot carry a hash that disagrees with its file. Requiring sorted, unique keys makes
 /// the encoding canonical: one state, one byte string. Format 1 (before lease epochs) is still
 /// read: its machines are at epoch 0; formats 1 and 2 (before `activeSince`) read their active
 /// units as launched at version 0, so conflicting global units fall back to name order; formats
-/// 1 to 3 (before the replicated gossip keyring) hold no keyring, formats 1 to 4 no ACL tokens.
+/// 1 to 3 (before the replicated gossip keyring) hold no keyring, formats 1 to 4 no ACL tokens,
+/// formats 1 to 5 no alarms.
 /// Integrity (checksums) belongs to the snapshot file that carries these bytes (Storage).
 extension RegistryState {
     static let snapshotMagic: [UInt8] = Array("FLRG".utf8)
-    public static let snapshotFormatVersion: UInt16 = 5
-    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...5
+    public static let snapshotFormatVersion: UInt16 = 6
+    static let snapshotFormatVersionsRead: ClosedRange<UInt16> = 1...6
 
     public func snapshot() -> [UInt8] {
         var writer = ByteWriter()
@@ -96,6 +98,8 @@ extension RegistryState {
         }
         writer.u32(UInt32(aclTokens.count))
         for accessor in aclTokens.keys.sorted() { RegistryCommand.encode(aclTokens[accessor]!, into: &writer) }
+        writer.u32(UInt32(noSpaceAlarms.count))
+        for machine in noSpaceAlarms.sorted() { writer.string(machine.rawValue) }
         return writer.bytes
     }
 
@@ -130,6 +134,16 @@ extension RegistryState {
                 previous = record.accessorID
                 if let reason = record.invalidReason { throw .invalidRecord("ACL token \(record.accessorID): needs \(reason)") }
                 restored.aclTokens[record.accessorID] = record
+            }
+        }
+        if format >= 6 {
+            let alarmCount = try count(&reader, "NOSPACE alarms", limit: Self.noSpaceAlarmsMax)
+            var previous: MachineID?
+            for _ in 0..<alarmCount {
+                let machine = try Self.machineID(&reader)
+                guard previous.map({ $0 < machine }) ?? true else { throw .notSorted(what: "NOSPACE alarms") }
+                previous = machine
+                restored.noSpaceAlarms.insert(machine)
             }
         }
         guard reader.remaining == 0 else { throw .trailingBytes(count: reader.remaining) }

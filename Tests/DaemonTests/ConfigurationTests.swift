@@ -96,6 +96,27 @@ import Testing
         #expect(DaemonConfiguration.parseDurationMilliseconds("-1s") == nil)
         #expect(DaemonConfiguration.parseDurationMilliseconds("5") == nil)
     }
+
+    @Test func byteSizes() throws {
+        #expect(DaemonConfiguration.parseBytes("65536") == 65_536)
+        #expect(DaemonConfiguration.parseBytes("64KiB") == 65_536)
+        #expect(DaemonConfiguration.parseBytes("64K") == 65_536)
+        #expect(DaemonConfiguration.parseBytes("512MiB") == 512 << 20)
+        #expect(DaemonConfiguration.parseBytes("1GiB") == 1 << 30)
+        #expect(DaemonConfiguration.parseBytes("1.5GiB") == nil)
+        #expect(DaemonConfiguration.parseBytes("-1") == nil)
+        #expect(DaemonConfiguration.parseBytes("9999999999TiB") == nil, "an overflow is refused, not wrapped")
+        #expect(DaemonConfiguration.formatBytes(256 << 20) == "256MiB")
+        #expect(DaemonConfiguration.formatBytes(1000) == "1000")
+        var configuration = DaemonConfiguration()
+        try configuration.set("max_registry_bytes", "4MiB", source: "test")
+        try configuration.set("max_units", "3", source: "test")
+        try configuration.set("data_dir_reserve_bytes", "0", source: "test")
+        #expect(configuration.registryBytesMax == 4 << 20 && configuration.unitsMax == 3 && configuration.dataDirectoryReserveBytes == 0)
+        #expect(throws: ConfigurationError.self) { try configuration.set("max_unit_file_bytes", "1MiB", source: "test") }
+        #expect(throws: ConfigurationError.self) { try configuration.set("max_registry_bytes", "2GiB", source: "test") }
+        #expect(throws: ConfigurationError.self) { try configuration.set("max_units", "0", source: "test") }
+    }
 }
 
 /// `flotillad --help` lists every setting with its default, from `DaemonConfiguration.settings`.

@@ -40,17 +40,47 @@ import Testing
 
     @Test func stateTableTakesResyncsAndChangesAndAsksForAResyncWhenItKnowsNothing() {
         let table = UnitStateTable()
-        #expect(table.apply(StateReport(machineID: "m1", isResync: false, states: [state("a", "m1", "active")], gone: [])) == .needsResync)
-        #expect(table.apply(StateReport(machineID: "m1", isResync: true, states: [state("a", "m1", "active"), state("b", "m1", "active")], gone: []))
-                == .applied(changed: [state("a", "m1", "active"), state("b", "m1", "active")], gone: []))
-        #expect(table.apply(StateReport(machineID: "m1", isResync: false, states: [state("a", "m1", "failed")], gone: ["b"]))
-                == .applied(changed: [state("a", "m1", "failed")], gone: ["b"]))
-        _ = table.apply(StateReport(machineID: "m0", isResync: true, states: [state("c", "m0", "active")], gone: []))
-        #expect(table.states(machineID: nil, unitName: nil).map(\.name) == ["c", "a"])
+        #expect(table.apply(StateReport(machineID: "m1", isResync: false, states: [state("a.service", "m1", "active")], gone: [])) == .needsResync)
+        #expect(table.apply(StateReport(machineID: "m1", isResync: true, states: [state("a.service", "m1", "active"), state("b.service", "m1", "active")], gone: []))
+                == .applied(changed: [state("a.service", "m1", "active"), state("b.service", "m1", "active")], gone: []))
+        #expect(table.apply(StateReport(machineID: "m1", isResync: false, states: [state("a.service", "m1", "failed")], gone: ["b.service"]))
+                == .applied(changed: [state("a.service", "m1", "failed")], gone: ["b.service"]))
+        _ = table.apply(StateReport(machineID: "m0", isResync: true, states: [state("c.service", "m0", "active")], gone: []))
+        #expect(table.states(machineID: nil, unitName: nil).map(\.name) == ["c.service", "a.service"])
         #expect(table.states(machineID: "m1", unitName: nil).map(\.systemdActiveState) == ["failed"])
         // A resync replaces the machine's whole picture: units it no longer lists are gone.
-        #expect(table.apply(StateReport(machineID: "m1", isResync: true, states: [], gone: [])) == .applied(changed: [], gone: ["a"]))
+        #expect(table.apply(StateReport(machineID: "m1", isResync: true, states: [], gone: [])) == .applied(changed: [], gone: ["a.service"]))
         #expect(table.states(machineID: "m1", unitName: nil).isEmpty)
+    }
+
+    /// Issue 14: what agents report is bounded per machine and in machines, and states that are
+    /// not a real unit's (a bad name, another machine's, huge fields) are not kept at all.
+    @Test func stateTableBoundsWhatReportsMakeItHold() {
+        let table = UnitStateTable(unitsPerMachineMax: 3, machinesMax: 2)
+        func report(_ machine: String, _ names: [String], resync: Bool = false) -> StateReport {
+            StateReport(machineID: machine, isResync: resync, states: names.map { state($0, machine, "active") }, gone: [])
+        }
+        _ = table.apply(report("m1", ["a.service", "b.service"], resync: true))
+        _ = table.apply(report("m1", ["c.service", "d.service"]))
+        _ = table.apply(report("m1", ["e.service"]))
+        #expect(table.states(machineID: "m1", unitName: nil).map(\.name) == ["a.service", "b.service", "c.service"],
+                "changes across reports stay within the per-machine bound")
+        #expect(table.apply(report("m1", ["a.service"])) == .applied(changed: [], gone: []), "a known unit still updates")
+        _ = table.apply(report("m2", ["a.service"], resync: true))
+        guard case .refused = table.apply(report("m3", ["a.service"], resync: true)) else {
+            Issue.record("a third machine was taken past machinesMax 2")
+            return
+        }
+        guard case .refused = table.apply(report("not a machine id!", [], resync: true)) else {
+            Issue.record("an invalid machine ID was taken")
+            return
+        }
+        let long = String(repeating: "x", count: UnitStateTable.fieldBytesMax + 1)
+        let odd = [FleetUnitState(name: "not a unit name", hash: "h", machineID: "m2", systemdLoadState: "loaded", systemdActiveState: "active", systemdSubState: "running"),
+                   FleetUnitState(name: "b.service", hash: "h", machineID: "m1", systemdLoadState: "loaded", systemdActiveState: "active", systemdSubState: "running"),
+                   FleetUnitState(name: "c.service", hash: long, machineID: "m2", systemdLoadState: "loaded", systemdActiveState: "active", systemdSubState: "running")]
+        #expect(table.apply(StateReport(machineID: "m2", isResync: false, states: odd, gone: [])) == .applied(changed: [], gone: []))
+        #expect(table.states(machineID: "m2", unitName: nil).map(\.name) == ["a.service"])
     }
 
     @Test func eventLogPagesAndTellsAWatcherThatFellBehind() async {

@@ -29,10 +29,12 @@ struct DiskFailureTests {
     /// units; once there is room again it restarts, catches up and is a voter as before.
     @Test func aLeaderWhoseDiskFillsStopsAndTheOthersGoOn() async throws {
         try await onOwnThread {
-            // Every voter's data on a 16 MiB tmpfs of its own, mounted before flotillad starts.
+            // Every voter's data on a 16 MiB tmpfs of its own, mounted before flotillad starts;
+            // no NOSPACE reserve, so that writes go on until the disk is really full (the path
+            // when something else fills the disk faster than the alarm can act).
             try FlotillaCluster.with(machines: 3, tag: "dfull", daemonArguments: { bed, machine in
                 try bed.exec(machine, "sh", "-c", "mkdir -p \(Self.smallDisk) && mount -t tmpfs -o size=16m,mode=0700 tmpfs \(Self.smallDisk)")
-                return ["--data-dir=\(Self.smallDisk)"]
+                return ["--data-dir=\(Self.smallDisk)", "--data-dir-reserve-bytes=0"]
             }) { cluster in
                 let bed = cluster.bed
                 let full = try cluster.leaderMachine()

@@ -186,7 +186,7 @@ import TestSupport
             let error = await #expect(throws: ClientError.self) {
                 try await APICaller.$current.withValue(APICaller(kind: .socket, machineID: "aaaa")) { _ = try await client.listUnits() }
             }
-            #expect(error?.status == 403)
+            #expect(error?.status == 403, "\(String(describing: error))")
             #expect(await fixture.backend.callers["listUnits"] == nil)
             client.closeIdleConnections()
         }

@@ -24,6 +24,8 @@ import UnitFile
             RegistryCommand(.createACLToken(ACLTokenRecord(accessorID: "0011", secretHash: [UInt8](repeating: 3, count: 32), name: "ops",
                                                            policies: ["read", "units:web-*"]), bootstrap: true)),
             RegistryCommand(.deleteACLToken(accessorID: "0011")),
+            RegistryCommand(.setNoSpaceAlarm(machine, raised: true)),
+            RegistryCommand(.setNoSpaceAlarm(machine, raised: false)),
         ]
     }
 

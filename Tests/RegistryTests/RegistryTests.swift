@@ -271,6 +271,39 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         #expect(state.aclTokens.keys.sorted() == ["root"])
     }
 
+    @Test func noSpaceAlarmsAreRaisedAndClearedIdempotentlyAndBounded() {
+        var state = RegistryState()
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("m2"), raised: true)), at: 1) == .applied(changedCount: 1))
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("m2"), raised: true)), at: 2) == .applied(changedCount: 0))
+        #expect(state.noSpaceAlarms == [machine("m2")])
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("m9"), raised: false)), at: 3) == .applied(changedCount: 0))
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("m2"), raised: false)), at: 4) == .applied(changedCount: 1))
+        #expect(state.noSpaceAlarms.isEmpty)
+        var index: UInt64 = 5
+        for number in 0..<RegistryState.noSpaceAlarmsMax {
+            #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("v\(number)"), raised: true)), at: index) == .applied(changedCount: 1))
+            index += 1
+        }
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("one-too-many"), raised: true)), at: index)
+            == .rejected(.tooManyMachines(limit: RegistryState.noSpaceAlarmsMax)))
+        #expect(state.apply(RegistryCommand(.setNoSpaceAlarm(machine("v0"), raised: true)), at: index + 1) == .applied(changedCount: 0),
+                "an alarm already raised is no new one")
+        #expect(state.noSpaceAlarms.count == RegistryState.noSpaceAlarmsMax)
+    }
+
+    @Test func unitFileBytesCountEveryStoredFileAndName() {
+        var state = RegistryState()
+        #expect(state.unitFileBytes == 0)
+        apply(&state, .submitUnits([submission("a.service", "Global=true"), submission("t@.service", "MachineOf=a.service", target: .inactive)]))
+        apply(&state, .submitUnits([UnitSubmission(name: name("t@1.service"), file: nil, hash: nil, targetState: .loaded)]))
+        let expected = state.units.values.map { $0.file.count + $0.name.rawValue.utf8.count }.reduce(0, +)
+            + state.templates.values.map { $0.file.count + $0.name.rawValue.utf8.count }.reduce(0, +)
+        #expect(state.units.count == 2 && state.templates.count == 1)
+        #expect(state.unitFileBytes == expected && expected > 0)
+        apply(&state, .destroyUnits([name("a.service"), name("t@.service"), name("t@1.service")]))
+        #expect(state.unitFileBytes == 0)
+    }
+
     @Test func anIndexAtOrBeforeTheVersionIsRefused() {
         var state = RegistryState()
         _ = state.apply(RegistryCommand(.drainMachine(machine("m1"))), at: 5)
@@ -298,7 +331,23 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
                                                      policies: ["operator", "units:web-*"]), bootstrap: true))
         apply(&state, .createACLToken(ACLTokenRecord(accessorID: "a", secretHash: [UInt8](repeating: 1, count: 32), name: "",
                                                      policies: ["read"]), bootstrap: false))
+        apply(&state, .setNoSpaceAlarm(machine("m3"), raised: true))
+        apply(&state, .setNoSpaceAlarm(machine("m1"), raised: true))
         return state
+    }
+
+    /// A format 5 snapshot (before alarms) is the same bytes without the alarm count; it
+    /// restores with none raised.
+    @Test func aFormat5SnapshotRestoresWithoutAlarms() throws {
+        var state = RegistryState()
+        apply(&state, .drainMachine(machine("m1")))
+        var bytes = state.snapshot()
+        #expect(bytes.suffix(4) == [0, 0, 0, 0], "no alarm")
+        bytes.removeLast(4)
+        bytes[4] = 5
+        var restored = RegistryState()
+        try restored.restore(from: bytes)
+        #expect(restored == state && restored.noSpaceAlarms.isEmpty)
     }
 
     /// A format 3 snapshot (before the replicated keyring) is the same bytes without the
@@ -307,8 +356,8 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         var state = RegistryState()
         apply(&state, .drainMachine(machine("m1")))
         var bytes = state.snapshot()
-        #expect(bytes.suffix(5) == [0, 0, 0, 0, 0], "no keyring, no token")
-        bytes.removeLast(5)
+        #expect(bytes.suffix(9) == [0, 0, 0, 0, 0, 0, 0, 0, 0], "no keyring, no token, no alarm")
+        bytes.removeLast(9)
         bytes[4] = 3
         var restored = RegistryState()
         try restored.restore(from: bytes)
