@@ -232,6 +232,21 @@ let package = Package(
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "ClusterCertificates", .product(name: "X509", package: "swift-certificates"), "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Raft", "RaftReplica", "Registry", "Scheduling", "Storage", "UnitFile", "Wire", "TestSupport", "ClusterCertificates"]),
+        // The fuzzing harnesses: arbitrary bytes into each decoder and core (issue 14 item 8).
+        .target(
+            name: "FuzzHarnesses",
+            dependencies: [
+                "Membership", "Raft", "Wire", "Storage", "Registry", "UnitFile", "FleetAPI", "HTTPAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // libFuzzer's driver for them (Contrib/fuzz/run builds it with -sanitize=fuzzer), or a replayer.
+        .executableTarget(name: "flotilla-fuzz", dependencies: ["FuzzHarnesses"]),
+        // Replays the committed corpora (Contrib/fuzz/corpus) through every harness.
+        .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses", "TestSupport"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
         .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
     ],

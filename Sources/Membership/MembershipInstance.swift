@@ -59,14 +59,18 @@ public struct MembershipInstance: Sendable {
     /// to run its agent beside the other machine.
     public internal(set) var identityClash: MemberAddress?
     /// Messages dropped whole because an incarnation in them was at or above
-    /// `incarnationCeiling` (forged or corrupt).
+    /// `receivedIncarnationCeiling` (forged or corrupt).
     public internal(set) var malformedMessagesDropped = 0
 
-    /// Every incarnation accepted from a peer is below 2^62. A member raises its own by one per
-    /// refutation or data change, so none gets near; a forged one at UInt64.max would make the
-    /// accused member's refutation (`accused + 1`) trap, and as the gossip spreads, crash it again
-    /// at every restart.
+    /// No incarnation reaches 2^62. A member raises its own by one per refutation or data change,
+    /// so none gets near; a forged one at UInt64.max would make the accused member's refutation
+    /// (`accused + 1`) trap, and as the gossip spreads, crash it again at every restart.
     public static let incarnationCeiling: Incarnation = 1 << 62
+    /// Every incarnation accepted from a peer is below this, 2^32 under the ceiling, so the
+    /// member's own refutations on top of one stay below it: with one bound for both, a forged
+    /// suspicion at 2^62 - 1 was refuted at 2^62, which every peer then dropped as malformed, and
+    /// the member could never be seen alive again.
+    public static let receivedIncarnationCeiling: Incarnation = incarnationCeiling - (1 << 32)
 
     var nextProbeAt: MonotonicInstant
     var nextGossipAt: MonotonicInstant
@@ -214,12 +218,12 @@ public struct MembershipInstance: Sendable {
     static func incarnationsAreBelowCeiling(_ message: MembershipMessage) -> Bool {
         for entry in message.gossip {
             switch entry {
-            case .alive(let member): if member.incarnation >= incarnationCeiling { return false }
-            case .suspect(_, let incarnation, _), .dead(_, let incarnation, _): if incarnation >= incarnationCeiling { return false }
+            case .alive(let member): if member.incarnation >= receivedIncarnationCeiling { return false }
+            case .suspect(_, let incarnation, _), .dead(_, let incarnation, _): if incarnation >= receivedIncarnationCeiling { return false }
             }
         }
         if case .pushPull(let pushPull) = message.body {
-            return pushPull.members.allSatisfy { $0.incarnation < incarnationCeiling }
+            return pushPull.members.allSatisfy { $0.incarnation < receivedIncarnationCeiling }
         }
         return true
     }

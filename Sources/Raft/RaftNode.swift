@@ -324,15 +324,16 @@ public struct RaftNode: Sendable {
     }
 
     /// Rejects structurally impossible messages before any state changes: every term and index
-    /// below `RaftLimits.valueCeiling` (so no arithmetic on them can overflow), entries
+    /// below `RaftLimits.receivedValueCeiling` (so no arithmetic on them can overflow, and what
+    /// the node adds to them stays below `RaftLimits.valueCeiling`), entries
     /// contiguous and of non-decreasing terms no newer than the message, snapshot chunks inside
     /// their snapshot.
     static func isWellFormed(_ message: Message) -> Bool {
-        guard RaftLimits.isBelowCeiling(message.term) else { return false }
+        guard RaftLimits.isReceivable(message.term) else { return false }
         switch message.payload {
         case .appendEntries(let request):
-            guard RaftLimits.isBelowCeiling(request.prevLogIndex, request.prevLogTerm, request.leaderCommitIndex),
-                  UInt64(request.entries.count) < RaftLimits.valueCeiling - request.prevLogIndex else { return false }
+            guard RaftLimits.isReceivable(request.prevLogIndex, request.prevLogTerm, request.leaderCommitIndex),
+                  UInt64(request.entries.count) < RaftLimits.receivedValueCeiling - request.prevLogIndex else { return false }
             var expectedIndex = request.prevLogIndex + 1
             var previousTerm = request.prevLogTerm
             for entry in request.entries {
@@ -345,25 +346,25 @@ public struct RaftNode: Sendable {
             return request.prevLogTerm <= message.term
         case .appendEntriesResponse(let response):
             switch response {
-            case .accepted(let matchIndex): return RaftLimits.isBelowCeiling(matchIndex)
+            case .accepted(let matchIndex): return RaftLimits.isReceivable(matchIndex)
             case .rejected(let rejectedIndex, let hintIndex, let hintTerm):
-                return RaftLimits.isBelowCeiling(rejectedIndex, hintIndex, hintTerm)
+                return RaftLimits.isReceivable(rejectedIndex, hintIndex, hintTerm)
             case .staleTerm: return true
             }
         case .preVoteRequest(let request), .voteRequest(let request):
-            return RaftLimits.isBelowCeiling(request.lastLogIndex, request.lastLogTerm)
+            return RaftLimits.isReceivable(request.lastLogIndex, request.lastLogTerm)
         case .heartbeat(let heartbeat):
-            return RaftLimits.isBelowCeiling(heartbeat.commitIndex, heartbeat.readRound)
+            return RaftLimits.isReceivable(heartbeat.commitIndex, heartbeat.readRound)
         case .heartbeatResponse(let response):
-            return RaftLimits.isBelowCeiling(response.readRound)
+            return RaftLimits.isReceivable(response.readRound)
         case .installSnapshot(let chunk):
             // Subtraction, not `offset + count`, which a forged offset near Int.max overflows.
             return chunk.offset >= 0 && chunk.totalBytes >= 0 && chunk.offset <= chunk.totalBytes
                 && chunk.data.count <= chunk.totalBytes - chunk.offset
-                && RaftLimits.isBelowCeiling(chunk.metadata.index, chunk.metadata.term)
+                && RaftLimits.isReceivable(chunk.metadata.index, chunk.metadata.term)
                 && chunk.metadata.term <= message.term
         case .installSnapshotResponse(let response):
-            return response.bytesReceived >= 0 && RaftLimits.isBelowCeiling(response.snapshotIndex)
+            return response.bytesReceived >= 0 && RaftLimits.isReceivable(response.snapshotIndex)
         case .preVoteResponse, .voteResponse, .timeoutNow:
             return true
         }

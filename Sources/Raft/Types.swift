@@ -230,9 +230,15 @@ public enum RaftLimits {
     /// every `+ 1` on a received value from trapping: a term of UInt64.max in a heartbeat would
     /// otherwise reach the WAL and crash the voter at every restart.
     public static let valueCeiling: UInt64 = 1 << 62
+    /// Every term and index received from a peer is below this, 2^32 under `valueCeiling`: the
+    /// node's own elections and appends add to what it received, and what it persists must stay
+    /// below `valueCeiling` or its next start refuses it. With one bound for both, a single
+    /// forged TimeoutNow at term 2^62 - 1 made the node campaign at 2^62, persist it and never
+    /// start again (found by the raft-core fuzzer).
+    public static let receivedValueCeiling: UInt64 = valueCeiling - (1 << 32)
 
-    static func isBelowCeiling(_ values: UInt64...) -> Bool {
-        values.allSatisfy { $0 < valueCeiling }
+    static func isReceivable(_ values: UInt64...) -> Bool {
+        values.allSatisfy { $0 < receivedValueCeiling }
     }
 }
 

@@ -114,7 +114,8 @@ import Testing
     /// each on top (a term of ceiling - 1 accepted, then an election), far from UInt64.max.
     @Test func randomMessagesWithExtremeFieldsNeverTrap() {
         var random = SplitMix64(seed: 41)
-        let edges: [UInt64] = [0, 1, 2, 3, RaftLimits.valueCeiling - 1, RaftLimits.valueCeiling, UInt64.max - 1, UInt64.max]
+        let edges: [UInt64] = [0, 1, 2, 3, RaftLimits.receivedValueCeiling - 1, RaftLimits.receivedValueCeiling,
+                               RaftLimits.valueCeiling - 1, RaftLimits.valueCeiling, UInt64.max - 1, UInt64.max]
         func pick() -> UInt64 { Bool.random(using: &random) ? edges.randomElement(using: &random)! : UInt64.random(in: 0...20, using: &random) }
         var cluster = cluster()
         let membership = Membership(voters: [n(1), n(2), n(3)])
@@ -145,10 +146,28 @@ import Testing
             cluster[target].step(Message(from: from, to: n(target), term: pick(), payload: payload))
             if Int.random(in: 0..<10, using: &random) == 0 { cluster.tickAll(times: 1) }
             for id in 1...3 as ClosedRange<UInt64> {
-                #expect(cluster[id].hardState.term < RaftLimits.valueCeiling + 1_000_000)
-                #expect(cluster[id].lastIndex < RaftLimits.valueCeiling + 1_000_000)
+                // Below the ceiling a restart accepts: what the node persists, it can start from.
+                #expect(cluster[id].hardState.term < RaftLimits.valueCeiling)
+                #expect(cluster[id].lastIndex < RaftLimits.valueCeiling)
             }
         }
+    }
+
+    /// Found by the raft-core fuzzer: a TimeoutNow at term 2^62 - 1 was accepted, the node
+    /// campaigned at 2^62, persisted it, and refused its own hard state at the next start. Now
+    /// the last receivable term leaves room for the node's own elections.
+    @Test func aNodeDrivenToTheHighestReceivableTermCanStillRestart() throws {
+        var cluster = cluster()
+        let before = cluster[2].malformedMessagesDropped
+        cluster[2].step(Message(from: n(1), to: n(2), term: RaftLimits.receivedValueCeiling, payload: .timeoutNow))
+        #expect(cluster[2].malformedMessagesDropped == before + 1, "at the received ceiling: dropped")
+        cluster[2].step(Message(from: n(1), to: n(2), term: RaftLimits.receivedValueCeiling - 1, payload: .timeoutNow))
+        cluster.tickAll(times: 60)
+        #expect(cluster[2].term >= RaftLimits.receivedValueCeiling, "it campaigned past what it received")
+        var state = PersistentState.bootstrap(voters: [n(1), n(2), n(3)])
+        state.hardState = cluster[2].hardState
+        state.hardState.commitIndex = 1
+        _ = try RaftNode(id: n(2), configuration: testConfiguration(), restoring: state, randomSeed: 1)
     }
 
     @Test func aPersistedStatePastTheCeilingIsRefusedNotTrapped() {
