@@ -13,7 +13,9 @@ import Wire
 @Suite struct FuzzHarnessTests {
     static let corpus = Testbed.repositoryRoot.appendingPathComponent("Contrib/fuzz/corpus")
 
-    @Test(arguments: FuzzHarness.allCases)
+    // One harness at a time: the suite starts with every other one, and ten CPU-bound cases on
+    // threads of their own would add to the start-up starvation of the timed network tests.
+    @Test(.serialized, arguments: FuzzHarness.allCases)
     func theCommittedCorpusRunsClean(harness: FuzzHarness) async throws {
         // The HTTP harness blocks its thread on the handler: not a thread of the shared pool.
         try await onOwnThread { try Self.replay(harness) }
