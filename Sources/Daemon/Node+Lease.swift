@@ -41,7 +41,7 @@ extension Node {
         let withholds = ledger.durableWithholds
         return LeaseWithholdsReport(voter: configuration.publicIP, withholds: withholds.keys.sorted().map {
             .init(machineID: $0.rawValue, epoch: withholds[$0]!)
-        }, machineID: machineID, noSpace: noSpace.withLock { $0.isRaised })
+        }, noSpace: noSpace.withLock { $0.isRaised })
     }
 
     /// On the leader: revokes the lease at the machine's request (it is shutting down and has
@@ -116,7 +116,9 @@ extension Node {
                 }
                 for await (ip, report) in group {
                     reports[ip] = report.map(Self.withholds)
-                    if let report, let raised = report.noSpace, let machine = report.machineID.flatMap({ try? MachineID($0) }) {
+                    // The machine is the one membership shows at the address asked, not what the
+                    // answer names: a voter speaks for its own disk only.
+                    if let raised = report?.noSpace, let machine = self.machines.first(where: { $0.publicIP == ip })?.id {
                         spaceObserved[machine] = raised
                     }
                 }

@@ -328,15 +328,13 @@ public struct LeaseWithholdsReport: Codable, Hashable, Sendable {
 
     public var voter: String
     public var withholds: [Withhold]
-    /// The answering voter's machine ID and whether its data directory is short of space (its
-    /// NOSPACE alarm, which the leader replicates). Absent from a peer that predates them.
-    public var machineID: String?
+    /// Whether the answering voter's data directory is short of space (its NOSPACE alarm, which
+    /// the leader replicates for the machine at the address it asked). Absent from an older peer.
     public var noSpace: Bool?
 
-    public init(voter: String, withholds: [Withhold], machineID: String? = nil, noSpace: Bool? = nil) {
+    public init(voter: String, withholds: [Withhold], noSpace: Bool? = nil) {
         self.voter = voter
         self.withholds = withholds
-        self.machineID = machineID
         self.noSpace = noSpace
     }
 }
