@@ -49,7 +49,30 @@ final class PrivateBus: @unchecked Sendable {
         let rc = posix_spawn(&spawned, arguments[0], &actions, nil, argv, environ)
         guard rc == 0 else { throw SystemdBusError.system(operation: "posix_spawn dbus-daemon", errno: rc) }
         pid = spawned
-        for _ in 0..<500 where access(socketPath, F_OK) != 0 { usleep(10_000) }
+        // Ready once a connect succeeds: dbus-daemon creates the socket file at bind() and
+        // listens a moment later, and a connect in between is refused (on a starved host that
+        // moment was long enough: "Connection refused" in a fresh-clone run, where the wait was
+        // for the file to exist). Bounded: a daemon that never listens fails the test below.
+        for _ in 0..<6_000 where !Self.accepts(socketPath) { usleep(10_000) }
+    }
+
+    /// Whether a unix-socket connect to `path` succeeds now.
+    static func accepts(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
     }
 
     /// SIGKILLs the daemon this object started (its recorded PID, never by name).
