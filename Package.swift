@@ -124,17 +124,17 @@ let package = Package(
         ),
 
         .testTarget(name: "UnitFileTests", dependencies: ["UnitFile", "TestSupport"]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile"]),
-        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "UnitFile", "TestSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Registry", "UnitFile", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "UnitFile", "Registry", "TestSupport"]),
         // Seeded scheduler + agents simulation across 50 machines (SIM_SEED replays one seed).
-        .testTarget(name: "SchedulingSimulationTests", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile"]),
-        .testTarget(name: "RaftTests", dependencies: ["Raft"]),
-        .testTarget(name: "MembershipTests", dependencies: ["Membership"]),
+        .testTarget(name: "SchedulingSimulationTests", dependencies: ["Scheduling", "Registry", "Agent", "UnitFile", "TestSupport"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "TestSupport"]),
+        .testTarget(name: "MembershipTests", dependencies: ["Membership", "TestSupport"]),
         // Seeded membership cluster simulation (SIM_SEED); the simulator lives in the benchmark target.
         .testTarget(name: "MembershipSimulationTests", dependencies: ["flotilla-bench-membership", "Membership", "TestSupport"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Raft"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Raft", "TestSupport"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft", "TestSupport"]),
         .testTarget(
             name: "TransportTests",
             dependencies: ["Transport", "Wire", "Raft", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
@@ -224,7 +224,7 @@ let package = Package(
         ),
         // Thin executable: runs CLI's root command.
         .executableTarget(name: "flotillactl", dependencies: ["CLI"]),
-        .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile"]),
+        .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile", "TestSupport"]),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import UnitFile
 @testable import Agent
@@ -13,7 +14,7 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
     ObservedUnit(name: web, loadState: load, activeState: active, subState: "-", fileHash: hash)
 }
 
-@Suite struct AgentPlanTests {
+@Suite(.onBackgroundThreads) struct AgentPlanTests {
     struct Case: Sendable, CustomTestStringConvertible {
         let label: String
         let desired: DesiredState?
@@ -109,7 +110,7 @@ func observed(_ load: LoadState, _ active: ActiveState, hash: UnitHash?) -> Obse
     }
 }
 
-@Suite struct AgentReportTests {
+@Suite(.onBackgroundThreads) struct AgentReportTests {
     @Test func onlyChangesAreReportedAndVanishedUnitsAreReportedGone() throws {
         var agent = AgentReconciler()
         let running = observed(.loaded, .active, hash: hashA)

@@ -19,7 +19,7 @@ import TestSupport
     /// The seed loops are a minute of CPU in debug builds, so they run on a thread of their own
     /// (`onDedicatedThread`), not on the cooperative pool that every other suite's async tests wait on.
     @Test func noRevocationComesBeforeTheMachinesUnitsHaveStopped() async {
-        let failure: String? = await onDedicatedThread {
+        let failure: String? = await onDedicatedThread(.background) {
             for seed in 1...UInt64(Self.seedCount) {
                 var world = LeaseWorld(seed: seed, faults: .random)
                 world.run(untilMilliseconds: 120_000)
@@ -35,7 +35,7 @@ import TestSupport
     /// The same with every clock at an extreme of the bound, the machine's slow and the voters'
     /// fast: the worst case for the argument, which must still hold with nothing to spare.
     @Test func theWorstCaseClocksStillStopBeforeTheRevocation() async {
-        let failures: [String] = await onDedicatedThread {
+        let failures: [String] = await onDedicatedThread(.background) {
             var failures: [String] = []
             for seed in 1...UInt64(Self.seedCount) {
                 var world = LeaseWorld(seed: seed, faults: .random, clocks: .worstCase)

@@ -7,7 +7,7 @@ let standardTiming = try! LeaseTiming(leaseMilliseconds: 2_000, renewalIntervalM
 let threeVoters: [VoterName] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 let machineM = try! MachineID("m")
 
-@Suite struct LeaseTimingTests {
+@Suite(.onBackgroundThreads) struct LeaseTimingTests {
     @Test func expiryCoversTheLeaseAtTheSlowestClockPlusSlackAndStopsAtTheFastest() {
         // (1 + 1 %) · (2,000 / (1 − 1 %) + 500 + 1,000) = 1.01 · 3,520.2 = 3,555.4, rounded up twice.
         #expect(standardTiming.expiryMilliseconds == 3_557)
@@ -53,7 +53,7 @@ let machineM = try! MachineID("m")
     }
 }
 
-@Suite struct MachineLeaseTests {
+@Suite(.onBackgroundThreads) struct MachineLeaseTests {
     func lease(epoch: UInt64 = 0) -> MachineLease {
         var lease = MachineLease(timing: standardTiming)
         lease.adopt(epoch: epoch)
@@ -155,7 +155,7 @@ let machineM = try! MachineID("m")
     }
 }
 
-@Suite struct LeaseLedgerTests {
+@Suite(.onBackgroundThreads) struct LeaseLedgerTests {
     /// Ticks far apart stand for ticks every 100 ms in between: the gap rule has its own test.
     func voter(at now: Int64 = 0, durable: [MachineID: UInt64] = [:]) -> LeaseLedger {
         var ledger = LeaseLedger(timing: standardTiming, durableWithholds: durable, tickGapMillisecondsMax: 1 << 40)
@@ -341,7 +341,7 @@ extension LeaseLedgerTests {
     }
 }
 
-@Suite struct IdentityGuardTests {
+@Suite(.onBackgroundThreads) struct IdentityGuardTests {
     let decision = standardTiming.expiryMilliseconds + 2 * standardTiming.renewalIntervalMilliseconds
 
     @Test func aProcessThatNeverHeldTheLeaseIsRefusedOnceASignalLastedTheDecisionTime() {
@@ -380,7 +380,7 @@ extension LeaseLedgerTests {
     }
 }
 
-@Suite struct LeaseRevocationTests {
+@Suite(.onBackgroundThreads) struct LeaseRevocationTests {
     @Test func aMajorityRevokesAndAMinorityAdvancesAMachineThatStillRenews() {
         let other = try! MachineID("n"), silent = try! MachineID("s")
         let reports: [VoterName: [MachineID: UInt64]] = [

@@ -1,3 +1,4 @@
+import TestSupport
 import Client
 import FleetAPI
 import Foundation
@@ -9,7 +10,7 @@ func temporarySocketPath(_ tag: String) -> String {
     "/tmp/flotilla-cli-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
 }
 
-@Suite("APIEndpoint parsing")
+@Suite("APIEndpoint parsing", .onBackgroundThreads)
 struct APIEndpointTests {
     @Test func unixForms() throws {
         #expect(try APIEndpoint(parsing: "unix:///var/run/flotilla.sock") == .unix(path: "/var/run/flotilla.sock"))

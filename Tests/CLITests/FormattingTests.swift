@@ -1,10 +1,11 @@
 @testable import CLI
+import TestSupport
 import Client
 import FleetAPI
 import Testing
 import UnitFile
 
-@Suite("Pure formatting and parsing")
+@Suite("Pure formatting and parsing", .onBackgroundThreads)
 struct FormattingTests {
     static let machine = FlotillaMachine(id: "0123456789abcdef0123456789abcdef", primaryIP: "10.0.0.1",
                                          metadata: ["region": "eu", "disk": "ssd"], role: "voter", state: "alive",

@@ -1,3 +1,4 @@
+import TestSupport
 import FleetAPI
 import HTTPAPI
 import Registry
@@ -6,7 +7,7 @@ import Testing
 @testable import Daemon
 
 /// Who may do what, decided against the registry's tokens (pure).
-@Suite struct AccessControlDecisionTests {
+@Suite(.onBackgroundThreads) struct AccessControlDecisionTests {
     func state(_ tokens: [(String, [String])]) -> RegistryState {
         var state = RegistryState()
         for (index, (secret, policies)) in tokens.enumerated() {

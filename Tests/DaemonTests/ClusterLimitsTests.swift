@@ -1,4 +1,5 @@
 @testable import Daemon
+import TestSupport
 import FleetAPI
 import Raft
 import Registry
@@ -10,7 +11,7 @@ import Wire
 /// The byte bounds along a write's path hold the largest thing the step before accepts, measured
 /// with the real encoders (issue 14: a 3 MiB entry fit a 4 MiB frame but not a 2 MiB WAL record,
 /// and a scheduling round of 4,096 long names made an entry Raft refused, every round).
-@Suite struct ClusterLimitsTests {
+@Suite(.onBackgroundThreads) struct ClusterLimitsTests {
     let limits = ClusterLimits.standard
 
     static func longestUnitName(_ index: Int = 0) throws -> UnitName {

@@ -1,8 +1,9 @@
 @testable import Daemon
+import TestSupport
 import HTTPAPI
 import Testing
 
-@Suite struct ConfigurationTests {
+@Suite(.onBackgroundThreads) struct ConfigurationTests {
     @Test func fileThenEnvironmentThenFlagsWithFleetsKeys() throws {
         let file = """
         # fleet's file, reused
@@ -120,7 +121,7 @@ import Testing
 }
 
 /// `flotillad --help` lists every setting with its default, from `DaemonConfiguration.settings`.
-@Suite struct ConfigurationReferenceTests {
+@Suite(.onBackgroundThreads) struct ConfigurationReferenceTests {
     @Test func everyListedSettingIsAcceptedAndItsDefaultRoundTrips() throws {
         let defaults = DaemonConfiguration()
         #expect(Set(DaemonConfiguration.settings.map(\.key)).count == DaemonConfiguration.settings.count)

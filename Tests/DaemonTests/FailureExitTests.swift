@@ -1,4 +1,5 @@
 @testable import Daemon
+import TestSupport
 import Foundation
 import Logging
 import RaftReplica
@@ -8,7 +9,7 @@ import Testing
 
 /// How flotillad's exit tells systemd what went wrong (Units/flotillad.service acts on it), and
 /// that a registry snapshot that does not decode is refused, not skipped.
-@Suite struct FailureExitTests {
+@Suite(.onBackgroundThreads) struct FailureExitTests {
     let full = StorageError.io(operation: "write", path: "/var/lib/flotilla/raft/wal-0000000000000002.log", errno: ENOSPC)
 
     @Test func aFailedDiskExits74AndCorruptData65() {

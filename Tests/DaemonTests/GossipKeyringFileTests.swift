@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Logging
 import MembershipShell
@@ -6,7 +7,7 @@ import Testing
 @testable import Daemon
 
 /// flotillad refuses to gossip without a keyring unless plain text was asked for.
-@Suite struct GossipKeyringFileTests {
+@Suite(.onBackgroundThreads) struct GossipKeyringFileTests {
     let logger = Logger(label: "test")
 
     func configuration(_ arguments: [String]) throws -> DaemonConfiguration {

@@ -1,3 +1,4 @@
+import TestSupport
 import FleetAPI
 import Foundation
 import HTTPAPI
@@ -7,7 +8,7 @@ import Testing
 @testable import Daemon
 
 /// The leader's rules for one rotation step (install, use, remove), pure.
-@Suite struct GossipKeyringRotationTests {
+@Suite(.onBackgroundThreads) struct GossipKeyringRotationTests {
     let old = [UInt8](repeating: 1, count: 32)
     let new = [UInt8](repeating: 2, count: 32)
     var newText: String { Data(new).base64EncodedString() }

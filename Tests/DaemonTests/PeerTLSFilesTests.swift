@@ -6,7 +6,7 @@ import TestSupport
 
 /// flotillad refuses to run Raft and the peer API without the cluster's certificates unless
 /// plain TCP was asked for; the certificate must be this machine's.
-@Suite struct PeerTLSFilesTests {
+@Suite(.onBackgroundThreads) struct PeerTLSFilesTests {
     func configuration(_ arguments: [String]) throws -> DaemonConfiguration {
         try DaemonConfiguration.resolve(fileText: nil, environment: [:], arguments: ["--public-ip=127.0.0.1"] + arguments).0
     }

@@ -1,9 +1,10 @@
 @testable import Daemon
+import TestSupport
 import Testing
 
 /// The file beside the unit directory that a restarted flotillad reads first: the schedule
 /// version it last acted on and that schedule's lease epoch, with which it renews at once.
-@Suite struct ScheduleFloorTests {
+@Suite(.onBackgroundThreads) struct ScheduleFloorTests {
     @Test func versionAndEpochRoundTripLittleEndian() throws {
         let bytes = MachineAgent.encodeVersionFloor(version: 0x0102_0304_0506_0708, leaseEpoch: 9)
         #expect(bytes == [8, 7, 6, 5, 4, 3, 2, 1, 9, 0, 0, 0, 0, 0, 0, 0])

@@ -1,4 +1,5 @@
 @testable import Daemon
+import TestSupport
 import HTTPAPI
 import Registry
 import Testing
@@ -6,7 +7,7 @@ import UnitFile
 
 /// Issue 14 item 3: the leader refuses, with 507, the writes that would pass an operator's quota
 /// or that add data while a voter's NOSPACE alarm is raised; everything else goes on.
-@Suite struct WriteQuotaTests {
+@Suite(.onBackgroundThreads) struct WriteQuotaTests {
     static func unit(_ name: String, bytes: Int = 0) -> UnitSubmission {
         let padding = bytes > 0 ? "Description=" + String(repeating: "x", count: bytes) + "\n" : ""
         let file = try! UnitFile(parsing: "[Unit]\n" + padding + "[Service]\nExecStart=/bin/true\n")
@@ -89,7 +90,7 @@ import UnitFile
     }
 }
 
-@Suite struct NoSpaceAlarmTests {
+@Suite(.onBackgroundThreads) struct NoSpaceAlarmTests {
     @Test func theAlarmRisesBelowTheReserveAndClearsOnlyAtFiveQuartersOfIt() {
         var alarm = NoSpaceAlarmState(reserveBytes: 4_000)
         alarm.observe(freeBytes: 4_000)

@@ -1,8 +1,9 @@
+import TestSupport
 import FleetAPI
 import Testing
 
 /// ACL policies: their text forms and what each allows.
-@Suite struct ACLPolicyTests {
+@Suite(.onBackgroundThreads) struct ACLPolicyTests {
     @Test func eachPolicyAllowsWhatItsNameSays() throws {
         let management = try ACLPolicy(parsing: "management")
         let read = try ACLPolicy(parsing: "read")

@@ -1,9 +1,10 @@
+import TestSupport
 import FleetAPI
 import Foundation
 import Testing
 import UnitFile
 
-@Suite struct ConversionTests {
+@Suite(.onBackgroundThreads) struct ConversionTests {
     @Test func optionsRoundTripThroughAUnitFileKeepingOrderAndHash() throws {
         let text = "[Unit]\nDescription=web\nAfter=docker.service\n\n[Service]\nExecStart=/usr/bin/docker run --rm busybox httpd -f\nRestart=always\n\n[X-Fleet]\nConflicts=web@*.service\n"
         let file = try UnitFile(parsing: text)

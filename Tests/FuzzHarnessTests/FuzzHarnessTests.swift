@@ -10,15 +10,16 @@ import Wire
 /// Every input in the committed corpora (Contrib/fuzz/corpus/<harness>/: the seeds and what
 /// fuzzing kept, crashes it found included once fixed) runs through its harness on every test
 /// run, without libFuzzer or sanitizers: a regression crashes this test.
-@Suite struct FuzzHarnessTests {
+@Suite(.onBackgroundThreads) struct FuzzHarnessTests {
     static let corpus = Testbed.repositoryRoot.appendingPathComponent("Contrib/fuzz/corpus")
 
     // One harness at a time: the suite starts with every other one, and ten CPU-bound cases on
     // threads of their own would add to the start-up starvation of the timed network tests.
     @Test(.serialized, arguments: FuzzHarness.allCases)
     func theCommittedCorpusRunsClean(harness: FuzzHarness) async throws {
-        // The HTTP harness blocks its thread on the handler: not a thread of the shared pool.
-        try await onOwnThread { try Self.replay(harness) }
+        // The HTTP harness blocks its thread on the handler: a background thread (the suite's
+        // trait), not one of the cooperative pool's, where the handler's task must run.
+        try Self.replay(harness)
     }
 
     static func replay(_ harness: FuzzHarness) throws {
@@ -32,7 +33,7 @@ import Wire
 
     /// The seeds start the fuzzer past the first checks: each decodes where its harness decodes.
     @Test func theSeedsAreAcceptedByTheDecodersTheyFeed() async throws {
-        try await onOwnThread { try Self.checkSeeds() }
+        try Self.checkSeeds()
     }
 
     static func checkSeeds() throws {

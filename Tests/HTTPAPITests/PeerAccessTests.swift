@@ -11,7 +11,7 @@ import TestSupport
 
 /// The peer port's rules (`PeerAccess`), pure: which caller a request is answered for, given
 /// the route, the caller header and the certificate.
-@Suite struct PeerAccessRuleTests {
+@Suite(.onBackgroundThreads) struct PeerAccessRuleTests {
     let agentA = ConnectionOrigin.verifiedPeer(PeerIdentity(role: .agent, machineID: "aaaa", ipAddresses: ["10.0.0.1"]))
     let serverS = ConnectionOrigin.verifiedPeer(PeerIdentity(role: .server, machineID: "ssss", ipAddresses: ["10.0.0.9"]))
 

@@ -1,8 +1,9 @@
 @testable import HTTPAPI
+import TestSupport
 import NIOHTTP1
 import Testing
 
-@Suite struct RoutingAndPagingTests {
+@Suite(.onBackgroundThreads) struct RoutingAndPagingTests {
     @Test func pathSegmentsArePercentDecodedAndOneTrailingSlashIgnored() {
         #expect(Router.match(method: .GET, path: "/fleet/v1/units/web%401.service") == .route(.getUnit("web@1.service")))
         #expect(Router.match(method: .GET, path: "/fleet/v1/units/") == .route(.listUnits))

@@ -33,14 +33,14 @@ import TestSupport
 
     @Test func massJoinThroughOneSeedConverges() async {
         let seed = Self.seed
-        let result = await onDedicatedThread { Scenarios.massJoin(memberCount: 150, seed: seed, limitMilliseconds: 120_000) }
+        let result = await onDedicatedThread(.background) { Scenarios.massJoin(memberCount: 150, seed: seed, limitMilliseconds: 120_000) }
         print("mass join, 150 members, seed \(seed): all know all after \(result.allKnowAllMilliseconds.map { "\($0) ms" } ?? "never")")
         #expect(result.allKnowAllMilliseconds != nil && result.allKnowAllMilliseconds! <= 60_000, Self.replay(seed))
     }
 
     @Test func crashedMemberIsSeenDeadByAllAndUpdatesSpread() async {
         let seed = Self.seed
-        let result = await onDedicatedThread { Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2) }
+        let result = await onDedicatedThread(.background) { Scenarios.crashDetection(memberCount: 150, seed: seed, crashes: 2) }
         print("crash, 150 members, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms; updates reached all after \(result.disseminationMilliseconds) ms; \(result.datagramsPerMemberPerSecond) datagrams/member/s")
         // LAN defaults at N = 150: suspicion min = 4 × log10(150) × 1 s ≈ 8.7 s, reached after two
         // confirmations; plus detection (≤ a few probe periods) and dissemination.
@@ -57,7 +57,7 @@ import TestSupport
     /// benchmark reports both distributions.
     @Test func crashAtOneThousandMembersIsSeenDeadByAll() async {
         let seed = Self.seed
-        let result = await onDedicatedThread { Scenarios.crashDetection(memberCount: 1_000, seed: seed, crashes: 1) }
+        let result = await onDedicatedThread(.background) { Scenarios.crashDetection(memberCount: 1_000, seed: seed, crashes: 1) }
         print("crash, 1,000 members, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms; update reached all after \(result.disseminationMilliseconds) ms")
         #expect(result.allDeadMilliseconds.allSatisfy { $0 != nil && $0! <= 20_000 }, Self.replay(seed))
         Self.expectDetectionInOrder(result, seed: seed)
@@ -69,7 +69,7 @@ import TestSupport
     /// clean network; its speed and its false-positive cost under loss are the benchmark's.
     @Test func fastLANProfileDetectsACrashWithoutFalsePositives() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.crashDetection(memberCount: 50, seed: seed, crashes: 2, configuration: .fastLAN)
         }
         print("crash, 50 members, fast LAN profile, seed \(seed): first suspicion \(result.firstSuspicionMilliseconds) ms, all know \(result.allKnowMilliseconds) ms, all declared dead \(result.allDeadMilliseconds) ms")
@@ -96,7 +96,7 @@ import TestSupport
     // members it suspects hear of it at once (buddy system) and refute.
     @Test func delayedMemberCausesNoFalsePositives() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.falsePositives(memberCount: 1_000, seed: seed, durationMilliseconds: 40_000,
                                      lossProbability: 0, slowMembers: [7], slowDelayMilliseconds: 1_500)
         }
@@ -107,7 +107,7 @@ import TestSupport
 
     @Test func fivePercentLossCausesFewFalsePositives() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.falsePositives(memberCount: 120, seed: seed, durationMilliseconds: 60_000, lossProbability: 0.05)
         }
         print("5% loss, 120 members, 60 s, seed \(seed): \(result.declarations) false declarations, \(result.membersAffected) members affected")
@@ -118,7 +118,7 @@ import TestSupport
 
     @Test func partitionThatHealsConverges() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.partitionHeals(memberCount: 60, seed: seed, partitionMilliseconds: 45_000, limitMilliseconds: 180_000)
         }
         print("partition, 60 members, 45 s, seed \(seed): sides saw each other dead \(result.sidesSawEachOtherDead); converged \(result.convergedAfterHealMilliseconds.map { "\($0) ms" } ?? "never") after the heal")
@@ -138,7 +138,7 @@ import TestSupport
     /// its address), and it refutes: the others see it alive again.
     @Test func isolatedMemberThatStillSuspectsOthersLearnsOfItsDeathFromAnAck() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.partitionHeals(memberCount: 5, seed: seed, partitionMilliseconds: 60_000, cutOff: [4],
                                      healOnceDeclaredDead: true, limitMilliseconds: 60_000, checkEveryMilliseconds: 100,
                                      configuration: Self.periodicPathsOff)
@@ -152,7 +152,7 @@ import TestSupport
     /// every probe interval while it knows no live member.
     @Test func isolatedMemberThatHoldsEveryoneDeadReconnectsItself() async {
         let seed = Self.seed
-        let result = await onDedicatedThread {
+        let result = await onDedicatedThread(.background) {
             Scenarios.partitionHeals(memberCount: 5, seed: seed, partitionMilliseconds: 60_000, cutOff: [4],
                                      limitMilliseconds: 60_000, checkEveryMilliseconds: 100,
                                      configuration: Self.periodicPathsOff)

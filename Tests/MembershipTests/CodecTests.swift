@@ -1,7 +1,8 @@
+import TestSupport
 import Membership
 import Testing
 
-@Suite struct CodecTests {
+@Suite(.onBackgroundThreads) struct CodecTests {
     static func randomString(_ random: inout MembershipRandom, bytesMax: Int, allowEmpty: Bool) -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789-.é🛶")
         let count = random.below(bytesMax / 4 + 1) + (allowEmpty ? 0 : 1)

@@ -1,9 +1,10 @@
+import TestSupport
 import Testing
 @testable import Membership
 
 /// Incarnations no member produces (it adds one per refutation): a suspicion of us at UInt64.max
 /// would make the refutation's `+ 1` trap, and spread, crashing the member at every restart.
-@Suite struct MembershipHostileValueTests {
+@Suite(.onBackgroundThreads) struct MembershipHostileValueTests {
     static let extreme: [Incarnation] = [MembershipInstance.receivedIncarnationCeiling, MembershipInstance.incarnationCeiling - 1,
                                          MembershipInstance.incarnationCeiling, UInt64.max - 1, UInt64.max]
 

@@ -1,9 +1,10 @@
+import TestSupport
 import Testing
 import Membership
 
 /// Two machines with one machine ID (a cloned image): the membership core tells a second live
 /// machine from an earlier life of this one at another address (fleet's TestDetectMachineId).
-@Suite struct IdentityClashTests {
+@Suite(.onBackgroundThreads) struct IdentityClashTests {
     func pings(_ directives: [MessageDirective], to target: MemberAddress) -> [MembershipMessage] {
         pings(directives.sent, to: target)
     }

@@ -1,8 +1,9 @@
+import TestSupport
 import Membership
 import Testing
 
 /// Join, push-pull, leave, rejoin, retention, dissemination bounds.
-@Suite struct LifecycleTests {
+@Suite(.onBackgroundThreads) struct LifecycleTests {
     /// Delivers every message between a set of instances instantly until quiet (a tiny network).
     struct Mesh {
         var nodes: [Int: MembershipInstance] = [:]

@@ -1,9 +1,10 @@
+import TestSupport
 import Membership
 import Testing
 
 /// SWIM (Das, Gupta, Motivala 2002) and Lifeguard (Dadgar, Phillips, Currey 2017) rules, each test
 /// quoting the sentence it checks.
-@Suite struct PaperRulesTests {
+@Suite(.onBackgroundThreads) struct PaperRulesTests {
     // SWIM §4.2: "{Alive Ml, inc=i} overrides {Suspect Ml, inc=j}, i > j".
     @Test func aliveOverridesSuspectOnlyWithHigherIncarnation() {
         var a = makeInstanceKnowing(5)

@@ -1,9 +1,10 @@
+import TestSupport
 import Raft
 import Testing
 
 /// Thesis §10.2.1: "the leader can write to its disk in parallel with replicating to its
 /// followers". `Ready.messagesMaySendBeforePersisting` says when a batch may do that.
-@Suite struct EarlyReplicationTests {
+@Suite(.onBackgroundThreads) struct EarlyReplicationTests {
     let durable = HardState(term: 4, votedFor: n(1), commitIndex: 7)
 
     func message(_ payload: Message.Payload) -> Message {

@@ -1,8 +1,9 @@
 @testable import Raft
+import TestSupport
 import Testing
 
 /// Pre-vote, check-quorum and the leader lease (thesis §9.6, §6.2, §4.2.3).
-@Suite struct DisruptionTests {
+@Suite(.onBackgroundThreads) struct DisruptionTests {
     let configuration = testConfiguration(preVote: true, checkQuorum: true)
 
     @Test("thesis §9.6: with pre-vote, \"a candidate only increments its term if it first learns from a majority of the cluster that they would be willing to grant the candidate their votes\"")
@@ -62,7 +63,7 @@ import Testing
 }
 
 /// Leadership transfer (thesis §3.10).
-@Suite struct LeadershipTransferTests {
+@Suite(.onBackgroundThreads) struct LeadershipTransferTests {
     @Test("thesis §3.10: the leader brings the target up to date, then \"sends it a TimeoutNow request ... causing it to start an election\"")
     func transferHandsLeadershipToTarget() {
         var cluster = TestCluster(voters: 3, configuration: testConfiguration(preVote: true, checkQuorum: true))
@@ -96,7 +97,7 @@ import Testing
 }
 
 /// Log compaction and InstallSnapshot (§7).
-@Suite struct SnapshotTests {
+@Suite(.onBackgroundThreads) struct SnapshotTests {
     @Test("§7: the leader \"must occasionally send snapshots to followers that lag behind\", in chunks (figure 13)")
     func laggingFollowerCatchesUpThroughChunkedSnapshot() throws {
         var cluster = TestCluster(voters: 3, configuration: testConfiguration(preVote: true, checkQuorum: true, snapshotChunkBytesMax: 4))
@@ -130,7 +131,7 @@ import Testing
 }
 
 /// Single-server membership changes and learners (thesis §4.1, §4.2).
-@Suite struct MembershipTests {
+@Suite(.onBackgroundThreads) struct MembershipTests {
     @Test("thesis §4.2.1: a new server joins \"as non-voting members\" and receives the log; it is promoted only once caught up")
     func learnerCatchesUpBeforePromotion() {
         var cluster = TestCluster(voters: 3, joining: 1)
@@ -224,7 +225,7 @@ import Testing
 }
 
 /// Linearizable reads with ReadIndex (thesis §6.4).
-@Suite struct ReadIndexTests {
+@Suite(.onBackgroundThreads) struct ReadIndexTests {
     @Test("thesis §6.4: the leader records its commit index, confirms leadership with a heartbeat round, then the read may be served once applied ≥ read index")
     func readIsConfirmedByHeartbeatQuorum() {
         var cluster = TestCluster(voters: 3)
@@ -298,7 +299,7 @@ import Testing
 }
 
 /// Bounds on batches and in-flight messages.
-@Suite struct FlowControlTests {
+@Suite(.onBackgroundThreads) struct FlowControlTests {
     @Test("Pipelined replication never has more than inflightMessagesMax unacknowledged appends per follower")
     func inflightWindowIsBounded() {
         var cluster = TestCluster(voters: 2, configuration: testConfiguration(batchBytesMax: 64, inflightMessagesMax: 2))
@@ -330,7 +331,7 @@ import Testing
     }
 }
 
-@Suite struct ConfigurationTests {
+@Suite(.onBackgroundThreads) struct ConfigurationTests {
     @Test("Defaults are valid")
     func defaultsAreValid() throws {
         let configuration = try RaftConfiguration()
@@ -367,7 +368,7 @@ import Testing
     }
 }
 
-@Suite struct ClientSessionTableTests {
+@Suite(.onBackgroundThreads) struct ClientSessionTableTests {
     @Test("thesis §6.3: a command whose sequence was already applied for its client is skipped")
     func duplicatesAreSkipped() {
         var table = ClientSessionTable(clientsMax: 4)

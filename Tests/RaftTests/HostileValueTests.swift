@@ -1,10 +1,11 @@
+import TestSupport
 import Testing
 @testable import Raft
 
 /// Values that decode cleanly but no real peer or disk produces: terms and indexes at or near
 /// UInt64.max, snapshot offsets near Int.max. Each is dropped (and counted) before any state
 /// changes; none traps, none reaches the persisted state.
-@Suite struct HostileValueTests {
+@Suite(.onBackgroundThreads) struct HostileValueTests {
     static let huge: [UInt64] = [RaftLimits.valueCeiling, RaftLimits.valueCeiling + 1, UInt64.max - 1, UInt64.max]
 
     /// A three-voter cluster with 1 as leader, and what 2 persisted.
@@ -113,7 +114,7 @@ import Testing
     /// Int.max): no trap. Received values stay below the ceiling; a node's own elections add one
     /// each on top (a term of ceiling - 1 accepted, then an election), far from UInt64.max.
     @Test func randomMessagesWithExtremeFieldsNeverTrap() {
-        var random = SplitMix64(seed: 41)
+        var random = TestSupport.SplitMix64(seed: 41)
         let edges: [UInt64] = [0, 1, 2, 3, RaftLimits.receivedValueCeiling - 1, RaftLimits.receivedValueCeiling,
                                RaftLimits.valueCeiling - 1, RaftLimits.valueCeiling, UInt64.max - 1, UInt64.max]
         func pick() -> UInt64 { Bool.random(using: &random) ? edges.randomElement(using: &random)! : UInt64.random(in: 0...20, using: &random) }

@@ -1,8 +1,9 @@
 @testable import Raft
+import TestSupport
 import Testing
 
 /// Transcript tests for the rules of the extended Raft paper; each quotes the sentence it checks.
-@Suite struct PaperRulesTests {
+@Suite(.onBackgroundThreads) struct PaperRulesTests {
     @Test("§5.1: \"If a server receives a request with a stale term number, it rejects the request.\"")
     func staleTermRequestIsRejected() {
         var cluster = TestCluster(states: [persistedLog(terms: [1], voters: 3, currentTerm: 5)])

@@ -1,8 +1,9 @@
+import TestSupport
 import Registry
 import Testing
 import UnitFile
 
-@Suite struct CommandCodingTests {
+@Suite(.onBackgroundThreads) struct CommandCodingTests {
     static func sampleCommands() throws -> [RegistryCommand] {
         let file = try UnitFile(parsing: "[Service]\nExecStart=/bin/sleep 100\n[X-Fleet]\nGlobal=false\n")
         let web = try UnitName("web.service")

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import UnitFile
 @testable import Registry
@@ -15,7 +16,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
     state.apply(RegistryCommand(operation, stamp: stamp), at: state.version + 1)
 }
 
-@Suite struct RegistryCommandTests {
+@Suite(.onBackgroundThreads) struct RegistryCommandTests {
     @Test func submittedUnitIsStoredWithItsHashAndTarget() {
         var state = RegistryState()
         let unit = submission("web.service")
@@ -199,7 +200,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
     }
 }
 
-@Suite struct RegistryIdempotenceTests {
+@Suite(.onBackgroundThreads) struct RegistryIdempotenceTests {
     @Test func aRetriedCommandGetsItsOriginalResultWithoutApplyingAgain() {
         var state = RegistryState()
         let stamp = ClientStamp(clientID: 7, sequence: 1)
@@ -313,7 +314,7 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
     }
 }
 
-@Suite struct RegistrySnapshotTests {
+@Suite(.onBackgroundThreads) struct RegistrySnapshotTests {
     static func populated() -> RegistryState {
         var state = RegistryState()
         apply(&state, .submitUnits([
@@ -401,18 +402,5 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
             _ = try? scratch.restore(from: damaged)
         }
         #expect(state == before)
-    }
-}
-
-/// A small seeded generator, so damage tests replay exactly.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import UnitFile
 @testable import Registry
@@ -5,7 +6,7 @@ import UnitFile
 /// The registry is a replicated state machine: replicas that apply the same log must agree byte
 /// for byte, including a replica that joined from a snapshot halfway. Commands are drawn from a
 /// seeded generator over small pools of names, so many are invalid, duplicated or retried.
-@Suite struct ReplicaDeterminismTests {
+@Suite(.onBackgroundThreads) struct ReplicaDeterminismTests {
     static let unitNames = ["a.service", "b.service", "t@.service", "t@1.service", "t@2.service", "g.service"].map(name)
     static let machines = ["m1", "m2", "m3"].map(machine)
     static let fleetSections = ["", "Global=true", "Conflicts=t@*.service", "MachineOf=a.service", "MachineMetadata=disk=ssd"]

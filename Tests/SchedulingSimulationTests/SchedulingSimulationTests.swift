@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import UnitFile
 import Registry
@@ -14,7 +15,7 @@ import Darwin
 /// keeps running, unseen), rejoin, drain and undrain; units change target state and get new files. After every
 /// round the invariants below must hold on the live machines. A failure names its seed and step;
 /// set SIM_SEED to replay one seed.
-@Suite struct SchedulingSimulationTests {
+@Suite(.onBackgroundThreads) struct SchedulingSimulationTests {
     static let machineCount = 50
 
     @Test func invariantsHoldAcrossDeathsRejoinsAndDrains() throws {
@@ -226,18 +227,5 @@ struct Simulation {
                 }
             }
         }
-    }
-}
-
-/// A small seeded generator, so every run replays exactly.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import UnitFile
 import Registry
@@ -37,7 +38,7 @@ struct Cluster {
     func machineOf(_ unit: String) -> String? { registry.units[name(unit)]?.machine?.rawValue }
 }
 
-@Suite struct PlacementRuleTests {
+@Suite(.onBackgroundThreads) struct PlacementRuleTests {
     struct Case: Sendable, CustomTestStringConvertible {
         let label: String
         let machines: [(String, [String: String])]
@@ -314,7 +315,7 @@ struct Cluster {
 
 /// A unit never conflicts with itself, and of global units that conflict with each other the one
 /// launched first runs (fleet's TestScheduleGlobalConflicts and its fixture conflict-global.N).
-@Suite struct GlobalConflictTests {
+@Suite(.onBackgroundThreads) struct GlobalConflictTests {
     static let conflictGlobal = ["Global=true", "Conflicts=conflict-global.*.service"]
 
     func threeMachines() -> Cluster {

@@ -30,7 +30,7 @@ import TestSupport
     /// then measured the simulation instead of themselves.
     @Test(arguments: 0..<shardCount)
     func randomisedClustersStaySafeAndConverge(shard: Int) async throws {
-        let outcome = await onDedicatedThread { Self.runShard(shard) }
+        let outcome = await onDedicatedThread(.background) { Self.runShard(shard) }
         for failure in outcome.failures { Issue.record(Comment(rawValue: failure)) }
         if outcome.runs > 0 { #expect(outcome.earlySends > 0, "no Ready sent its messages before its writes") }
         // A shard of the CI run crashes nodes thousands of times, two thirds of its seeds with

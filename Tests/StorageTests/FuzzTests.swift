@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Raft
 import Testing
@@ -6,11 +7,11 @@ import Testing
 /// Seeded damage to a real log on disk: whatever happens to the bytes, `open` either recovers the
 /// state after some whole prefix of the acknowledged batches, or throws a `StorageError`. It never
 /// traps and never returns a state that no prefix of the batches produced.
-@Suite struct StorageFuzzTests {
+@Suite(.onBackgroundThreads) struct StorageFuzzTests {
     static let seed: UInt64 = 0xD15C_0001
 
     @Test func damagedSegmentsRecoverAPrefixOrThrow() throws {
-        var random = SplitMix64(seed: Self.seed)
+        var random = TestSupport.SplitMix64(seed: Self.seed)
         let directory = TemporaryDirectory()
         var model = ModelLog(state: .bootstrap(voters: voters))
         var prefixes = [model.state]

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Raft
 import Testing
@@ -6,7 +7,7 @@ import Wire
 
 /// Crashes and damage: what a crash can do by itself is repaired (a torn tail); everything else is
 /// reported as a typed error and leaves the files alone.
-@Suite struct RecoveryTests {
+@Suite(.onBackgroundThreads) struct RecoveryTests {
     func openError(_ directory: String, configuration: WriteAheadLogConfiguration = WriteAheadLogConfiguration()) -> StorageError? {
         do {
             _ = try WriteAheadLog.open(directory: directory, configuration: configuration)
@@ -63,7 +64,7 @@ import Wire
         let (_, after, _) = try logWithTwoBatches(directory)
         let segment = segmentPaths(in: directory.wal)[0]
         let whole = readBytes(segment)
-        var random = SplitMix64(seed: 42)
+        var random = TestSupport.SplitMix64(seed: 42)
         for (label, tail) in [("zeros", [UInt8](repeating: 0, count: 4096)),
                               ("garbage", (0..<777).map { _ in UInt8(truncatingIfNeeded: random.next()) })] {
             let copy = try directory.copyOfLog(label)
@@ -171,7 +172,7 @@ import Wire
     /// truncations and compactions, with a seeded workload.
     @Test func crashBetweenWritesRecoversEveryAcknowledgedBatch() throws {
         let seed: UInt64 = 0xC4A5_0001
-        var random = SplitMix64(seed: seed)
+        var random = TestSupport.SplitMix64(seed: seed)
         let directory = TemporaryDirectory()
         var model = ModelLog(state: .bootstrap(voters: voters))
         var checkpoints: [(String, PersistentState)] = []

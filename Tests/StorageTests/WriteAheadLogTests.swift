@@ -1,10 +1,11 @@
+import TestSupport
 import Foundation
 import Raft
 import Testing
 import Wire
 @testable import Storage
 
-@Suite struct WriteAheadLogTests {
+@Suite(.onBackgroundThreads) struct WriteAheadLogTests {
     @Test func freshDirectoryStartsFromTheInitialStateAndRestartsToIt() throws {
         let directory = TemporaryDirectory()
         let bootstrap = PersistentState.bootstrap(voters: voters)
@@ -176,7 +177,7 @@ import Wire
     }
 }
 
-@Suite struct SnapshotTests {
+@Suite(.onBackgroundThreads) struct SnapshotTests {
     @Test func compactionRemovesCoveredSegmentsAndSurvivesARestart() throws {
         let directory = TemporaryDirectory()
         var model = ModelLog(state: .bootstrap(voters: voters))

@@ -9,7 +9,7 @@ import TestSupport
 import Glibc
 #endif
 
-@Suite struct UnitNameTests {
+@Suite(.onBackgroundThreads) struct UnitNameTests {
     @Test(arguments: [
         "foo.service", "foo@bar.service", "foo@.service", "a.socket", "x-y_z:1.timer",
         "dev-disk-by\\x2dlabel.device", "-.mount", "system.slice",
@@ -43,7 +43,7 @@ import Glibc
     }
 }
 
-@Suite struct ErrorMappingTests {
+@Suite(.onBackgroundThreads) struct ErrorMappingTests {
     @Test func systemdErrorNamesBecomeTypedErrors() {
         func map(_ name: String, open: Bool = true) -> SystemdBusError {
             .fromBusError(name: name, message: "m", operation: "op", busIsOpen: open)
@@ -93,7 +93,7 @@ import Glibc
     }
 }
 
-@Suite struct ReconnectBackoffTests {
+@Suite(.onBackgroundThreads) struct ReconnectBackoffTests {
     @Test func backoffDoublesFromTheMinimumAndStopsAtTheMaximum() {
         var configuration = SystemdBusConfiguration(bus: .address("unix:path=/nonexistent"))
         configuration.reconnectBackoffMin = .milliseconds(50)
@@ -104,7 +104,7 @@ import Glibc
     }
 }
 
-@Suite struct JournalLogHandlerTests {
+@Suite(.onBackgroundThreads) struct JournalLogHandlerTests {
     @Test func fieldsCarryMessagePriorityLocationAndMetadata() {
         let fields = JournalLogHandler.fields(
             level: .warning, message: "unit failed", metadata: ["unit": "a.service", "machine-id": "m1", "message": "clash"],
@@ -177,7 +177,7 @@ import Glibc
     }
 }
 
-@Suite struct UnitFileWriteTests {
+@Suite(.onBackgroundThreads) struct UnitFileWriteTests {
     @Test func writeReportsCreatedChangedAndUnchanged() throws {
         let directory = "/tmp/sdbus-units-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/nested"
         var configuration = SystemdBusConfiguration(bus: .address("unix:path=/nonexistent"))

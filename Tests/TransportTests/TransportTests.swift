@@ -210,7 +210,7 @@ struct TransportTests {
     }
 }
 
-@Suite struct ReconnectBackoffTests {
+@Suite(.onBackgroundThreads) struct ReconnectBackoffTests {
     @Test func delaysGrowExponentiallyUpToTheCapWithJitterFromTheSeed() {
         var backoff = ReconnectBackoff(delayMin: .milliseconds(10), delayMax: .milliseconds(1000), seed: 42)
         var delays: [Int64] = []

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -27,7 +28,7 @@ struct IncompatibleCase: Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(first.rawValue) with \(second.rawValue)" }
 }
 
-@Suite struct FleetOptionsTests {
+@Suite(.onBackgroundThreads) struct FleetOptionsTests {
     @Test func unitWithoutXFleetSectionIsUnconstrained() throws {
         let file = try UnitFile(parsing: "[Service]\nExecStart=/bin/x\n")
         #expect(try FleetOptions(unitFile: file, unitName: UnitName("x.service")) == .unconstrained)

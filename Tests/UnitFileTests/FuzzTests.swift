@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -6,7 +7,7 @@ import Testing
 /// carries the seed and iteration that replay it. The parser may refuse an input only with a
 /// `UnitFileError` (typed throws make anything else impossible); it must never trap. Whatever
 /// it accepts must survive serialise-then-parse unchanged.
-@Suite struct FuzzTests {
+@Suite(.onBackgroundThreads) struct FuzzTests {
     static let seeds: [UInt64] = [1, 2, 3, 0xF1EE7, 0xDEAD_BEEF]
     static let iterationsPerSeed = 400
 

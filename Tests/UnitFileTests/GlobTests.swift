@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -73,7 +74,7 @@ let globCases: [GlobCase] = [
     GlobCase(pattern: "a[", name: "a", matches: nil),
 ]
 
-@Suite struct GlobTests {
+@Suite(.onBackgroundThreads) struct GlobTests {
     @Test(arguments: globCases)
     func matchesAsGoPathMatch(_ testCase: GlobCase) {
         let result: Bool?

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -63,7 +64,7 @@ let fleetHashCases: [FleetHashCase] = [
         sha1: "7f7f1dba6e5050be9d9292eb27eea974b78c2fdf"),
 ]
 
-@Suite struct HashTests {
+@Suite(.onBackgroundThreads) struct HashTests {
     @Test(arguments: fleetHashCases)
     func hashMatchesFleet(_ testCase: FleetHashCase) throws {
         let file = try UnitFile(parsing: testCase.input)

@@ -1,7 +1,8 @@
+import TestSupport
 import Testing
 import UnitFile
 
-@Suite struct HostUnitNamesTests {
+@Suite(.onBackgroundThreads) struct HostUnitNamesTests {
     @Test(arguments: [
         "flotillad.service", "flotilla.socket", "flotilla-lease.service",
         "dbus.service", "dbus.socket", "dbus-broker.service",

@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
 
-@Suite struct LimitsTests {
+@Suite(.onBackgroundThreads) struct LimitsTests {
     /// 100,000 continuation lines (the shape that took the old parser quadratic time; its speed
     /// is measured by Contrib/bench/unitfile): joined into one value, each `\` a space.
     @Test func manyContinuationLinesJoinIntoOneValue() throws {

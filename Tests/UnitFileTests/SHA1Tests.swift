@@ -4,7 +4,7 @@ import TestSupport
 
 @testable import UnitFile
 
-@Suite struct SHA1Tests {
+@Suite(.onBackgroundThreads) struct SHA1Tests {
     private func hex(_ bytes: [UInt8]) -> String {
         bytes.map { String(format: "%02x", $0) }.joined()
     }

@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
 
-@Suite struct SerializerTests {
+@Suite(.onBackgroundThreads) struct SerializerTests {
     @Test func canonicalFormHasGoSystemdLayout() throws {
         let file = try UnitFile(parsing: "[Unit]\nDescription=Foo\n[Service]\nExecStart=/bin/x\n[Unit]\nBindsTo=b.service\n")
         #expect(file.serialized() == "[Unit]\nDescription=Foo\nBindsTo=b.service\n\n[Service]\nExecStart=/bin/x\n")

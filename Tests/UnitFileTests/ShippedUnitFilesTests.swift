@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 
@@ -5,7 +6,7 @@ import UnitFile
 
 /// The units this repository ships (Units/): what a new user runs first must be a unit Flotilla
 /// itself accepts, with a valid name and valid [X-Fleet] options.
-@Suite struct ShippedUnitFilesTests {
+@Suite(.onBackgroundThreads) struct ShippedUnitFilesTests {
     static var unitsDirectory: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Units")

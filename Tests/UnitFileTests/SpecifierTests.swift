@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
 
-@Suite struct SpecifierTests {
+@Suite(.onBackgroundThreads) struct SpecifierTests {
     @Test(arguments: [
         ("%n", "foo@bar.service"),
         ("%N", "foo@bar"),

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -196,7 +197,7 @@ let parseErrorCases: [ParseErrorCase] = [
         input: "[S]\r\n\r\nA=1\r\nbad\r\n", expected: .missingEquals(line: 4)),
 ]
 
-@Suite struct SyntaxTests {
+@Suite(.onBackgroundThreads) struct SyntaxTests {
     @Test(arguments: parseCases)
     func parsesAsSystemdDoes(_ testCase: ParseCase) throws {
         let file = try UnitFile(parsing: testCase.input)

@@ -34,7 +34,7 @@ enum SystemUnitFiles {
     }
 }
 
-@Suite struct SystemUnitFilesTests {
+@Suite(.onBackgroundThreads) struct SystemUnitFilesTests {
     @Test func everySystemUnitFileParsesAndRoundTrips() throws {
         let paths = SystemUnitFiles.paths()
         #expect(paths.count >= SystemUnitFiles.countMin, "found only \(paths.count) unit files")

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import UnitFile
@@ -18,7 +19,7 @@ struct InvalidNameCase: Sendable, CustomTestStringConvertible {
     var testDescription: String { quoted(name) }
 }
 
-@Suite struct UnitNameTests {
+@Suite(.onBackgroundThreads) struct UnitNameTests {
     @Test(arguments: [
         ValidNameCase(name: "foo.service", form: .plain, type: .service, prefix: "foo", instance: nil, template: nil),
         ValidNameCase(name: "foo.bar.socket", form: .plain, type: .socket, prefix: "foo.bar", instance: nil, template: nil),

@@ -1,12 +1,13 @@
+import TestSupport
 import Raft
 import Wire
 
 /// Seeded generators of every encodable value, so that each round trip and fuzz case replays
 /// from its seed.
 struct ValueGenerator {
-    var random: SplitMix64
+    var random: TestSupport.SplitMix64
 
-    init(seed: UInt64) { random = SplitMix64(seed: seed) }
+    init(seed: UInt64) { random = TestSupport.SplitMix64(seed: seed) }
 
     mutating func uint64() -> UInt64 {
         // Mix small values (the common case) with extremes (the edge cases).

@@ -1,8 +1,9 @@
+import TestSupport
 import Raft
 import Testing
 @testable import Wire
 
-@Suite struct CRC32CTests {
+@Suite(.onBackgroundThreads) struct CRC32CTests {
     @Test func standardCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
     }
@@ -20,7 +21,7 @@ import Testing
 
     /// The sliced loop and the byte loop must agree for every length and split point.
     @Test func incrementalUpdateMatchesWhole() {
-        var random = SplitMix64(seed: 7)
+        var random = TestSupport.SplitMix64(seed: 7)
         let bytes = (0..<200).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         let whole = CRC32C.checksum(bytes)
         for split in 0...bytes.count {
@@ -42,7 +43,7 @@ import Testing
     }
 }
 
-@Suite struct RoundTripTests {
+@Suite(.onBackgroundThreads) struct RoundTripTests {
     static let seed: UInt64 = 0x5EED_0001
 
     @Test(arguments: 0..<Message.payloadCaseCount)
@@ -108,7 +109,7 @@ import Testing
     }
 }
 
-@Suite struct RejectionTests {
+@Suite(.onBackgroundThreads) struct RejectionTests {
     func frameError(_ bytes: [UInt8], frameBytesMax: Int = Frame.frameBytesMaxDefault) -> WireError? {
         var decoder = FrameDecoder(frameBytesMax: frameBytesMax)
         do {
@@ -192,7 +193,7 @@ import Testing
 
 /// Seeded fuzzing: whatever the bytes, the decoder returns frames, asks for more, or throws a
 /// `WireError`; it never traps. A failing case prints its seed and iteration.
-@Suite struct FuzzTests {
+@Suite(.onBackgroundThreads) struct FuzzTests {
     static let seed: UInt64 = 0xF022_2024
 
     @Test func randomBytesNeverCrash() {
