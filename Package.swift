@@ -171,7 +171,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // The OpenAPI document of the whole API, compiled into the binary and served at
+            // /flotilla/v1/openapi.json; the file itself is what client generators read.
+            resources: [.embedInCode("openapi.json")]
         ),
         // Shell: the API client used by flotillactl, by peers forwarding to the leader, and by orchestrators.
         .target(

@@ -50,8 +50,9 @@ public struct APICaller: Hashable, Sendable, CustomStringConvertible {
     /// The header a peer sends its caller in: `<kind> <machine ID>`.
     public static let headerName = "X-Flotilla-Caller"
 
-    /// The longest machine ID the header carries (machine IDs are 32 hexadecimal digits).
-    static let machineIDLengthMax = 64
+    /// The longest machine ID the header carries: Registry's `MachineID.lengthMax` (a test
+    /// holds them equal; at 64 a machine with a longer, valid ID could not relay its callers).
+    public static let machineIDLengthMax = 128
 
     public var headerValue: String { "\(kind.rawValue) \(machineID)" }
 

@@ -184,6 +184,10 @@ struct APIRequestHandler: Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "application/json")
             return .complete(status: .ok, headers: headers, body: DiscoveryDocument.bytes)
+        case .openAPI:
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            return .complete(status: .ok, headers: headers, body: PackageResources.openapi_json)
         case .clusterStatus:
             return .json(try await backend.clusterStatus())
         case .listMachinesDetailed:

@@ -43,7 +43,16 @@ enum PeerAccess {
         // A user listener's caller is the listener's; a header claiming another is not read.
         if case .user(var caller) = origin {
             // A token matters on api_listen only: the unix socket is the management identity.
-            if caller.kind == .network { caller.token = token }
+            if caller.kind == .network {
+                // A peer's own routes carry no ACL (a certificate decides them on the peer port),
+                // so served here they were open to anyone who reached api_listen, token or not:
+                // any machine's schedule (its gossip keys with it), forged state reports, and
+                // lease releases that make the leader move a machine's units.
+                if route.isPeerRoute {
+                    return .failure(forbidden("/flotilla/v1/peer/ routes are served on the peer port only"))
+                }
+                caller.token = token
+            }
             return .success(caller)
         }
         let claimed: APICaller?
@@ -125,10 +134,18 @@ extension Route {
             return .servers
         case .metrics:
             return .anyPeer
-        case .listUnits, .getUnit, .putUnit, .deleteUnit, .listStates, .listMachines, .patchMachines, .discovery,
+        case .listUnits, .getUnit, .putUnit, .deleteUnit, .listStates, .listMachines, .patchMachines, .discovery, .openAPI,
              .clusterStatus, .listMachinesDetailed, .listUnitFiles, .drain, .undrain, .watch, .journal, .unitStatus,
              .gossipKeyring, .changeGossipKeyring, .aclBootstrap, .listACLTokens, .createACLToken, .deleteACLToken, .authorize:
             return .user
+        }
+    }
+
+    /// A peer's own route or the voters' ledgers: what only peers use, over the peer port.
+    var isPeerRoute: Bool {
+        switch peerScope {
+        case .machine, .servers: return true
+        case .anyPeer, .user: return false
         }
     }
 
@@ -136,7 +153,7 @@ extension Route {
     /// decides those) and for `authorize`, which checks the access its body names.
     var access: APIAccess? {
         switch self {
-        case .listUnits, .getUnit, .listStates, .listMachines, .discovery, .clusterStatus, .listMachinesDetailed,
+        case .listUnits, .getUnit, .listStates, .listMachines, .discovery, .openAPI, .clusterStatus, .listMachinesDetailed,
              .listUnitFiles, .watch, .journal, .unitStatus, .metrics:
             return .read
         case .putUnit(let name), .deleteUnit(let name):

@@ -33,6 +33,7 @@ enum Route: Hashable, Sendable {
     case deleteACLToken(accessorID: String)
     case authorize
     case metrics
+    case openAPI
 }
 
 /// The outcome of matching a request line against the route table.
@@ -49,7 +50,8 @@ enum RouteMatch: Equatable, Sendable {
 enum Router {
     private enum Segment {
         case literal(String)
-        case parameter
+        /// Named as the OpenAPI document names the path parameter.
+        case parameter(String)
     }
 
     private struct Resource {
@@ -63,7 +65,7 @@ enum Router {
 
     private static let resources: [Resource] = [
         Resource(pattern: fleet + [.literal("units")], methods: [(.GET, { _ in .listUnits })]),
-        Resource(pattern: fleet + [.literal("units"), .parameter], methods: [
+        Resource(pattern: fleet + [.literal("units"), .parameter("unitName")], methods: [
             (.GET, { .getUnit($0[0]) }), (.PUT, { .putUnit($0[0]) }), (.DELETE, { .deleteUnit($0[0]) }),
         ]),
         Resource(pattern: fleet + [.literal("state")], methods: [(.GET, { _ in .listStates })]),
@@ -74,9 +76,9 @@ enum Router {
         Resource(pattern: fleet + [.literal("discovery.json")], methods: [(.GET, { _ in .discovery })]),
         Resource(pattern: flotilla + [.literal("cluster")], methods: [(.GET, { _ in .clusterStatus })]),
         Resource(pattern: flotilla + [.literal("machines")], methods: [(.GET, { _ in .listMachinesDetailed })]),
-        Resource(pattern: flotilla + [.literal("machines"), .parameter, .literal("drain")],
+        Resource(pattern: flotilla + [.literal("machines"), .parameter("machineID"), .literal("drain")],
                  methods: [(.POST, { .drain(machineID: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("machines"), .parameter, .literal("undrain")],
+        Resource(pattern: flotilla + [.literal("machines"), .parameter("machineID"), .literal("undrain")],
                  methods: [(.POST, { .undrain(machineID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("unit-files")], methods: [(.GET, { _ in .listUnitFiles })]),
         Resource(pattern: flotilla + [.literal("watch")], methods: [(.GET, { _ in .watch })]),
@@ -84,28 +86,43 @@ enum Router {
         Resource(pattern: flotilla + [.literal("acl"), .literal("tokens")], methods: [
             (.GET, { _ in .listACLTokens }), (.POST, { _ in .createACLToken }),
         ]),
-        Resource(pattern: flotilla + [.literal("acl"), .literal("tokens"), .parameter],
+        Resource(pattern: flotilla + [.literal("acl"), .literal("tokens"), .parameter("accessorID")],
                  methods: [(.DELETE, { .deleteACLToken(accessorID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("acl"), .literal("authorize")], methods: [(.POST, { _ in .authorize })]),
         Resource(pattern: flotilla + [.literal("keyring")], methods: [
             (.GET, { _ in .gossipKeyring }), (.POST, { _ in .changeGossipKeyring }),
         ]),
-        Resource(pattern: flotilla + [.literal("units"), .parameter, .literal("journal")],
+        Resource(pattern: flotilla + [.literal("units"), .parameter("unitName"), .literal("journal")],
                  methods: [(.GET, { .journal(unit: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("units"), .parameter, .literal("status")],
+        Resource(pattern: flotilla + [.literal("units"), .parameter("unitName"), .literal("status")],
                  methods: [(.GET, { .unitStatus(unit: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("peer"), .literal("schedule"), .parameter],
+        Resource(pattern: flotilla + [.literal("peer"), .literal("schedule"), .parameter("machineID")],
                  methods: [(.GET, { .schedule(machineID: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("peer"), .literal("states"), .parameter],
+        Resource(pattern: flotilla + [.literal("peer"), .literal("states"), .parameter("machineID")],
                  methods: [(.PUT, { .reportStates(machineID: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter],
+        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter("machineID")],
                  methods: [(.POST, { .renewLease(machineID: $0[0]) })]),
-        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter, .literal("release")],
+        Resource(pattern: flotilla + [.literal("peer"), .literal("lease"), .parameter("machineID"), .literal("release")],
                  methods: [(.POST, { .releaseLease(machineID: $0[0]) })]),
         Resource(pattern: flotilla + [.literal("peer"), .literal("lease-withholds")],
                  methods: [(.GET, { _ in .leaseWithholds })]),
+        Resource(pattern: flotilla + [.literal("openapi.json")], methods: [(.GET, { _ in .openAPI })]),
         Resource(pattern: [.literal("metrics")], methods: [(.GET, { _ in .metrics })]),
     ]
+
+    /// Every path, with `{name}` for its parameters, and its methods in Allow order: what the
+    /// OpenAPI document must describe, no more and no less (OpenAPIDocumentTests).
+    static var pathTemplates: [(path: String, methods: [HTTPMethod])] {
+        resources.map { resource in
+            let path = resource.pattern.map { segment -> String in
+                switch segment {
+                case .literal(let literal): return literal
+                case .parameter(let name): return "{\(name)}"
+                }
+            }
+            return ("/" + path.joined(separator: "/"), resource.methods.map(\.0))
+        }
+    }
 
     static func match(method: HTTPMethod, path: String) -> RouteMatch {
         let segments: [String]

@@ -24,6 +24,16 @@ import Wire
         try MachineID(String(repeating: "m", count: MachineID.lengthMax))
     }
 
+    /// A relayed caller names a machine: the header must carry every machine ID the registry
+    /// accepts (it carried 64 bytes of the registry's 128).
+    @Test func theCallerHeaderCarriesEveryValidMachineID() throws {
+        #expect(APICaller.machineIDLengthMax == MachineID.lengthMax)
+        let longest = String(repeating: "a", count: MachineID.lengthMax)
+        _ = try MachineID(longest)
+        #expect(APICaller(headerValue: "peer \(longest)")?.machineID == longest)
+        #expect(APICaller(headerValue: "peer \(longest)a") == nil)
+    }
+
     @Test func theLimitsTheDaemonUsesAreAcceptedByEachLayer() throws {
         let raft = try limits.raftConfiguration(electionTimeoutTicks: 10)
         #expect(raft.entryBytesMax == limits.entryBytesMax)

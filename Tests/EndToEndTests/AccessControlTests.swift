@@ -38,6 +38,15 @@ struct AccessControlEndToEndTests {
                     #expect(try status(endpoint, nil, "/fleet/v1/units") == "401", "\(endpoint)")
                 }
                 let management = try secret(try remote(agent, nil, "acl", "bootstrap"))
+                // The peer routes carry no ACL: api_listen refuses them whatever the token (they
+                // gave any machine's schedule, its gossip keys with it, to anyone).
+                let machine2 = try cluster.bed.exec(2, "cat", "/etc/machine-id")
+                for endpoint in [voter, agent] {
+                    for token in [nil, management] {
+                        #expect(try status(endpoint, token, "/flotilla/v1/peer/schedule/\(machine2)") == "403", "\(endpoint)")
+                        #expect(try status(endpoint, token, "/flotilla/v1/peer/lease-withholds") == "403", "\(endpoint)")
+                    }
+                }
                 let twice = try remote(voter, nil, "acl", "bootstrap")
                 #expect(!twice.succeeded && twice.standardError.contains("already bootstrapped"), "\(twice.standardError)")
                 let reader = try secret(try remote(voter, management, "acl", "token", "create", "--name", "reader", "--policy", "read"))

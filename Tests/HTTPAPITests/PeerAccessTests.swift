@@ -37,6 +37,31 @@ import TestSupport
         #expect(throws: APIError.self) { try decide(.reportStates(machineID: "aaaa"), "socket aaaa", serverS).get() }
     }
 
+    /// api_listen serves users: the peer routes, which no ACL token guards, are refused there,
+    /// with a token or without (they were served to anyone who reached it).
+    @Test func apiListenRefusesThePeerRoutes() throws {
+        let network = ConnectionOrigin.user(APICaller(kind: .network, machineID: "here"))
+        let peerRoutes: [Route] = [.schedule(machineID: "aaaa"), .reportStates(machineID: "aaaa"), .renewLease(machineID: "aaaa"),
+                                   .releaseLease(machineID: "aaaa"), .leaseWithholds]
+        for route in peerRoutes {
+            for token in [nil, "a-token"] {
+                let refusal = #expect(throws: APIError.self) {
+                    try PeerAccess.caller(for: route, header: nil, token: token, origin: network).get()
+                }
+                #expect(refusal?.status == 403, "\(route)")
+            }
+        }
+        // Users' routes (and /metrics) go on to the ACL check with the token.
+        for route in [Route.listUnits, .putUnit("a.service"), .metrics, .clusterStatus] {
+            #expect(try PeerAccess.caller(for: route, header: nil, token: "t", origin: network).get().token == "t", "\(route)")
+        }
+        // The unix socket is the management identity: it may use every route.
+        let socket = ConnectionOrigin.user(APICaller(kind: .socket, machineID: "here"))
+        for route in peerRoutes {
+            #expect(try PeerAccess.caller(for: route, header: nil, origin: socket).get() == APICaller(kind: .socket, machineID: "here"))
+        }
+    }
+
     @Test func userRequestsAreServedOnlyWhenRelayedWithTheirCaller() throws {
         let userRoutes: [Route] = [.listUnits, .putUnit("a.service"), .deleteUnit("a.service"), .patchMachines, .drain(machineID: "x"),
                                    .journal(unit: "a.service"), .watch, .clusterStatus]
@@ -67,7 +92,7 @@ import TestSupport
     }
 
     @Test func aMalformedCallerHeaderIsABadRequest() {
-        for header in ["", "socket", "socket  aaaa", "root aaaa", "socket aa/aa", "socket " + String(repeating: "a", count: 65)] {
+        for header in ["", "socket", "socket  aaaa", "root aaaa", "socket aa/aa", "socket " + String(repeating: "a", count: APICaller.machineIDLengthMax + 1)] {
             let result = decide(.listUnits, header, serverS)
             guard case .failure(let error) = result else {
                 Issue.record("\(header.debugDescription) was accepted")

@@ -47,9 +47,14 @@ struct ServerFixture {
         return try await RawHTTPConnection.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port), group: Self.group)
     }
 
-    /// One request on a connection of its own (TCP).
-    func request(_ method: String, _ target: String, body: String? = nil, headers: [String] = []) async throws -> RawResponse {
-        let connection = try await connectTCP()
+    enum Listener { case tcp, unix }
+
+    /// One request on a connection of its own: TCP (a network caller, as api_listen's) unless
+    /// `over` says the unix socket (the management identity, the only user listener that serves
+    /// the peer routes).
+    func request(_ method: String, _ target: String, body: String? = nil, headers: [String] = [],
+                 over listener: Listener = .tcp) async throws -> RawResponse {
+        let connection = listener == .tcp ? try await connectTCP() : try await connectUnix()
         do {
             let response = try await connection.request(method, target, body: body, headers: headers)
             await connection.close()

@@ -182,17 +182,24 @@ actor TestBackend: APIBackend {
         guard token == "good" else { throw APIError(status: 403, message: "token may not \(access)") }
     }
     func bootstrapACL() async throws(APIError) -> FlotillaACLToken {
-        FlotillaACLToken(accessorID: "a1", name: "bootstrap", policies: ["management"], secretID: "s1")
+        FlotillaACLToken(accessorID: Self.bootstrapAccessor, name: "bootstrap", policies: ["management"], secretID: Self.bootstrapSecret)
     }
-    func listACLTokens() async throws(APIError) -> [FlotillaACLToken] { [FlotillaACLToken(accessorID: "a1", name: "bootstrap", policies: ["management"])] }
+    func listACLTokens() async throws(APIError) -> [FlotillaACLToken] { [FlotillaACLToken(accessorID: Self.bootstrapAccessor, name: "bootstrap", policies: ["management"])] }
     var createdTokens: [FlotillaACLTokenRequest] = []
     func createACLToken(_ request: FlotillaACLTokenRequest) async throws(APIError) -> FlotillaACLToken {
         createdTokens.append(request)
-        return FlotillaACLToken(accessorID: "a2", name: request.name, policies: request.policies, secretID: "s2")
+        return FlotillaACLToken(accessorID: Self.createdAccessor, name: request.name, policies: request.policies, secretID: Self.createdSecret)
     }
     func deleteACLToken(accessorID: String) async throws(APIError) {
-        guard accessorID == "a2" else { throw .notFound("no ACL token \(accessorID)") }
+        guard accessorID == Self.createdAccessor else { throw .notFound("no ACL token \(accessorID)") }
     }
+
+    /// Token IDs in the daemon's form (32 and 64 hexadecimal digits), as the OpenAPI document
+    /// promises clients.
+    static let bootstrapAccessor = String(repeating: "a1", count: 16)
+    static let bootstrapSecret = String(repeating: "51", count: 32)
+    static let createdAccessor = String(repeating: "a2", count: 16)
+    static let createdSecret = String(repeating: "52", count: 32)
 
     var keyringChanges: [FlotillaKeyringChange] = []
     func gossipKeyring() async throws(APIError) -> FlotillaGossipKeyring {

@@ -114,11 +114,21 @@ let patientProbes = try! MembershipConfiguration(
     probeIntervalMilliseconds: 1_000, probeTimeoutMilliseconds: 500, gossipIntervalMilliseconds: 50,
     pushPullIntervalMilliseconds: 2_000, reconnectIntervalMilliseconds: 1_000, joinRetryIntervalMilliseconds: 500)
 
+/// No probe runs within a test's seconds (the first comes after a minute, and waits 30 s for its
+/// ack), so a member becomes suspect or dead only through gossip: for the tests of what forged
+/// gossip can do. With fastMembership's 100 ms ack deadline, a loopback member whose thread the
+/// host did not schedule in time was suspected and declared dead by the real failure detector
+/// (seen in a fresh-clone run, 10 s into the suite, beside test beds booting), which the forged
+/// dead test then took for the forgery's effect.
+let gossipOnly = try! MembershipConfiguration(
+    probeIntervalMilliseconds: 60_000, probeTimeoutMilliseconds: 30_000, gossipIntervalMilliseconds: 50,
+    pushPullIntervalMilliseconds: 60_000, reconnectIntervalMilliseconds: 1_000, joinRetryIntervalMilliseconds: 500)
+
 /// Two members sharing `key`, the second joined through the first, both seen alive.
 func startKeyedPair(_ names: (String, String), seeds: (UInt64, UInt64), key: GossipKeyring,
-                    group: any EventLoopGroup) async throws -> (MembershipShell, MembershipShell) {
-    let first = try await startKeyedShell(names.0, group: group, seed: seeds.0, keyring: key)
-    let second = try await startKeyedShell(names.1, group: group, seed: seeds.1, keyring: key)
+                    group: any EventLoopGroup, membership: MembershipConfiguration = fastMembership) async throws -> (MembershipShell, MembershipShell) {
+    let first = try await startKeyedShell(names.0, group: group, seed: seeds.0, keyring: key, membership: membership)
+    let second = try await startKeyedShell(names.1, group: group, seed: seeds.1, keyring: key, membership: membership)
     try await first.join(seeds: [])
     try await second.join(seeds: [first.localAddress])
     try await eventually("\(names.0) and \(names.1) alive") { try await allAlive([first, second], count: 2) }
@@ -164,7 +174,7 @@ struct KeyedShellTests {
     @Test func aForgedDeadWithoutTheKeyChangesNothing() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let key = try GossipKeyring(keys: [GossipKeyring.generateKey()])
-        let (target, victim) = try await startKeyedPair(("t1", "v2"), seeds: (51, 52), key: key, group: group)
+        let (target, victim) = try await startKeyedPair(("t1", "v2"), seeds: (51, 52), key: key, group: group, membership: gossipOnly)
         let events = EventLog()
         let following = events.follow(target)
 
