@@ -7,7 +7,7 @@ public struct FlotillaMachine: Codable, Hashable, Sendable {
     public var id: String
     public var primaryIP: String
     public var metadata: [String: String]
-    /// "voter" or "agent".
+    /// "voter", "learner" (being promoted to voter) or "agent".
     public var role: String
     /// Membership's view: "alive", "suspect", "dead" or "left".
     public var state: String
@@ -64,7 +64,8 @@ public struct FlotillaClusterStatus: Codable, Hashable, Sendable {
     public var voters: [String]
     /// The machine that answered.
     public var answeredBy: String
-    /// Raised alarms, one line each (`NOSPACE <machine ID>`); absent when none or from an older peer.
+    /// Raised alarms, one line each (`NOSPACE <machine ID>`); empty when none, absent from an
+    /// older peer or when the answering peer holds no replica.
     public var alarms: [String]?
     /// The answering voter's registry against its quotas (absent from an older peer).
     public var units: Int?
