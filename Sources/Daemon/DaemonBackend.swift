@@ -280,11 +280,19 @@ struct DaemonBackend: APIBackend {
     }
 
     private func setDrainedOnce(machineID: String, isDrained: Bool) async throws(APIError) {
-        guard let (voter, _) = try await leaderRegistry() else {
+        guard let (voter, state) = try await leaderRegistry() else {
             try await node.forward { client throws(ClientError) in try await client.setDrained(machineID: machineID, isDrained: isDrained) }
             return
         }
         guard let id = try? MachineID(machineID) else { throw .badRequest("invalid machine ID \(machineID.debugDescription)") }
+        // An ID that neither the registry nor gossip has seen is a typo or a guess: a 404, as
+        // Nomad answers a drain of an unknown node, rather than a record of a machine that does
+        // not exist (each record counts against machines_max, and would drain a machine that
+        // joins under that ID later). A dead machine the registry remembers can still be
+        // drained or undrained.
+        guard state.machines[id] != nil || node.machines.contains(where: { $0.id == id }) else {
+            throw .notFound("machine \(id.rawValue) is unknown: no member of the cluster has that ID")
+        }
         _ = try await propose(voter, isDrained ? .drainMachine(id) : .undrainMachine(id))
     }
 

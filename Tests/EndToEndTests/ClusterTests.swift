@@ -119,6 +119,39 @@ struct ClusterTests {
                     return file.standardOutput.contains("cache v2 up") && journal.standardOutput.contains("cache v2 up")
                 }
                 #expect(replaced, "the running unit was replaced by the new file")
+
+                // drain (Nomad's word; fleet had none): the machine's placed units move to the
+                // others, MachineOf pair together, and nothing new lands there, not even a unit
+                // pinned to it; its global unit keeps running. undrain lets units back.
+                let drained = try #require(try cluster.machinesRunning("cache.service").first)
+                let drainedID = try cluster.bed.exec(drained, "cat", "/etc/machine-id")
+                let other = drained == 1 ? 2 : 1
+                #expect(try cluster.ctl(other, "drain", String(drainedID.prefix(12))) == "Machine \(drainedID) drained")
+                let placedUnits = ["web@1.service", "web@2.service", "cache.service", "cache-sidekick.service",
+                                   "db-primary.service", "demo-web.service"]
+                var moved: [String: [Int]] = [:]
+                let emptied = try Testbed.eventually(timeoutSeconds: 30) {
+                    moved = try Dictionary(uniqueKeysWithValues: placedUnits.map { ($0, try cluster.machinesRunning($0)) })
+                    return moved.values.allSatisfy { $0.count == 1 && !$0.contains(drained) }
+                }
+                #expect(emptied, "every placed unit runs once, off the drained m\(drained): \(moved)")
+                #expect(moved["cache-sidekick.service"] == moved["cache.service"], "MachineOf pair moved together: \(moved)")
+                #expect(try cluster.machinesRunning("node-monitor.service") == [1, 2, 3], "global units stay")
+                try cluster.bed.exec(other, "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep infinity\\n[X-Fleet]\\nMachineID=\(drainedID)\\n' > /tmp/pinned.service")
+                try cluster.ctl(other, "start", "--no-block", "/tmp/pinned.service")
+                Thread.sleep(forTimeInterval: 3)
+                #expect(try cluster.machinesRunning("pinned.service").isEmpty, "nothing new on a drained machine")
+                // An ID nobody has is a 404 from the API (and flotillactl refuses it before asking).
+                for verb in ["drain", "undrain"] {
+                    let unknown = try cluster.bed.execAllowingFailure(other, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                                                                      "--unix-socket", "/var/run/flotilla.sock",
+                                                                      "http://localhost/flotilla/v1/machines/\(String(repeating: "0", count: 32))/\(verb)")
+                    #expect(unknown.trimmedOutput == "404", "\(verb) of an unknown machine: \(unknown.trimmedOutput)")
+                }
+                #expect(try cluster.ctlAllowingFailure(other, "drain", "nosuchmachine").succeeded == false)
+                #expect(try cluster.ctl(other, "undrain", drainedID) == "Machine \(drainedID) undrained")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) { try cluster.machinesRunning("pinned.service") == [drained] },
+                        "undrained: the pinned unit starts on its machine")
             }
         }
     }

@@ -119,6 +119,8 @@ import TestSupport
         Exchange(method: "GET", target: "/flotilla/v1/machines", status: 200),
         Exchange(method: "POST", target: "/flotilla/v1/machines/m1/drain", status: 204),
         Exchange(method: "POST", target: "/flotilla/v1/machines/m1/undrain", status: 204),
+        Exchange(method: "POST", target: "/flotilla/v1/machines/nobody/drain", status: 404),
+        Exchange(method: "POST", target: "/flotilla/v1/machines/nobody/undrain", status: 404),
         Exchange(method: "GET", target: "/flotilla/v1/unit-files", status: 200),
         Exchange(method: "GET", target: "/flotilla/v1/watch?afterIndex=4&waitMilliseconds=0", status: 200),
         Exchange(method: "GET", target: "/flotilla/v1/watch?afterIndex=-1", status: 400),
