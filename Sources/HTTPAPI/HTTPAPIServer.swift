@@ -171,12 +171,15 @@ public final class HTTPAPIServer: Sendable {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = configuration.requestHeadBytesMax
         limits.maxHeaderListSize = configuration.requestHeadBytesMax
-        limits.maxHeaderFieldCount = 256
+        limits.maxHeaderFieldCount = ProtocolErrorResponder.headerFieldCountMax
+        // NIO's own protocol error handler answers every parse error with an empty 400; ours says
+        // which limit was hit, in fleet's error shape, at the same place in the pipeline.
         return channel.pipeline.configureHTTPServerPipeline(
-            withPipeliningAssistance: true, withErrorHandling: true, withOutboundHeaderValidation: true,
+            withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: true,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits
         ).flatMapThrowing {
             let sync = channel.pipeline.syncOperations
+            try sync.addHandler(ProtocolErrorResponder(requestHeadBytesMax: configuration.requestHeadBytesMax))
             let deadlines = RequestDeadlines(headTimeout: configuration.requestHeadTimeout, bodyTimeout: configuration.requestBodyTimeout)
             try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout), position: .first)
             try sync.addHandler(RequestStartWatcher(deadlines: deadlines), position: .first)

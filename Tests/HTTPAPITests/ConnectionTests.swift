@@ -1,6 +1,6 @@
 import FleetAPI
 import Foundation
-import HTTPAPI
+@testable import HTTPAPI
 import NIOCore
 import Testing
 
@@ -86,6 +86,9 @@ import Testing
             try await connection.send("THIS IS NOT HTTP\r\n\u{01}\u{02}\r\n\r\n")
             let response = try await connection.readResponse()
             #expect(response.status == 400)
+            #expect(response.header("Content-Type") == "application/json")
+            #expect(String(decoding: response.body, as: UTF8.self).hasPrefix(#"{"error":{"code":400,"message":"malformed HTTP request: "#),
+                    "fleet's error shape: \(String(decoding: response.body, as: UTF8.self))")
             #expect(await connection.waitForClose())
             // The server still serves others.
             #expect(try await fixture.request("GET", "/flotilla/v1/cluster").status == 200)
@@ -96,8 +99,18 @@ import Testing
         try await ServerFixture.run(configuration: HTTPAPIConfiguration(requestHeadBytesMax: 2048)) { fixture in
             let connection = try await fixture.connectTCP()
             let response = try await connection.request("GET", "/metrics", headers: ["X-Padding: " + String(repeating: "p", count: 4096)])
-            #expect(response.status == 400)
+            #expect(response.status == 431)
+            let body = try JSONDecoder().decode(FleetErrorBody.self, from: Data(response.body))
+            #expect(body.error.code == 431 && body.error.message.contains("at most 2048 bytes"), "\(body)")
             #expect(await connection.waitForClose())
+        }
+        try await ServerFixture.run { fixture in
+            let connection = try await fixture.connectTCP()
+            let fields = (0...ProtocolErrorResponder.headerFieldCountMax).map { "X-Field-\($0): v" }
+            let response = try await connection.request("GET", "/metrics", headers: fields)
+            #expect(response.status == 431, "one field over the count")
+            #expect(await connection.waitForClose())
+            #expect(try await fixture.request("GET", "/flotilla/v1/cluster").status == 200)
         }
     }
 

@@ -112,6 +112,7 @@ import TestSupport
         Exchange(method: "PATCH", target: "/fleet/v1/machines", body: #"[{"op":"add","path":"/m1/metadata/region","value":"eu"}]"#, status: 204),
         Exchange(method: "PATCH", target: "/fleet/v1/machines", body: #"[{"op":"jump","path":"/m1/metadata/region"}]"#, status: 400),
         Exchange(method: "GET", target: "/fleet/v1/discovery", status: 200),
+        Exchange(method: "GET", target: "/fleet/v1/discovery", headers: ["X-Padding: " + String(repeating: "p", count: 70_000)], status: 431),
         Exchange(method: "GET", target: "/fleet/v1/discovery.json", status: 200),
         Exchange(method: "GET", target: "/flotilla/v1/openapi.json", status: 200),
         Exchange(method: "GET", target: "/flotilla/v1/cluster", status: 200),
