@@ -103,6 +103,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// NOSPACE alarm (cleared above 5/4 of it): writes that add data are refused cluster-wide
     /// until space is back, while the log still has room for the snapshots that compact it.
     public var dataDirectoryReserveBytes: Int64 = 256 << 20
+    /// The longest the Raft loop may go without running a task (a write or fsync of the data
+    /// directory that does not return) before this voter takes its disk for hung and stops
+    /// (`LoopStallWatch`). Generous: a slow disk's fsync takes seconds, a hung one forever.
+    public var diskStallLimitMilliseconds: Int64 = 60_000
 
     public init() {}
 
@@ -273,6 +277,12 @@ extension DaemonConfiguration {
         case "max_unit_file_bytes": unitFileBytesMax = Int(try bytes(1...Int64(RegistryLimits.standard.unitFileSizeMax)))
         case "max_registry_bytes": registryBytesMax = Int(try bytes(1...(1 << 30)))
         case "data_dir_reserve_bytes": dataDirectoryReserveBytes = try bytes(0...(1 << 40))
+        case "disk_stall_limit":
+            let milliseconds = try duration()
+            guard (1_000...3_600_000).contains(milliseconds) else {
+                throw ConfigurationError("\(source): disk_stall_limit must be between 1s and 1h, got \(value.debugDescription)")
+            }
+            diskStallLimitMilliseconds = milliseconds
         default:
             throw ConfigurationError("\(source): unknown setting \(key.debugDescription)")
         }

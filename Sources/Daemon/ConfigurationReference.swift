@@ -46,6 +46,7 @@ extension DaemonConfiguration {
         .init(key: "max_unit_file_bytes", meaning: "quota: the largest unit file accepted"),
         .init(key: "max_registry_bytes", meaning: "quota: all unit files' bytes, names included"),
         .init(key: "data_dir_reserve_bytes", meaning: "free space below which this voter raises the NOSPACE alarm"),
+        .init(key: "disk_stall_limit", meaning: "a Raft loop held this long by a write or fsync that does not return stops the daemon (status 74)"),
     ]
 
     /// The setting's value in this configuration, written as the configuration file takes it.
@@ -91,6 +92,7 @@ extension DaemonConfiguration {
         case "max_unit_file_bytes": return Self.formatBytes(Int64(unitFileBytesMax))
         case "max_registry_bytes": return Self.formatBytes(Int64(registryBytesMax))
         case "data_dir_reserve_bytes": return Self.formatBytes(dataDirectoryReserveBytes)
+        case "disk_stall_limit": return duration(diskStallLimitMilliseconds)
         default: return nil
         }
     }

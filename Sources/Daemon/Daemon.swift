@@ -178,6 +178,18 @@ struct DaemonService: Service {
         // The first task to end is the shutdown signal (the others loop until cancelled); only
         // the identity refusal and a failed replica end with a value, the error thrown once
         // everything has stopped.
+        // A log write or fsync that never returns holds the Raft loop for good, and no failure
+        // ever comes (see LoopStallWatch). Nothing graceful is left then: the hand-over, the
+        // replica's stop and the final snapshot all wait on that loop, and the concurrency pool
+        // may be held too. So the watch's thread exits the process itself; gossip falls silent,
+        // the lease is no longer renewed (the lease unit's watchdog fences the units), and
+        // autopilot replaces this voter.
+        let stallWatch = LoopStallWatch(limit: .milliseconds(configuration.diskStallLimitMilliseconds))
+        stallWatch.start(watching: voter.replica.eventLoop) { stalled in
+            logger.critical("flotillad stops: \(stalled)")
+            _ = try? SystemdNotifier.notify([.stopping, .status("failed: \(stalled)")])
+            exit(Daemon.ioErrorExitStatus)
+        }
         let refusal: (any Error & Sendable)? = await withTaskGroup(of: (any Error & Sendable)?.self) { group in
             group.addTask { await node.followMembership(); return nil }
             group.addTask { await node.scheduleLoop(); return nil }
@@ -211,6 +223,7 @@ struct DaemonService: Service {
             group.cancelAll()
             return first
         }
+        stallWatch.stop()
 
         if let failed = refusal as? ReplicaStopped {
             // One clear message; the watchdog and the loops have stopped with the group, READY is

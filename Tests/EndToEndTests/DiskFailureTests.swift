@@ -130,4 +130,82 @@ struct DiskFailureTests {
             }
         }
     }
+
+    static let hungDisk = "/var/lib/flotilla-stallfs"
+    static let stallFile = "/run/stallfs-stalled"
+
+    /// The leader's disk stops answering: its writes and fsyncs are held, and never fail (a FUSE
+    /// file system, Contrib/stallfs, over the data directory). Its Raft loop blocks in the log's
+    /// next write, and no error says so; after `disk_stall_limit` flotillad stops (status 74,
+    /// one line in the journal), falls silent on gossip, and the other two elect and go on. Once
+    /// the disk answers again, the exit completes, and the restarted flotillad catches up and is
+    /// a voter as before.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "this host has no /dev/fuse (FUSE)"))
+    func aLeaderWhoseDiskHangsStopsAndTheOthersGoOn() async throws {
+        try await onOwnThread {
+            try FlotillaCluster.with(machines: 3, tag: "dhung", testbedOptions: ["--fuse"], daemonArguments: { bed, machine in
+                try bed.exec(machine, "mkdir", "-p", "/var/lib/stallfs-backing", Self.hungDisk)
+                try bed.exec(machine, "systemd-run", "--unit=stallfs", Testbed.repositoryInMachine + "/Contrib/stallfs",
+                             "/var/lib/stallfs-backing", Self.hungDisk, Self.stallFile)
+                let mounted = try Testbed.eventually(timeoutSeconds: 10, intervalSeconds: 0.1) {
+                    try bed.execAllowingFailure(machine, "mountpoint", "-q", Self.hungDisk).succeeded
+                }
+                guard mounted else { throw ClusterFailure(description: "stallfs did not mount in m\(machine)") }
+                return ["--data-dir=\(Self.hungDisk)", "--disk-stall-limit=3s"]
+            }) { cluster in
+                let bed = cluster.bed
+                let hung = try cluster.leaderMachine()
+                let others = (1...3).filter { $0 != hung }
+                try bed.exec(hung, "touch", Self.stallFile)
+
+                // A write reaches the leader's log: its loop blocks there. Until the others have
+                // elected, a submit may fail or wait; it is asked again until one succeeds.
+                try Self.writeUnit(cluster, on: others[0], "after-hang.service")
+                var lastStart = ""
+                let started = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.5) {
+                    let output = try cluster.ctlAllowingFailure(others[0], "start", "--no-block", "/tmp/after-hang.service")
+                    lastStart = "status \(output.status): \(output.standardError)\(output.trimmedOutput)"
+                    return output.succeeded
+                }
+                #expect(started, "\(lastStart)")
+                let stopLine = try cluster.journalOnceItContains(hung, ["flotillad stops: the Raft loop has not run"], timeoutSeconds: 30)
+                #expect(stopLine.contains("flotillad stops: the Raft loop has not run for"), "\(stopLine)")
+                // The exit cannot finish while the disk holds it: the thread whose write the file
+                // system has taken waits uninterruptibly, as on a hung NFS mount. Every other
+                // thread is gone, so nothing answers; systemd sees the unit stopping.
+                var state = ""
+                #expect(try Testbed.eventually(timeoutSeconds: 10, intervalSeconds: 0.1) {
+                    state = try cluster.property(hung, "flotillad.service", "ActiveState")
+                    return state != "active"
+                }, "flotillad.service is \(state)")
+
+                // The others lead and run the unit; the hung machine is gone from gossip (the
+                // restarted flotillad waits on the disk before it joins).
+                var successor = 0
+                #expect(try Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.25) {
+                    successor = try cluster.leaderMachine()
+                    return others.contains(successor)
+                }, "leader m\(successor)")
+                #expect(try Testbed.eventually(timeoutSeconds: 30) {
+                    let running = try cluster.machinesRunning("after-hang.service")
+                    return running.count == 1 && running[0] != hung
+                }, "\((try? cluster.diagnostics()) ?? "")")
+                var listed = ""
+                #expect(try Testbed.eventually(timeoutSeconds: 30, intervalSeconds: 0.5) {
+                    listed = try cluster.ctl(others[0], "list-machines", "--no-legend")
+                    return listed.split(separator: "\n").count == 2 && !listed.contains(cluster.addresses[hung - 1])
+                }, "list-machines: \(listed)")
+
+                // The disk answers again: the waiting flotillad starts, catches up and votes.
+                try bed.exec(hung, "rm", Self.stallFile)
+                let rejoined = try Testbed.eventually(timeoutSeconds: 120, intervalSeconds: 0.5) {
+                    listed = try cluster.ctl(others[0], "list-machines", "--no-legend")
+                    let state = try cluster.property(hung, "flotillad.service", "ActiveState")
+                    return listed.split(separator: "\n").count == 3 && state == "active"
+                }
+                #expect(rejoined, "list-machines: \(listed); \((try? cluster.diagnostics()) ?? "")")
+                #expect(try cluster.property(hung, "flotillad.service", "NRestarts") != "0", "it exited (status 74) and was restarted")
+            }
+        }
+    }
 }

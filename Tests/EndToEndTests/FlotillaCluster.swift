@@ -22,10 +22,10 @@ struct FlotillaCluster {
     /// waits until the API answers with every machine listed, runs `body`, tears down.
     /// `daemonArguments` adds flags to each machine's flotillad (`--metadata=...`), asked once per
     /// machine with the booted test bed and the machine's index.
-    static func with<Result>(machines: Int, tag: String,
+    static func with<Result>(machines: Int, tag: String, testbedOptions: [String] = [],
                              daemonArguments: (Testbed, Int) throws -> [String] = { _, _ in [] },
                              _ body: (FlotillaCluster) throws -> Result) throws -> Result {
-        try Testbed.with(machines: machines, tag: tag) { bed in
+        try Testbed.with(machines: machines, tag: tag, options: testbedOptions) { bed in
             let cluster = try credentialed(bed, daemonArguments: try (1...machines).map { try daemonArguments(bed, $0) })
             for machine in 1...machines { try cluster.startDaemon(machine) }
             let ready = try Testbed.eventually(timeoutSeconds: 60, intervalSeconds: 0.2) {

@@ -96,11 +96,13 @@ public struct Testbed: Sendable {
         return nil
     }()
 
-    /// Boots `machines` machines, runs `body`, and tears the test bed down afterwards even when
-    /// the boot or the body failed (a failed teardown is recorded as an issue of its own).
+    /// Boots `machines` machines (`options` go to `testbed up`: `--fuse`), runs `body`, and tears
+    /// the test bed down afterwards even when the boot or the body failed (a failed teardown is
+    /// recorded as an issue of its own).
     public static func with<Result>(
         machines: Int,
         tag: String,
+        options: [String] = [],
         _ body: (Testbed) throws -> Result
     ) throws -> Result {
         // Released after the teardown below (defers run last-declared first).
@@ -114,7 +116,7 @@ public struct Testbed: Sendable {
                 Issue.record("test bed \(bed.prefix) was not torn down cleanly: \(error)")
             }
         }
-        try bed.run(["up", String(machines)], timeoutSeconds: bootTimeoutSeconds)
+        try bed.run(["up", String(machines)] + options, timeoutSeconds: bootTimeoutSeconds)
         return try body(bed)
     }
 
