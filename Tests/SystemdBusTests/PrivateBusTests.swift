@@ -53,7 +53,16 @@ final class PrivateBus: @unchecked Sendable {
         // listens a moment later, and a connect in between is refused (on a starved host that
         // moment was long enough: "Connection refused" in a fresh-clone run, where the wait was
         // for the file to exist). Bounded: a daemon that never listens fails the test below.
-        for _ in 0..<6_000 where !Self.accepts(socketPath) { usleep(10_000) }
+        // The wait stops at the first accepted connect. It once read `for _ in 0..<6_000 where
+        // !accepts(...)`, which filters and never stops: it went on connecting 6,000 times once
+        // the daemon listened, and dbus-daemon answers connections in order, so the test's own
+        // came after thousands of probes: 2.6 s per test at load 12 to 19, over the 2 s connect
+        // timeout in soak run 6 ("connecting took longer than 2.0 seconds"; strace: 6,000 accepts).
+        var attempts = 0
+        while attempts < 6_000 && !Self.accepts(socketPath) {
+            attempts += 1
+            usleep(10_000)
+        }
     }
 
     /// Whether a unix-socket connect to `path` succeeds now.
