@@ -192,8 +192,14 @@ final class HTTPTransport: Sendable {
             case .unix(let path):
                 channel = try await configured.connect(unixDomainSocketPath: path).get()
             case .tcp(let host, let port), .https(let host, let port):
-                channel = try await configured.channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .connect(host: host, port: port).get()
+                let bootstrap = configured.channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                // An IP literal without NIO's resolver: its AAAA lookup can outlive the connection
+                // and its event loop (see Transport's `connect(peer:)`).
+                if let literal = try? SocketAddress(ipAddress: host, port: port) {
+                    channel = try await bootstrap.connect(to: literal).get()
+                } else {
+                    channel = try await bootstrap.connect(host: host, port: port).get()
+                }
             }
         } catch {
             handshake.fail(error)

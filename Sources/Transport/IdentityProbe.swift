@@ -24,7 +24,7 @@ public enum IdentityProbe {
             }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: address.host, port: address.port).get()
+            channel = try await bootstrap.connect(peer: address).get()
         } catch {
             done.succeed(nil)
             return nil

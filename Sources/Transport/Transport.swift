@@ -235,7 +235,7 @@ public final class Transport: Sendable {
                     try channel.pipeline.syncOperations.addHandler(OutboundLinkHandler(transport: self, peerID: id, address: address))
                 }
             }
-            .connect(host: link.address.host, port: link.address.port)
+            .connect(peer: link.address)
             .whenComplete { [linkIdentity = ObjectIdentifier(link)] result in
                 self.connectFinished(id, linkIdentity: linkIdentity, result: result)
             }

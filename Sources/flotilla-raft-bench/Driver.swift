@@ -103,7 +103,7 @@ final class BenchClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseHandler())
                 }
             }
-            .connect(host: "127.0.0.1", port: port).get()
+            .connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)).get()
         let handler = try await channel.eventLoop.submit {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ResponseHandler.self), eventLoop: channel.eventLoop)
         }.get()
@@ -304,7 +304,7 @@ final class Driver {
                             ClosedLoopProposer(payload: payload, deadline: deadline, done: promise))
                     }
                 }
-                .connect(host: "127.0.0.1", port: clientPort(leader)).get()
+                .connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: clientPort(leader))).get()
             results.append(promise.futureResult.always { _ in channel.close(promise: nil) })
         }
         var all: [ProposerResult] = []

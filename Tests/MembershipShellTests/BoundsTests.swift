@@ -20,9 +20,9 @@ struct BoundsTests {
             randomSeed: 41, streamTimeout: .seconds(5), inboundStreamsMax: 1)
         let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
         let port = Int(shell.localAddress.port)
-        let silent = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+        let silent = try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()
         try await eventually("the first connection is accepted") { await shell.counters().streamsAccepted == 1 }
-        let extra = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+        let extra = try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()
         try await extra.closeFuture.get()
         try await silent.closeFuture.get()
         let counters = await shell.counters()
@@ -44,7 +44,7 @@ struct BoundsTests {
         var held: [any Channel] = []
         // From 127.0.0.3 (loopback too), so that the member below, which connects from 127.0.0.1, is another address.
         let greedy = try SocketAddress(ipAddress: "127.0.0.3", port: 0)
-        for _ in 0..<10 { held.append(try await ClientBootstrap(group: group).bind(to: greedy).connect(host: loopback, port: port).get()) }
+        for _ in 0..<10 { held.append(try await ClientBootstrap(group: group).bind(to: greedy).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()) }
         try await eventually("7 of 10 refused by address") { await shell.counters().streamsRefusedPerAddress == 7 }
         try await eventually("the refused ones closed") { held.filter(\.isActive).count == 3 }
         #expect(await shell.counters().streamsRefusedOverLimit == 0)

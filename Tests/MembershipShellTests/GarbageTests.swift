@@ -52,7 +52,7 @@ struct GarbageTests {
             framed(response),
         ]
         for bytes in frames {
-            let channel = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+            let channel = try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()
             var buffer = channel.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
             try await channel.writeAndFlush(buffer).get()

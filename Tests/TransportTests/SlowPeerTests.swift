@@ -39,7 +39,7 @@ struct SlowPeerTests {
 
         // Connects and never starts a handshake. (Writing a byte first raced the deadline: on a
         // loaded host the write came after the close, "I/O on closed channel".)
-        let silent = try await ClientBootstrap(group: group).connect(host: loopback, port: b.listenPort).get()
+        let silent = try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: b.listenPort)).get()
         try await silent.closeFuture.get()
         #expect(await b.counters().handshakeTimeouts == 1)
 
@@ -88,7 +88,7 @@ struct SlowPeerTests {
         let receivedByB = ReceivedMessages()
         let b = try await Self.start(try Self.configuration(id: 2, perAddressMax: 3), group: group, received: receivedByB)
         var held: [any Channel] = []
-        for _ in 0..<10 { held.append(try await ClientBootstrap(group: group).connect(host: loopback, port: b.listenPort).get()) }
+        for _ in 0..<10 { held.append(try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: b.listenPort)).get()) }
         try await eventually("7 of 10 refused") { await b.counters().connectionsRefusedPerAddress == 7 }
         try await eventually("the refused ones closed") { held.filter(\.isActive).count == 3 }
 

@@ -50,7 +50,7 @@ func startTransport(
 
 /// Opens a raw TCP connection to `port`, writes `bytes`, and returns the channel (to watch it close).
 func rawConnection(port: Int, writing bytes: [UInt8], group: any EventLoopGroup) async throws -> any Channel {
-    let channel = try await ClientBootstrap(group: group).connect(host: loopback, port: port).get()
+    let channel = try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()
     var buffer = channel.allocator.buffer(capacity: bytes.count)
     buffer.writeBytes(bytes)
     try await channel.writeAndFlush(buffer).get()
