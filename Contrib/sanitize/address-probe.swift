@@ -4,7 +4,7 @@
 // so a run that finds nothing means the instrumentation was on.
 let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 8)
 buffer.initialize(repeating: 0, count: 8)
-let index = Int(CommandLine.arguments.count) + 7  // 8, but not a constant the compiler can see through
+let index = CommandLine.arguments.count + 7  // 8, but not a constant the compiler can see through
 buffer[index] = 1
 print("wrote past the buffer unnoticed:", buffer[0])
 buffer.deallocate()
