@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
+        // Shell support: the one lock type the shells share state under (a pthread mutex that
+        // ThreadSanitizer sees; see Locked.swift for why not the standard library's Mutex).
+        .target(name: "Locking", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         // Pure: systemd unit syntax, unit names, [X-Fleet] options, the fleet-compatible hash.
         .target(name: "UnitFile"),
         // Pure: the replicated registry state machine (units, targets, placements, machines, sessions).
@@ -59,6 +62,7 @@ let package = Package(
             dependencies: [
                 "CSystemd",
                 "UnitFile",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -89,7 +93,7 @@ let package = Package(
         .target(
             name: "RaftReplica",
             dependencies: [
-                "Raft", "Storage", "Transport",
+                "Raft", "Storage", "Transport", "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -137,25 +141,25 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Raft", "TestSupport"]),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "Wire", "Raft", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["Transport", "Wire", "Raft", "TestSupport", "Locking", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "RaftReplicaTests",
-            dependencies: ["RaftReplica", "Transport", "Storage", "Raft", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["RaftReplica", "Transport", "Storage", "Raft", "TestSupport", "Locking", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Seeded, single-threaded whole-cluster simulation of the Raft core (SIM_SEED, SIM_SEEDS).
         .testTarget(name: "SimulationTests", dependencies: ["Raft", "TestSupport"]),
         .testTarget(name: "SystemdBusTests", dependencies: ["SystemdBus", "CSystemd", "TestSupport"]),
         // Helpers shared by the test targets that spawn processes (not shipped in any product).
-        .target(name: "TestSupport", dependencies: ["ClusterCertificates"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ClusterCertificates", "Locking"], path: "Tests/TestSupport"),
         // Real machines (Contrib/testbed): real systemd, real docker, real network namespaces.
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
         // Loopback shells, and flotilla-gossip on real machines (Contrib/testbed).
         .testTarget(
             name: "MembershipShellTests",
-            dependencies: ["MembershipShell", "Membership", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["MembershipShell", "Membership", "TestSupport", "Locking", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
 
@@ -180,7 +184,7 @@ let package = Package(
         .target(
             name: "Client",
             dependencies: [
-                "FleetAPI", "UnitFile",
+                "FleetAPI", "UnitFile", "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -194,7 +198,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "FleetAPI", "HTTPAPI", "Client", "UnitFile", "Registry", "Scheduling", "Agent", "Raft",
-                "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus", "ClusterCertificates",
+                "RaftReplica", "Storage", "Transport", "Membership", "MembershipShell", "SystemdBus", "ClusterCertificates", "Locking",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -222,7 +226,7 @@ let package = Package(
         // fleetctl's commands, flags and output against Flotilla's API (the library behind flotillactl).
         .target(
             name: "CLI",
-            dependencies: ["Client", "FleetAPI", "UnitFile", "ClusterCertificates",
+            dependencies: ["Client", "FleetAPI", "UnitFile", "ClusterCertificates", "Locking",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Thin executable: runs CLI's root command.
@@ -230,11 +234,11 @@ let package = Package(
         .testTarget(name: "FleetAPITests", dependencies: ["FleetAPI", "UnitFile", "TestSupport"]),
         .testTarget(
             name: "HTTPAPITests",
-            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", "ClusterCertificates", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["HTTPAPI", "Client", "FleetAPI", "UnitFile", "TestSupport", "ClusterCertificates", "Locking", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "CLITests", dependencies: ["CLI", "ClusterCertificates", .product(name: "X509", package: "swift-certificates"), "Client", "FleetAPI", "HTTPAPI", "UnitFile", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Raft", "RaftReplica", "Registry", "Scheduling", "Storage", "UnitFile", "Wire", "TestSupport", "ClusterCertificates"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MembershipShell", "FleetAPI", "HTTPAPI", "Raft", "RaftReplica", "Registry", "Scheduling", "Storage", "UnitFile", "Wire", "TestSupport", "ClusterCertificates", "Locking"]),
         // The fuzzing harnesses: arbitrary bytes into each decoder and core (issue 14 item 8).
         .target(
             name: "FuzzHarnesses",
@@ -251,7 +255,7 @@ let package = Package(
         // Replays the committed corpora (Contrib/fuzz/corpus) through every harness.
         .testTarget(name: "FuzzHarnessTests", dependencies: ["FuzzHarnesses", "TestSupport"]),
         // flotillad on real machines (Contrib/testbed) driven with flotillactl: issue 7's end-to-end checks.
-        .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["FleetAPI", "TestSupport", "Locking"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
+import Locking
 
 /// Where a command's output goes: the process's stdout and stderr, or (in tests) a buffer.
 /// Carried as a task local so the commands stay plain ArgumentParser commands.
@@ -13,7 +13,7 @@ public final class Console: Sendable {
     public enum Stream: Sendable { case output, error }
 
     private final class Buffers: Sendable {
-        let value = Mutex((output: "", error: ""))
+        let value = Locked((output: "", error: ""))
     }
 
     private let capture: Buffers?

@@ -11,7 +11,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
-import Synchronization
+import Locking
 
 /// HTTP/1.1 to one endpoint over NIO, with a small pool of kept-alive connections.
 ///
@@ -26,7 +26,7 @@ final class HTTPTransport: Sendable {
     /// For an `https` endpoint, the TLS context every connection shares (or why there is none);
     /// nil for the others.
     private let tlsContext: Result<NIOSSLContext, ClientError>?
-    private let idleChannels = Mutex<[any Channel]>([])
+    private let idleChannels = Locked<[any Channel]>([])
 
     /// The ACL token sent with every request (unless a relayed caller brings its own).
     let token: String?

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Wakes the tasks waiting for "something changed" (a new registry version, new unit states),
 /// for the API's long polls: agents following their schedule and `watch`ers. A waiter gives up
@@ -12,7 +12,7 @@ final class ChangeNotifier: Sendable {
         /// notification won the race): registering one of these resumes at once.
         var fired: Set<UInt64> = []
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let waitersMax: Int
 
     init(waitersMax: Int = 16_384) {

@@ -9,7 +9,7 @@ import RaftReplica
 import Registry
 import Storage
 import ServiceLifecycle
-import Synchronization
+import Locking
 import SystemdBus
 import UnitFile
 
@@ -103,7 +103,7 @@ struct DaemonService: Service {
         try await manager.connect()
         _ = try? SystemdNotifier.notify([.status("starting: connected to systemd")])
 
-        let nodeBox = Mutex<Node?>(nil)
+        let nodeBox = Locked<Node?>(nil)
         let registry = RegistryStore(logger: logger) { command, state in
             nodeBox.withLock { $0 }?.recordRegistryChange(command, state)
         }

@@ -1,5 +1,5 @@
 import FleetAPI
-import Synchronization
+import Locking
 
 /// This peer's bounded history of changes for `GET /flotilla/v1/watch`. Indexes increase by one
 /// per event; when the history is full the oldest events are dropped, and a watcher asking from
@@ -9,7 +9,7 @@ final class EventLog: Sendable {
         var events: [FlotillaEvent] = []
         var lastIndex: UInt64 = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let notifier = ChangeNotifier()
     let eventsMax: Int
     /// Events returned by one page.

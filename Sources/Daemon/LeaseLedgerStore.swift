@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import Registry
 import Storage
-import Synchronization
+import Locking
 
 /// The shell around this peer's `LeaseLedger`: answers renewals under a lock, ticks it, and makes
 /// its withholds durable (`DurableFile`, fsync before rename) before they count: the ledger
@@ -13,13 +13,13 @@ import Synchronization
 /// File: `<data_dir>/lease-withholds`, one `machineID epoch` line per withheld machine, sorted.
 final class LeaseLedgerStore: Sendable {
     let path: String
-    private let ledger: Mutex<LeaseLedger>
+    private let ledger: Locked<LeaseLedger>
     /// One write at a time; a tick that finds one running leaves its change for the next tick.
-    private let isWriting = Mutex(false)
+    private let isWriting = Locked(false)
     /// The machines with units placed, with their epochs, as of one registry version: the
     /// registry changes far less often than the ledger ticks (10 times a second), and walking
     /// every unit each tick cost a debug build a tenth of a core with 3,000 units.
-    private let placedByVersion = Mutex<(version: UInt64, placed: [MachineID: UInt64])?>(nil)
+    private let placedByVersion = Locked<(version: UInt64, placed: [MachineID: UInt64])?>(nil)
     private let logger: Logger
 
     /// Withholds are one short line each; the registry holds at most this many machines.
@@ -30,7 +30,7 @@ final class LeaseLedgerStore: Sendable {
         path = dataDirectory + "/lease-withholds"
         self.logger = logger
         let durable = try Self.readWithholds(path: path)
-        ledger = Mutex(LeaseLedger(timing: timing, durableWithholds: durable, machinesMax: Self.withholdsMax))
+        ledger = Locked(LeaseLedger(timing: timing, durableWithholds: durable, machinesMax: Self.withholdsMax))
         if !durable.isEmpty {
             logger.notice("lease withholds read back", metadata: ["count": "\(durable.count)", "file": "\(path)"])
         }

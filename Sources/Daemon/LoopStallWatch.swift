@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import Synchronization
+import Locking
 
 /// Watches that an event loop still runs what it is given.
 ///
@@ -28,7 +28,7 @@ final class LoopStallWatch: Sendable {
     let step: Duration
     /// Once set, the watch gives the loop nothing more (set under the lock that `ask` holds,
     /// so that after `stop` returns no task reaches a loop that may be shutting down).
-    private let stopped = Mutex(false)
+    private let stopped = Locked(false)
 
     init(limit: Duration, interval: Duration = .seconds(1), step: Duration = .milliseconds(100)) {
         self.limit = limit
@@ -75,7 +75,7 @@ final class LoopStallWatch: Sendable {
 
     /// Set by the loop when it runs the watch's task.
     private final class Answer: Sendable {
-        private let marked = Mutex(false)
+        private let marked = Locked(false)
         func mark() { marked.withLock { $0 = true } }
         var isMarked: Bool { marked.withLock { $0 } }
     }

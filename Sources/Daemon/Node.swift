@@ -13,7 +13,7 @@ import Raft
 import RaftReplica
 import Registry
 import Scheduling
-import Synchronization
+import Locking
 import Transport
 import SystemdBus
 import UnitFile
@@ -40,34 +40,34 @@ final class Node: Sendable {
     let peerTLS: PeerTLS?
     /// Wakes the leader's scheduling round: registry changes, membership changes, leadership.
     let schedulingTriggers = ChangeNotifier()
-    private let triggerCount = Mutex<UInt64>(0)
-    private let machineViews = Mutex<[MachineView]>([])
+    private let triggerCount = Locked<UInt64>(0)
+    private let machineViews = Locked<[MachineView]>([])
     /// The last metadata membership showed for each machine: a machine that went silent keeps
     /// its units, and the scheduler still needs their constraints' view of it.
-    private let lastKnownMetadata = Mutex<[Registry.MachineID: [String: String]]>([:])
+    private let lastKnownMetadata = Locked<[Registry.MachineID: [String: String]]>([:])
     /// This peer's side of the machines' leases (every peer keeps one; only voters grant).
     let ledger: LeaseLedgerStore
     /// This peer's data directory against `data_dir_reserve_bytes` (`observeDataDirectorySpace`).
-    let noSpace: Mutex<NoSpaceAlarmState>
+    let noSpace: Locked<NoSpaceAlarmState>
     let leaseTiming: LeaseTiming
-    private let unscheduledReasons = Mutex<[String: String]>([:])
-    private let clients = Mutex<[String: FlotillaClient]>([:])
-    private let preferredVoter = Mutex<Int>(0)
+    private let unscheduledReasons = Locked<[String: String]>([:])
+    private let clients = Locked<[String: FlotillaClient]>([:])
+    private let preferredVoter = Locked<Int>(0)
     /// Whether this peer led at the last look (kept by `followMembership`, every 100 ms).
-    let isLeaderNow = Mutex(false)
+    let isLeaderNow = Locked(false)
     /// Raft node id -> public IP, from the founding voters and then from membership.
-    private let raftAddressBook: Mutex<[NodeID: String]>
+    private let raftAddressBook: Locked<[NodeID: String]>
     /// The current voters' public IPs as the last schedule told them (agents' fallback upstream).
-    private let knownVoterIPs: Mutex<[String]>
+    private let knownVoterIPs: Locked<[String]>
     /// Autopilot: when the leader first saw each voter down.
-    private let voterDownSince = Mutex<[NodeID: ContinuousClock.Instant]>([:])
-    private let optionsCache = Mutex<[UnitHash: [FleetUnitOption]]>([:])
+    private let voterDownSince = Locked<[NodeID: ContinuousClock.Instant]>([:])
+    private let optionsCache = Locked<[UnitHash: [FleetUnitOption]]>([:])
     /// Each machine's scheduled units as of one registry version and one view of the machine:
     /// an agent's long poll that times out asks for the same schedule again, and computing it
     /// walks every unit in the registry.
-    private let scheduleCache = Mutex<[Registry.MachineID: (version: UInt64, machine: LiveMachine, units: [ScheduledUnit])]>([:])
-    let metrics = Mutex(NodeMetrics())
-    private let agentBox = Mutex<MachineAgent?>(nil)
+    private let scheduleCache = Locked<[Registry.MachineID: (version: UInt64, machine: LiveMachine, units: [ScheduledUnit])]>([:])
+    let metrics = Locked(NodeMetrics())
+    private let agentBox = Locked<MachineAgent?>(nil)
     /// Set once, right after init (the agent needs the node's uplink).
     var agent: MachineAgent? {
         get { agentBox.withLock { $0 } }
@@ -104,10 +104,10 @@ final class Node: Sendable {
         self.manager = manager
         self.ioGroup = ioGroup
         self.ledger = ledger
-        self.noSpace = Mutex(NoSpaceAlarmState(reserveBytes: configuration.dataDirectoryReserveBytes))
+        self.noSpace = Locked(NoSpaceAlarmState(reserveBytes: configuration.dataDirectoryReserveBytes))
         self.leaseTiming = leaseTiming
-        self.raftAddressBook = Mutex(voter?.voterAddresses ?? [:])
-        self.knownVoterIPs = Mutex(configuration.effectiveVoters)
+        self.raftAddressBook = Locked(voter?.voterAddresses ?? [:])
+        self.knownVoterIPs = Locked(configuration.effectiveVoters)
     }
 
     func triggerScheduling() {

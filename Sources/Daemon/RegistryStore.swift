@@ -1,13 +1,13 @@
 import Logging
 import Raft
 import Registry
-import Synchronization
+import Locking
 
 /// The replicated registry on one voter: `apply` runs on the Raft replica's loop in log order;
 /// readers anywhere take a copy (copy-on-write: a copy costs nothing until the next apply).
 /// Waiters for a newer version (agents' long polls, watchers) are woken on every applied change.
 final class RegistryStore: Sendable {
-    private let state: Mutex<RegistryState>
+    private let state: Locked<RegistryState>
     let changes = ChangeNotifier()
     let limits: RegistryLimits
     private let logger: Logger
@@ -15,7 +15,7 @@ final class RegistryStore: Sendable {
     private let onChange: @Sendable (RegistryCommand, RegistryState) -> Void
 
     init(limits: RegistryLimits = .standard, logger: Logger, onChange: @escaping @Sendable (RegistryCommand, RegistryState) -> Void) {
-        self.state = Mutex(RegistryState(limits: limits))
+        self.state = Locked(RegistryState(limits: limits))
         self.limits = limits
         self.logger = logger
         self.onChange = onChange

@@ -1,13 +1,13 @@
 import FleetAPI
 import Registry
-import Synchronization
+import Locking
 import UnitFile
 
 /// The leader's in-memory table of what each machine's systemd reports (fleet's unit states).
 /// It is not in the log, by design: states change far more often than desired state, and a new
 /// leader rebuilds the table from the agents' resyncs, which its new term triggers.
 final class UnitStateTable: Sendable {
-    private let table = Mutex<[String: [String: FleetUnitState]]>([:])
+    private let table = Locked<[String: [String: FleetUnitState]]>([:])
     /// Units per machine kept, to bound what one agent can make the leader hold.
     let unitsPerMachineMax: Int
     /// Machines kept: the registry's own bound, so reports under made-up machine IDs cannot

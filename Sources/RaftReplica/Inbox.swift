@@ -1,6 +1,6 @@
 import NIOCore
 import Raft
-import Synchronization
+import Locking
 
 /// One proposal on its way to the loop: a client's command, or a membership change.
 struct ProposalRequest: Sendable {
@@ -40,7 +40,7 @@ final class Inbox: Sendable {
 
     let messagesMax: Int
     let proposalsMax: Int
-    let contents = Mutex(Contents())
+    let contents = Locked(Contents())
 
     init(messagesMax: Int, proposalsMax: Int) {
         self.messagesMax = messagesMax

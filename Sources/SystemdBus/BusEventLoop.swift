@@ -1,4 +1,5 @@
 import CSystemd
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -27,7 +28,7 @@ protocol BusPollSource: AnyObject {
 /// Ordering contract: jobs run in FIFO order; between two batches of jobs the loop processes at
 /// most `processBatchMessagesMax` bus messages, so neither side starves the other.
 final class BusEventLoop: SerialExecutor, @unchecked Sendable {
-    private let queue = Mutex<[UnownedJob]>([])
+    private let queue = Locked<[UnownedJob]>([])
     private let wakeFD: Int32
     private let threadID = Atomic<UInt>(0)
     private let stopRequested = Atomic<Bool>(false)

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// The stream of watched units' states that `SystemdManager` produces and one agent consumes.
 ///
@@ -20,7 +20,7 @@ public final class UnitStateChanges: AsyncSequence, Sendable {
         var finished = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init() {}
 

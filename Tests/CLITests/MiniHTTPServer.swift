@@ -1,7 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
+import Locking
 
 /// A minimal HTTP/1.1 server on a unix socket for testing the Client's transport itself
 /// (keep-alive, timeouts, bounded bodies, chunked streams, garbage answers): behaviours a real
@@ -49,8 +49,8 @@ final class MiniHTTPServer: Sendable {
     }
 
     private final class Recorder: Sendable {
-        let accepted = Mutex(0)
-        let requests = Mutex<[Request]>([])
+        let accepted = Locked(0)
+        let requests = Locked<[Request]>([])
     }
 
     private let recorder: Recorder

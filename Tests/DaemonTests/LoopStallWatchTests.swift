@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOPosix
-import Synchronization
+import Locking
 import Testing
 @testable import Daemon
 
@@ -15,7 +15,7 @@ import Testing
         let loop = group.next()
 
         // Free: a watch that may wait 10 s per task, over a dozen checks, reports nothing.
-        let reports = Mutex<[LoopStalled]>([])
+        let reports = Locked<[LoopStalled]>([])
         let free = LoopStallWatch(limit: .seconds(10), interval: .milliseconds(20), step: .milliseconds(10))
         free.start(watching: loop) { stall in reports.withLock { $0.append(stall) } }
         Thread.sleep(forTimeInterval: 0.3)

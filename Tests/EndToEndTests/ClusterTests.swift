@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 import Testing
 import TestSupport
 
@@ -438,7 +438,7 @@ extension ClusterTests {
                     (4, []),
                     (5, ["--machine-id-path=/run/clone/machine-id", "--cert-file=/run/clone/peer.pem", "--key-file=/run/clone/peer-key.pem"]),
                 ]
-                let failures = Mutex<[String]>([])
+                let failures = Locked<[String]>([])
                 DispatchQueue.concurrentPerform(iterations: starts.count) { index in
                     let (machine, extra) = starts[index]
                     do {

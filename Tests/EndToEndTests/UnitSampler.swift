@@ -2,7 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
+import Locking
 import TestSupport
 
 /// Samples, from the host, which units matching a glob run on each machine and with which
@@ -20,9 +20,9 @@ final class UnitSampler: Sendable {
     let pattern: String
     let intervalSeconds: Double
     private let pids: [Int: String]
-    private let samples = Mutex<[Sample]>([])
-    private let isRunning = Mutex(true)
-    private let finished = Mutex(0)
+    private let samples = Locked<[Sample]>([])
+    private let isRunning = Locked(true)
+    private let finished = Locked(0)
     private let started = Date()
 
     init(bed: Testbed, machines: [Int], pattern: String, intervalSeconds: Double = 0.1) throws {

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 import Foundation
 import NIOCore
 import NIOPosix
@@ -144,7 +144,7 @@ final class RawHTTPConnection {
     /// fails the test instead of hanging the suite).
     func waitForClose(timeout: Duration = .seconds(30)) async -> Bool {
         let channel = self.channel
-        let timedOut = Mutex(false)
+        let timedOut = Locked(false)
         let watchdog = Task {
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled else { return }

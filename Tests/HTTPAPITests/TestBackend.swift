@@ -1,6 +1,6 @@
 import FleetAPI
 import HTTPAPI
-import Synchronization
+import Locking
 import UnitFile
 
 /// An in-memory stand-in for the daemon: enough meaning to exercise every route (fleet's 409
@@ -25,7 +25,7 @@ actor TestBackend: APIBackend {
     /// that records it (listUnits, putUnit, schedule, leaseWithholds).
     var callers: [String: APICaller] = [:]
     /// The statuses of the requests the server refused (0: a TLS handshake).
-    nonisolated let refusedStatuses = Mutex<[Int]>([])
+    nonisolated let refusedStatuses = Locked<[Int]>([])
 
     nonisolated func requestRefused(status: Int) { refusedStatuses.withLock { $0.append(status) } }
 

@@ -1,7 +1,7 @@
 import Membership
 import NIOCore
 import NIOPosix
-import Synchronization
+import Locking
 import Testing
 
 @testable import MembershipShell
@@ -29,7 +29,7 @@ func eventually(timeout: Duration = .seconds(60), _ what: String, _ condition: (
 
 /// What one shell's `memberEvents` delivered, collected by a task of its own.
 final class EventLog: Sendable {
-    let events = Mutex<[MembershipEvent]>([])
+    let events = Locked<[MembershipEvent]>([])
 
     func follow(_ shell: MembershipShell) -> Task<Void, Never> {
         Task {

@@ -4,7 +4,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import Storage
-import Synchronization
+import Locking
 import Testing
 import TestSupport
 import Transport
@@ -14,9 +14,9 @@ import Transport
 /// A state machine that records the commands it applies, readable from the test. Its snapshot
 /// is the list of commands (each length-prefixed), so a restored replica holds the same list.
 final class AppliedCommands: Sendable {
-    let commands = Mutex<[[UInt8]]>([])
+    let commands = Locked<[[UInt8]]>([])
     /// The index of every snapshot `restore` was given, in order.
-    let restoredSnapshotIndexes = Mutex<[UInt64]>([])
+    let restoredSnapshotIndexes = Locked<[UInt64]>([])
 
     /// A state machine that cannot take snapshots (as one of another version might not): every
     /// `restore` throws and changes nothing.

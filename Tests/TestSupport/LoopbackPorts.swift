@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 
 /// Loopback TCP ports for tests whose server must come back on the same port after a stop, as a
 /// daemon with a configured port does.
@@ -13,7 +13,7 @@ import Synchronization
 public enum LoopbackPorts {
     static let range = 20_000..<32_000
     static let attemptsMax = 200
-    private static let handedOut = Mutex<Set<Int>>([])
+    private static let handedOut = Locked<Set<Int>>([])
 
     public struct NoFreePort: Error, CustomStringConvertible {
         public var description: String { "no free loopback port in \(LoopbackPorts.range) after \(LoopbackPorts.attemptsMax) tries" }

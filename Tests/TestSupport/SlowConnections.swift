@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Locking
 import Synchronization
 
 /// A slowloris from this host: holds `count` TCP connections to `host:port`, sends one byte on
@@ -31,7 +32,7 @@ public final class SlowConnections: Sendable {
 
     private final class State: Sendable {
         let stopped = Atomic<Bool>(false)
-        let tally = Mutex(Tally())
+        let tally = Locked(Tally())
     }
 
     private let state = State()

@@ -2,7 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Raft
-import Synchronization
+import Locking
 import Testing
 import TestSupport
 import Wire
@@ -11,7 +11,7 @@ import Wire
 
 /// Collects what a transport delivers, for the tests to poll.
 final class ReceivedMessages: Sendable {
-    let messages = Mutex<[Message]>([])
+    let messages = Locked<[Message]>([])
 
     func append(_ message: Message) { messages.withLock { $0.append(message) } }
     var all: [Message] { messages.withLock { $0 } }
