@@ -1,8 +1,9 @@
 // Does this toolchain's ThreadSanitizer see Synchronization.Mutex? Four threads update one
 // dictionary, only ever under the Mutex: a sanitizer that understands the lock reports nothing.
 // On Swift 6.3.1 for Linux it reports a "Swift access race" on the first pair of accesses (the
-// Mutex's futex word is handled by code TSan does not see), and so on every Mutex in Flotilla.
-// Contrib/sanitize/run thread runs this first and stops if it reports.
+// Mutex's futex word is handled by code TSan does not see), which is why the shells share state
+// under Locking.Locked (a pthread mutex) instead. Contrib/sanitize/run thread runs this and says
+// whether it still reports: once a toolchain's TSan sees Mutex, Locked can go.
 import Foundation
 import Synchronization
 
