@@ -162,6 +162,7 @@ struct DaemonService: Service {
         let peerServer = try await HTTPAPIServer.start(
             listeners: [.tcp(host: configuration.publicIP, port: configuration.peerPort)], backend: backend,
             configuration: apiConfiguration, audience: .peers(tls: peerTLS), eventLoopGroup: ioGroup, logger: logger)
+        node.peerServer.withLock { $0 = peerServer }
         if !configuration.apiListen.isEmpty, configuration.apiTLSCertificatePath.isEmpty {
             logger.warning("api_listen \(configuration.apiListen) serves the API in plain HTTP without authentication (api_insecure_plaintext=true): anyone who reaches it controls every machine")
         }

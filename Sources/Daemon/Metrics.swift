@@ -38,14 +38,18 @@ extension Node {
                 ("reason=\"undecodable\"", "\(gossip.garbageDropped)")])
         let raft = await voter?.replica.transport.counters() ?? TransportCounters()
         metric("flotilla_connections_refused_total", "counter",
-               "Inbound peer connections refused or closed before they carried anything: over the listener's limit, over one address's share, a TLS handshake not finished in time, silent too long.",
+               "Inbound peer connections refused or closed before they carried anything: over the listener's limit, over one address's share, a TLS handshake not finished in time or pushed out by a newcomer while the listener was full, silent too long.",
                [("listener=\"raft\",reason=\"over_limit\"", "\(raft.connectionsRefusedOverLimit)"),
                 ("listener=\"raft\",reason=\"per_address\"", "\(raft.connectionsRefusedPerAddress)"),
+                ("listener=\"raft\",reason=\"evicted_unauthenticated\"", "\(raft.connectionsEvictedUnauthenticated)"),
                 ("listener=\"raft\",reason=\"handshake_timeout\"", "\(raft.handshakeTimeouts)"),
                 ("listener=\"raft\",reason=\"idle\"", "\(raft.idleConnectionsClosed)"),
                 ("listener=\"gossip\",reason=\"over_limit\"", "\(gossip.streamsRefusedOverLimit)"),
                 ("listener=\"gossip\",reason=\"per_address\"", "\(gossip.streamsRefusedPerAddress)"),
-                ("listener=\"gossip\",reason=\"timeout\"", "\(gossip.streamsTimedOut)")])
+                ("listener=\"gossip\",reason=\"evicted_unauthenticated\"", "\(gossip.streamsEvictedAwaitingRequest)"),
+                ("listener=\"gossip\",reason=\"timeout\"", "\(gossip.streamsTimedOut)"),
+                ("listener=\"peer_api\",reason=\"evicted_unauthenticated\"",
+                 "\(peerServer.withLock { $0 }?.connectionsEvictedUnauthenticated ?? 0)")])
         let counters = metrics.withLock { $0 }
         metric("flotilla_scheduling_rounds_total", "counter", "Scheduling rounds run while leading.", [("", "\(counters.schedulingRounds)")])
         metric("flotilla_scheduling_commands_total", "counter", "Registry commands proposed by scheduling.", [("", "\(counters.schedulingCommands)")])

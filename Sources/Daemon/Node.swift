@@ -73,6 +73,9 @@ final class Node: Sendable {
         get { agentBox.withLock { $0 } }
     }
     func attach(agent: MachineAgent) { agentBox.withLock { $0 = agent } }
+    /// The peer port's server, set once it is listening (it is started after the node): its
+    /// counters go into /metrics.
+    let peerServer = Locked<HTTPAPIServer?>(nil)
     let startedAt = ContinuousClock.now
 
     struct NodeMetrics: Sendable {

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// The HTTP API: fleet's v1 routes and Flotilla's /flotilla/v1 additions, on any number of
 /// listeners, answered by one `APIBackend`.
@@ -21,6 +22,12 @@ public final class HTTPAPIServer: Sendable {
     private let acceptTasks: [Task<Void, Never>]
     private let connections: ConnectionRegistry
     private let logger: Logger
+
+    /// Connections closed, their TLS handshake unfinished, to make room for a newcomer while
+    /// `connectionsMax` were open.
+    public var connectionsEvictedUnauthenticated: Int { connections.connectionsEvictedUnauthenticated }
+    /// For tests: connections admitted and not yet closed, across the listeners.
+    var connectionsOpen: Int { connections.connectionsOpen }
 
     /// The port of the first TCP listener (or inherited TCP socket), if any: for tests on port 0.
     public var tcpPort: Int? { boundAddresses.lazy.compactMap(\.port).first }
@@ -157,13 +164,15 @@ public final class HTTPAPIServer: Sendable {
     /// the handshake gets an error from it and the connection is closed, like any protocol error.
     private static func initializeConnection(_ channel: any Channel, tlsContext: NIOSSLContext?, configuration: HTTPAPIConfiguration,
                                              connections: ConnectionRegistry) -> EventLoopFuture<AcceptedConnection> {
-        guard connections.admit(channel) else {
+        guard connections.admit(channel, isTLS: tlsContext != nil) else {
             return channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
         }
         channel.closeFuture.whenComplete { _ in connections.remove(channel) }
         if let tlsContext {
             do {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext), position: .first)
+                try channel.pipeline.syncOperations.addHandler(HandshakeWatch(connections: connections), position: .after(
+                    try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)))
             } catch {
                 return channel.close().map { AcceptedConnection.refused }.recover { _ in .refused }
             }
@@ -192,6 +201,25 @@ public final class HTTPAPIServer: Sendable {
 }
 
 /// What a listener's initializer hands its accept loop.
+/// Tells the registry when a connection's TLS handshake has completed (it may no longer be
+/// closed to make room for another), then steps out of the pipeline.
+final class HandshakeWatch: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let connections: ConnectionRegistry
+
+    init(connections: ConnectionRegistry) { self.connections = connections }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            connections.handshakeCompleted(context.channel)
+            context.fireUserInboundEventTriggered(event)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
 enum AcceptedConnection: Sendable {
     case serve(HTTPServerAsyncChannel)
     /// Over `connectionsMax`: already closed.
@@ -208,32 +236,68 @@ final class ConnectionRegistry: @unchecked Sendable {
     /// Each open connection, with the IP address it counts against (nil: the unix socket).
     private var channels: [ObjectIdentifier: (channel: any Channel, address: String?)] = [:]
     private var byAddress: [String: Int] = [:]
+    /// TLS connections whose handshake has not completed, by when they were admitted (a count of
+    /// admissions). When `connectionsMax` are open the oldest of these makes room for a newcomer:
+    /// on the peer port only a certificate of the cluster's CA completes a handshake, so a flood
+    /// from many addresses at once holds the port only until a peer connects.
+    private var handshakesPending: [ObjectIdentifier: UInt64] = [:]
+    private var admissions: UInt64 = 0
+    private var evicted = 0
     private var isClosed = false
+
+    /// Connections closed, their TLS handshake unfinished, to make room for a newcomer.
+    var connectionsEvictedUnauthenticated: Int { lock.withLock { evicted } }
+    var connectionsOpen: Int { lock.withLock { channels.count } }
 
     init(connectionsMax: Int, connectionsPerAddressMax: Int = .max) {
         self.connectionsMax = connectionsMax
         self.connectionsPerAddressMax = connectionsPerAddressMax
     }
 
-    func admit(_ channel: any Channel) -> Bool {
+    /// `isTLS`: the connection is to complete a TLS handshake (`handshakeCompleted` says when);
+    /// until then it may be closed to make room for another.
+    func admit(_ channel: any Channel, isTLS: Bool = false) -> Bool {
         let address = channel.remoteAddress?.ipAddress
-        return lock.withLock {
-            guard !isClosed, channels.count < connectionsMax else { return false }
-            if let address {
-                guard byAddress[address, default: 0] < connectionsPerAddressMax else { return false }
-                byAddress[address, default: 0] += 1
+        var evicting: (any Channel)?
+        let admitted = lock.withLock { () -> Bool in
+            guard !isClosed else { return false }
+            if let address, byAddress[address, default: 0] >= connectionsPerAddressMax { return false }
+            if channels.count >= connectionsMax, let oldest = handshakesPending.min(by: { $0.value < $1.value }) {
+                // Its entry goes now, so that the slot is free at once; its close (below, outside
+                // the lock) later calls `remove`, which then finds nothing.
+                evicting = forget(oldest.key)
+                evicted += 1
             }
+            guard channels.count < connectionsMax else { return false }
+            if let address { byAddress[address, default: 0] += 1 }
             channels[ObjectIdentifier(channel)] = (channel, address)
+            if isTLS {
+                admissions += 1
+                handshakesPending[ObjectIdentifier(channel)] = admissions
+            }
             return true
         }
+        evicting?.close(promise: nil)
+        return admitted
+    }
+
+    func handshakeCompleted(_ channel: any Channel) {
+        lock.withLock { _ = handshakesPending.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
     func remove(_ channel: any Channel) {
-        lock.withLock {
-            guard let removed = channels.removeValue(forKey: ObjectIdentifier(channel)), let address = removed.address else { return }
+        lock.withLock { _ = forget(ObjectIdentifier(channel)) }
+    }
+
+    /// Under `lock`.
+    private func forget(_ id: ObjectIdentifier) -> (any Channel)? {
+        handshakesPending.removeValue(forKey: id)
+        guard let removed = channels.removeValue(forKey: id) else { return nil }
+        if let address = removed.address {
             let remaining = byAddress[address, default: 1] - 1
             byAddress[address] = remaining > 0 ? remaining : nil
         }
+        return removed.channel
     }
 
     func closeAll() {

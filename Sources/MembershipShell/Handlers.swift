@@ -49,13 +49,23 @@ final class InboundStreamHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let state = state.value
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        if state.shell != nil, state.keyring != nil, state.inboundStreams.count >= configuration.inboundStreamsMax,
+           state.inboundStreamsByAddress[address, default: 0] < configuration.inboundStreamsPerAddressMax,
+           let oldest = state.streamsAwaitingRequest.min(by: { $0.value.admitted < $1.value.admitted }) {
+            // Full, and some streams have not sent a request: the oldest goes. Its slot is freed
+            // now (its channelInactive finds nothing to remove there); its address's count falls then.
+            state.streamsAwaitingRequest.removeValue(forKey: oldest.key)
+            state.inboundStreams.removeValue(forKey: oldest.key)
+            state.counters.streamsEvictedAwaitingRequest += 1
+            oldest.value.channel.close(promise: nil)
+        }
         guard state.shell != nil, state.inboundStreams.count < configuration.inboundStreamsMax else {
             state.counters.streamsRefusedOverLimit += 1
             isDone = true
             context.close(promise: nil)
             return
         }
-        let address = context.remoteAddress?.ipAddress ?? "?"
         guard state.inboundStreamsByAddress[address, default: 0] < configuration.inboundStreamsPerAddressMax else {
             state.counters.streamsRefusedPerAddress += 1
             isDone = true
@@ -67,6 +77,8 @@ final class InboundStreamHandler: ChannelInboundHandler {
         state.counters.streamsAccepted += 1
         let channel = context.channel
         state.inboundStreams[ObjectIdentifier(channel)] = channel
+        state.streamAdmissions += 1
+        state.streamsAwaitingRequest[ObjectIdentifier(channel)] = (channel, state.streamAdmissions)
         timeout = channel.eventLoop.scheduleTask(in: configuration.streamTimeout) { [box = self.state] in
             box.value.counters.streamsTimedOut += 1
             channel.close(promise: nil)
@@ -78,6 +90,7 @@ final class InboundStreamHandler: ChannelInboundHandler {
         timeout?.cancel()
         let state = state.value
         state.inboundStreams.removeValue(forKey: ObjectIdentifier(context.channel))
+        state.streamsAwaitingRequest.removeValue(forKey: ObjectIdentifier(context.channel))
         if let address = countedAddress {
             countedAddress = nil
             let remaining = state.inboundStreamsByAddress[address, default: 1] - 1
@@ -101,6 +114,7 @@ final class InboundStreamHandler: ChannelInboundHandler {
         guard let payload else { return }
         // One request per connection; anything after it is ignored until the answer closes us.
         isDone = true
+        state.value.streamsAwaitingRequest.removeValue(forKey: ObjectIdentifier(context.channel))
         guard let shell = state.value.shell, let remote = context.remoteAddress, let host = remote.ipAddress,
               let port = remote.port.flatMap(UInt16.init(exactly:)) else {
             context.close(promise: nil)

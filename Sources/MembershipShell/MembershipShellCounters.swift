@@ -22,6 +22,9 @@ public struct MembershipShellCounters: Hashable, Sendable {
 
     public var streamsAccepted = 0
     public var streamsRefusedOverLimit = 0
+    /// With a keyring: inbound streams closed before their request arrived, to make room for a
+    /// newcomer when `inboundStreamsMax` were open.
+    public var streamsEvictedAwaitingRequest = 0
     /// Inbound streams refused because their address already had `inboundStreamsPerAddressMax`.
     public var streamsRefusedPerAddress = 0
     /// Inbound or outbound frames that were too large, empty, undecodable, or not the push-pull

@@ -20,6 +20,13 @@ final class ShellState {
     var inboundStreams: [ObjectIdentifier: any Channel] = [:]
     /// Open inbound streams by remote IP address (`inboundStreamsPerAddressMax`).
     var inboundStreamsByAddress: [String: Int] = [:]
+    /// With a keyring: inbound streams whose request frame has not arrived, by when they were
+    /// admitted (a count of admissions). When `inboundStreamsMax` are open the oldest of these
+    /// makes room for a newcomer: a member sends its request as soon as it connects, and a
+    /// request no key opens closes its stream, so a flood from many addresses holds the port only
+    /// until a member connects. (Without a keyring anyone can send a request: nothing to prefer.)
+    var streamsAwaitingRequest: [ObjectIdentifier: (channel: any Channel, admitted: UInt64)] = [:]
+    var streamAdmissions: UInt64 = 0
     var outboundStreams: [ObjectIdentifier: any Channel] = [:]
     /// Outbound exchanges counted from the connect attempt on (before a channel exists).
     var outboundStreamsInFlight = 0

@@ -29,6 +29,17 @@ final class InboundFrameHandler: ChannelInboundHandler {
         let state = box.state.value
         let configuration = box.configuration
         let address = context.remoteAddress?.ipAddress ?? "?"
+        if !state.isShutDown, configuration.tls != nil, state.inboundChannels.count >= configuration.inboundConnectionsMax,
+           state.inboundByAddress[address, default: 0] < configuration.inboundConnectionsPerAddressMax,
+           let oldest = state.handshakesPending.min(by: { $0.value.admitted < $1.value.admitted }) {
+            // Full, and some of it has not proven a cluster certificate yet: the oldest of those
+            // goes. Its slot is freed now (its own channelInactive comes later and finds nothing
+            // to remove there); its address's count falls then.
+            state.handshakesPending.removeValue(forKey: oldest.key)
+            state.inboundChannels.removeValue(forKey: oldest.key)
+            state.counters.connectionsEvictedUnauthenticated += 1
+            oldest.value.channel.close(promise: nil)
+        }
         if state.isShutDown || state.inboundChannels.count >= configuration.inboundConnectionsMax {
             state.counters.connectionsRefusedOverLimit += 1
             box.logger.warning("inbound connection refused", metadata: [
@@ -51,6 +62,8 @@ final class InboundFrameHandler: ChannelInboundHandler {
         state.inboundChannels[ObjectIdentifier(context.channel)] = context.channel
         if configuration.tls != nil {
             let channel = context.channel
+            state.admissions += 1
+            state.handshakesPending[ObjectIdentifier(channel)] = (channel, state.admissions)
             handshakeDeadline = channel.eventLoop.scheduleTask(in: configuration.handshakeTimeout) { [box] in
                 box.state.value.counters.handshakeTimeouts += 1
                 channel.close(promise: nil)
@@ -63,6 +76,7 @@ final class InboundFrameHandler: ChannelInboundHandler {
         handshakeDeadline?.cancel()
         let state = box.state.value
         state.inboundChannels.removeValue(forKey: ObjectIdentifier(context.channel))
+        state.handshakesPending.removeValue(forKey: ObjectIdentifier(context.channel))
         if let address = countedAddress {
             countedAddress = nil
             let remaining = state.inboundByAddress[address, default: 1] - 1
@@ -75,6 +89,7 @@ final class InboundFrameHandler: ChannelInboundHandler {
         if case TLSUserEvent.handshakeCompleted = event {
             handshakeDeadline?.cancel()
             handshakeDeadline = nil
+            box.state.value.handshakesPending.removeValue(forKey: ObjectIdentifier(context.channel))
             let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
             identity = handler?.peerCertificate.flatMap(PeerIdentity.init)
         }

@@ -330,6 +330,12 @@ final class TransportState {
     var inboundChannels: [ObjectIdentifier: any Channel] = [:]
     /// Open inbound connections by remote IP address (for `inboundConnectionsPerAddressMax`).
     var inboundByAddress: [String: Int] = [:]
+    /// TLS: inbound connections whose handshake has not completed, by when they were admitted
+    /// (a count of admissions). When `inboundConnectionsMax` are open, the oldest of these makes
+    /// room for a newcomer: only a certificate of the cluster's CA finishes a handshake, so a
+    /// flood from many addresses at once can hold the listener only until a peer connects.
+    var handshakesPending: [ObjectIdentifier: (channel: any Channel, admitted: UInt64)] = [:]
+    var admissions: UInt64 = 0
     var isShutDown = false
 }
 

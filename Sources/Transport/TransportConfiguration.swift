@@ -174,6 +174,9 @@ public struct TransportCounters: Equatable, Sendable {
     public var connectionsClosedOnWireError = 0
     /// Inbound connections refused because `inboundConnectionsMax` were already open.
     public var connectionsRefusedOverLimit = 0
+    /// TLS: inbound connections closed, their handshake unfinished, to make room for a newcomer
+    /// when `inboundConnectionsMax` were open.
+    public var connectionsEvictedUnauthenticated = 0
     /// Inbound connections refused because their address already had `inboundConnectionsPerAddressMax`.
     public var connectionsRefusedPerAddress = 0
     /// Inbound connections closed for not completing the TLS handshake within `handshakeTimeout`.

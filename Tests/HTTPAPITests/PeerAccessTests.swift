@@ -4,6 +4,7 @@ import FleetAPI
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Testing
 import TestSupport
 
@@ -116,6 +117,7 @@ import TestSupport
         let certificates: ClusterTestCertificates
         let backend: TestBackend
         let port: Int
+        let server: HTTPAPIServer
 
         func client(_ files: (certificateFile: String, keyFile: String)?, caFile: String? = nil) -> FlotillaClient {
             FlotillaClient(endpoint: .https(host: "127.0.0.1", port: port), eventLoopGroup: ServerFixture.group, requestTimeout: .seconds(5),
@@ -124,7 +126,7 @@ import TestSupport
         }
     }
 
-    func withPeerServer(_ body: (Fixture) async throws -> Void) async throws {
+    func withPeerServer(configuration: HTTPAPIConfiguration = HTTPAPIConfiguration(), _ body: (Fixture) async throws -> Void) async throws {
         let certificates = try ClusterTestCertificates()
         defer { certificates.remove() }
         let serverFiles = try certificates.issue("ssss", role: .server)
@@ -132,15 +134,56 @@ import TestSupport
         let backend = TestBackend()
         var logger = Logger(label: "PeerPortTLSTests")
         logger.logLevel = .critical
-        let server = try await HTTPAPIServer.start(listeners: [.tcp(host: "127.0.0.1", port: 0)], backend: backend,
+        let server = try await HTTPAPIServer.start(listeners: [.tcp(host: "127.0.0.1", port: 0)], backend: backend, configuration: configuration,
                                                    audience: .peers(tls: tls), eventLoopGroup: ServerFixture.group, logger: logger)
         do {
-            try await body(Fixture(certificates: certificates, backend: backend, port: try #require(server.tcpPort)))
+            try await body(Fixture(certificates: certificates, backend: backend, port: try #require(server.tcpPort), server: server))
         } catch {
             await server.shutdown()
             throw error
         }
         await server.shutdown()
+    }
+
+    /// A flood that fills every slot of the peer port (from one address whose share is set above
+    /// the limit, standing for many addresses) with connections that never start a handshake: an
+    /// agent's connection pushes out the oldest of them instead of being refused, and once its
+    /// handshake is done no later flood pushes it out.
+    @Test func aFullPeerPortMakesRoomForAPeerByClosingTheOldestUnfinishedHandshake() async throws {
+        try await withPeerServer(configuration: HTTPAPIConfiguration(connectionsMax: 4, connectionsPerAddressMax: 64)) { fixture in
+            func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await !condition() {
+                    guard ContinuousClock.now < deadline else { Issue.record("timed out waiting for: \(what)"); return }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            // Each connection is admitted on its own event loop: waiting for each admission (or
+            // for its eviction of an older one) keeps the order of admission the order of connecting.
+            func flood(_ count: Int) async throws -> [any Channel] {
+                var held: [any Channel] = []
+                for _ in 0..<count {
+                    let before = (fixture.server.connectionsOpen, fixture.server.connectionsEvictedUnauthenticated)
+                    held.append(try await ClientBootstrap(group: ServerFixture.group).connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: fixture.port)).get())
+                    try await eventually("a connection admitted") {
+                        fixture.server.connectionsOpen > before.0 || fixture.server.connectionsEvictedUnauthenticated > before.1
+                    }
+                }
+                return held
+            }
+            let first = try await flood(4)
+            let agent = fixture.client(try fixture.certificates.issue("aaaa", role: .agent))
+            #expect(try await agent.schedule(machineID: "aaaa", afterVersion: 0, waitMilliseconds: 0).machineID == "aaaa")
+            #expect(fixture.server.connectionsEvictedUnauthenticated == 1)
+            try await eventually("the oldest unfinished handshake closed") { !first[0].isActive && first[1...].allSatisfy(\.isActive) }
+
+            let second = try await flood(10)
+            try await eventually("ten more pushed out") { fixture.server.connectionsEvictedUnauthenticated == 11 }
+            #expect(try await agent.schedule(machineID: "aaaa", afterVersion: 0, waitMilliseconds: 0).machineID == "aaaa")
+            try await eventually("three of the flood left open") { (first + second).filter(\.isActive).count == 3 }
+            for channel in first + second { try? await channel.close().get() }
+            agent.closeIdleConnections()
+        }
     }
 
     @Test func anAgentFollowsItsOwnScheduleAndNoOtherMachines() async throws {

@@ -63,6 +63,38 @@ struct BoundsTests {
         try await group.shutdownGracefully()
     }
 
+    /// With a keyring, a flood of silent connections that fills every stream slot (here from
+    /// one address whose share is above the limit, standing for many addresses) does not keep a
+    /// member out: its stream pushes out the oldest one that never sent a request, and it joins.
+    @Test func withAKeyringAFullPortMakesRoomForAMemberByClosingTheOldestSilentStream() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let keyring = try GossipKeyring(keys: [GossipKeyring.generateKey()])
+        let configuration = MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("flooded"), membership: fastMembership,
+            randomSeed: 81, keyring: keyring, streamTimeout: .seconds(60), inboundStreamsMax: 4, inboundStreamsPerAddressMax: 64)
+        let shell = try await MembershipShell.start(configuration: configuration, eventLoop: group.next())
+        let port = Int(shell.localAddress.port)
+        var held: [any Channel] = []
+        let flooder = try SocketAddress(ipAddress: "127.0.0.3", port: 0)
+        for _ in 0..<4 { held.append(try await ClientBootstrap(group: group).bind(to: flooder).connect(to: try SocketAddress(ipAddress: loopback, port: port)).get()) }
+        try await eventually("the four silent streams admitted") { await shell.counters().streamsAccepted == 4 }
+
+        let joiner = try await MembershipShell.start(configuration: MembershipShellConfiguration(
+            bindHost: loopback, bindPort: 0, memberID: MemberID("member"), membership: fastMembership, randomSeed: 82, keyring: keyring),
+            eventLoop: group.next())
+        try await joiner.join(seeds: [shell.localAddress])
+        try await eventually("the member joined through the full port") { try await allAlive([shell, joiner], count: 2) }
+        let counters = await shell.counters()
+        #expect(counters.streamsEvictedAwaitingRequest >= 1, "\(counters)")
+        #expect(counters.streamsRefusedOverLimit == 0, "\(counters)")
+        // The oldest silent one went first.
+        try await eventually("the oldest silent stream closed") { !held[0].isActive }
+        for channel in held { try? await channel.close() }
+        await joiner.stop()
+        await shell.stop()
+        try await group.shutdownGracefully()
+    }
+
     @Test func eventsBeyondTheBufferAreDroppedAndCountedWhileMembersStayCurrent() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let configuration = MembershipShellConfiguration(

@@ -83,6 +83,52 @@ struct SlowPeerTests {
         try await group.shutdownGracefully()
     }
 
+    /// A flood that fills the whole listener (here from one address, whose share is set above the
+    /// listener's limit, standing for many addresses) with connections that never start a TLS
+    /// handshake: a real peer's connection pushes the oldest of them out instead of being
+    /// refused, and once it has finished its handshake no later flood pushes it out.
+    @Test func aFullListenerMakesRoomForAPeerByClosingTheOldestUnfinishedHandshake() async throws {
+        let certificates = try ClusterTestCertificates()
+        defer { certificates.remove() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let receivedByB = ReceivedMessages()
+        var configurationB = try TransportConfiguration(
+            localID: NodeID(2), listenAddress: PeerAddress(host: loopback, port: 0), peers: [:],
+            reconnectDelayMin: .milliseconds(5), reconnectDelayMax: .milliseconds(100), jitterSeed: 2,
+            inboundConnectionsMax: 4, inboundConnectionsPerAddressMax: 64, handshakeTimeout: .seconds(60))
+        configurationB.tls = clusterTLS(try certificates.peer("m2"))
+        let b = try await Self.start(configurationB, group: group, received: receivedByB)
+        func flood(_ count: Int) async throws -> [any Channel] {
+            var held: [any Channel] = []
+            for _ in 0..<count { held.append(try await ClientBootstrap(group: group).connect(to: try SocketAddress(ipAddress: loopback, port: b.listenPort)).get()) }
+            return held
+        }
+        let first = try await flood(4)
+
+        var configurationA = try Self.configuration(id: 1, peers: [NodeID(2): PeerAddress(host: loopback, port: b.listenPort)])
+        configurationA.tls = clusterTLS(try certificates.peer("m1"))
+        let a = try await Self.start(configurationA, group: group, received: ReceivedMessages())
+        a.send([heartbeat(from: 1, to: 2, term: 1)])
+        try await eventually("the peer is served through the full listener") { receivedByB.all == [heartbeat(from: 1, to: 2, term: 1)] }
+        #expect(await b.counters().connectionsEvictedUnauthenticated == 1)
+        #expect(await b.counters().connectionsRefusedOverLimit == 0)
+        // The oldest of the flood went, the other three stay.
+        try await eventually("the oldest unfinished handshake closed") { !first[0].isActive && first[1...].allSatisfy(\.isActive) }
+
+        // Ten more: each pushes out an older unfinished one, never the peer's.
+        let second = try await flood(10)
+        try await eventually("ten more pushed out") { await b.counters().connectionsEvictedUnauthenticated == 11 }
+        a.send([heartbeat(from: 1, to: 2, term: 2)])
+        try await eventually("the peer still served on its first connection") { receivedByB.all.count == 2 }
+        #expect(await a.counters().connectionsEstablished == 1)
+        #expect(await b.counters().connectionsRefusedOverLimit == 0)
+        try await eventually("three of the flood left open") { (first + second).filter(\.isActive).count == 3 }
+        for channel in first + second { try? await channel.close() }
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func oneAddressHoldsAtMostItsShareOfConnections() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let receivedByB = ReceivedMessages()
