@@ -121,6 +121,32 @@ struct RaftLog: Sendable {
         recordMembershipChanges(in: newEntries[...])
     }
 
+    /// Why the membership entries of `newEntries` (an AppendEntries' entries, contiguous after a
+    /// matching previous entry at or past the commit index) could not be appended where they
+    /// would land, or nil. A correct leader validated each change against this same history (log
+    /// matching), so a refusal means a forged or broken peer, which must not make the follower
+    /// trap in `recordMembershipChanges` (found by the raft-core fuzzer: an initial membership
+    /// at index 2).
+    func membershipProblem(in newEntries: [Entry]) -> String? {
+        guard let conflict = newEntries.first(where: { !matches(index: $0.index, term: $0.term) }) else { return nil }
+        var current = membership(at: conflict.index - 1)
+        for entry in newEntries where entry.index >= conflict.index {
+            switch entry.payload {
+            case .initialMembership(let founders):
+                guard current == .empty else { return "initial membership at \(entry.index) over \(current)" }
+                current = founders
+            case .membershipChange(let change):
+                if let rejection = current.rejection(of: change) {
+                    return "entry \(entry.index) applies \(change) to \(current): \(rejection)"
+                }
+                current = current.applying(change)
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
     /// Follower side of AppendEntries (figure 2, receiver rules 3 and 4): keep every entry that
     /// already matches, delete the first conflicting entry and all that follow it, append the rest.
     /// Returns the index of the last entry of `newEntries`.

@@ -196,6 +196,10 @@ extension RaftNode {
                 rejectedIndex: request.prevLogIndex, hintIndex: hintIndex, hintTerm: log.term(at: hintIndex) ?? 0)))
             return
         }
+        guard log.membershipProblem(in: request.entries) == nil else {
+            malformedMessagesDropped += 1
+            return
+        }
         let lastNewIndex = log.appendReplacingConflicts(request.entries)
         // Rule 5: "set commitIndex = min(leaderCommit, index of last new entry)".
         log.commit(to: min(request.leaderCommitIndex, lastNewIndex))

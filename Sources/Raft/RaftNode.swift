@@ -95,7 +95,7 @@ public struct RaftNode: Sendable {
 
     public var commitIndex: UInt64 { log.commitIndex }
     /// Messages `step` dropped as malformed (a forged or corrupt peer; see `isWellFormed`).
-    public private(set) var malformedMessagesDropped: UInt64 = 0
+    public internal(set) var malformedMessagesDropped: UInt64 = 0
     public var lastIndex: UInt64 { log.lastIndex }
     public var lastTerm: UInt64 { log.lastTerm }
     public var membership: Membership { log.membership }

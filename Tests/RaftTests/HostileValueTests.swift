@@ -65,6 +65,43 @@ import Testing
         base.tickAll(times: 5)
     }
 
+    /// Found by the raft-core fuzzer: a leader's AppendEntries carrying an initial membership
+    /// after the log already has one (or a membership change that does not fit the membership
+    /// where it would land) trapped the follower. Now dropped, counted, and the log unchanged.
+    @Test func membershipEntriesThatDoNotFitWhereTheyWouldLandAreDropped() {
+        let founders = Membership(voters: [n(1), n(2), n(3)])
+        let payloads: [Entry.Payload] = [
+            .initialMembership(founders),
+            .membershipChange(.removeNode(n(9))),
+            .membershipChange(.promoteLearner(n(2))),
+            .membershipChange(.addLearner(n(3))),
+        ]
+        for payload in payloads {
+            var cluster = cluster()
+            let term = cluster[2].term
+            let last = cluster[2].lastIndex
+            let lastTerm = cluster[2].log.term(at: last) ?? 0
+            // Behind a valid entry, so that the check looks at where each entry would land.
+            let entries = [Entry(term: term, index: last + 1, payload: .empty), Entry(term: term, index: last + 2, payload: payload)]
+            cluster[2].step(Message(from: n(1), to: n(2), term: term,
+                                    payload: .appendEntries(AppendEntries(prevLogIndex: last, prevLogTerm: lastTerm, entries: entries, leaderCommitIndex: last))))
+            #expect(cluster[2].malformedMessagesDropped == 1, "\(payload)")
+            #expect(cluster[2].lastIndex == last, "\(payload)")
+            #expect(cluster[2].log.membership == founders)
+        }
+        // The same entries where they do fit are taken: the check refuses only what cannot be.
+        var cluster = cluster()
+        let term = cluster[2].term
+        let last = cluster[2].lastIndex
+        let lastTerm = cluster[2].log.term(at: last) ?? 0
+        let entries = [Entry(term: term, index: last + 1, payload: .membershipChange(.addLearner(n(4))))]
+        cluster[2].step(Message(from: n(1), to: n(2), term: term,
+                                payload: .appendEntries(AppendEntries(prevLogIndex: last, prevLogTerm: lastTerm, entries: entries, leaderCommitIndex: last))))
+        #expect(cluster[2].malformedMessagesDropped == 0)
+        #expect(cluster[2].lastIndex == last + 1)
+        #expect(cluster[2].log.membership.learners == [n(4)])
+    }
+
     @Test func aSnapshotChunkWhoseOffsetWouldOverflowIsDropped() {
         var cluster = cluster()
         let metadata = SnapshotMetadata(index: 5, term: 1, membership: Membership(voters: [n(1), n(2), n(3)]))
