@@ -25,7 +25,17 @@ struct DaemonBackend: APIBackend {
         if ReadConsistency.current == .local, await node.leadership().isMember, let registry = node.registry {
             return registry.current
         }
-        return try await leaderRegistry()?.1
+        guard try await node.upstream() == nil, let voter = node.voter, let registry = node.registry else { return nil }
+        // A peer that believes it leads may not: cut off from the others, or elected a moment
+        // ago and not yet applying what its predecessor committed. Its registry could then miss
+        // acknowledged writes (Contrib/chaos found such stale reads), so it first confirms its
+        // leadership with a majority and applies through the commit index (ReadIndex).
+        do {
+            try await voter.readBarrier()
+        } catch {
+            throw .unavailable("this peer could not confirm its leadership for a read (\(error)); retry")
+        }
+        return registry.current
     }
 
     func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
@@ -53,6 +63,9 @@ struct DaemonBackend: APIBackend {
     static func apiError(_ rejection: RegistryRejection) -> APIError {
         switch rejection {
         case .unitNotFound, .templateNotFound, .aclTokenNotFound: return .notFound(rejection.description)
+        // A put that found no unit and carried no options (a destroy committed since the
+        // leader looked): fleet's answer to a new unit without options.
+        case .unitFileMissing: return .conflict("unit does not exist and options field empty")
         case .unitExists, .machineDrained, .tooManyUnits, .tooManyMachines, .aclAlreadyBootstrapped, .tooManyACLTokens:
             return .conflict(rejection.description)
         default: return .badRequest(rejection.description)
@@ -148,24 +161,17 @@ struct DaemonBackend: APIBackend {
             .none
         }
         let templateExists = request.name.form == .instance && (try? request.name.template).map { state.templates[$0] != nil } == true
-        switch try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: templateExists) {
-        case .create(let file, let target):
-            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, unitFile: file, targetState: target.targetState)]))
-            return .created
-        case .createInstanceOfTemplate(let target):
-            _ = try await propose(voter, .submitUnits([UnitSubmission(name: request.name, file: nil, hash: nil, targetState: target.targetState)]))
-            return .created
-        case .update(let file, let target):
-            if let file {
-                // fleetctl's --replace: target state and placement are kept by the registry;
-                // the agent replaces the running unit.
-                let kept = target?.targetState ?? state.units[request.name]?.targetState ?? .inactive
-                _ = try await propose(voter, .replaceUnitFiles([UnitSubmission(name: request.name, unitFile: file, targetState: kept)]))
-            }
-            if let target, state.units[request.name] != nil {
-                _ = try await propose(voter, .setTargetState([request.name], target.targetState))
-            }
-            return .modified
+        // The rules run here first against this registry for fleet's answers to a request's shape
+        // (409 without options for a new unit, 400 for an active template); the write itself is
+        // one `putUnit` command that decides again when it applies, so that it is atomic and a
+        // write committed meanwhile (a destroy, another put) cannot make it wrong.
+        let decision = try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: templateExists)
+        let submission = UnitSubmission(name: request.name, file: request.unitFile?.serializedBytes(), hash: request.unitFile?.hash,
+                                        targetState: request.desiredState?.targetState ?? .inactive)
+        _ = try await propose(voter, .putUnit(submission, targetGiven: request.desiredState != nil))
+        switch decision {
+        case .create, .createInstanceOfTemplate: return .created
+        case .update: return .modified
         }
     }
 

@@ -558,6 +558,7 @@ final class Node: Sendable {
         switch command.operation {
         case .submitUnits(let list), .replaceUnitFiles(let list): subjects = list.map(\.name.rawValue)
         case .setTargetState(let names, _), .destroyUnits(let names), .unassign(let names): subjects = names.map(\.rawValue)
+        case .putUnit(let submission, _): subjects = [submission.name.rawValue]
         case .assign(let assignments): subjects = assignments.map(\.unit.rawValue)
         case .setMachineMetadata(let machine, _), .drainMachine(let machine), .undrainMachine(let machine): machinesChanged = [machine]
         // The units it unplaced show in the events of their next placement.

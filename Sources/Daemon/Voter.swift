@@ -85,6 +85,12 @@ final class Voter: Sendable {
         return result
     }
 
+    /// See `RaftReplica.readBarrier`: afterwards this replica's registry is at least as new as
+    /// every write acknowledged before the call.
+    func readBarrier() async throws(ProposalError) {
+        _ = try await replica.readBarrier()
+    }
+
     func stop() async {
         await replica.stop()
         try? await raftGroup.shutdownGracefully()

@@ -44,6 +44,13 @@ struct WriteQuota: Sendable, Equatable {
         case .submitUnits(let submissions), .replaceUnitFiles(let submissions):
             if let alarm = Self.alarmRefusal(state) { return alarm }
             return unitRefusal(submissions, in: state)
+        case .putUnit(let submission, _):
+            // A change of target alone adds no data: allowed under the alarm, as setTargetState.
+            guard submission.file != nil || (state.units[submission.name] == nil && state.templates[submission.name] == nil) else {
+                return nil
+            }
+            if let alarm = Self.alarmRefusal(state) { return alarm }
+            return unitRefusal([submission], in: state)
         case .setMachineMetadata, .createACLToken:
             return Self.alarmRefusal(state)
         case .setTargetState, .destroyUnits, .assign, .unassign, .drainMachine, .undrainMachine, .revokeLease,

@@ -7,6 +7,8 @@ struct ProposalRequest: Sendable {
     enum Kind: Sendable {
         case command(data: [UInt8], stamp: ClientStamp?)
         case membershipChange(MembershipChange)
+        /// A read barrier (ReadIndex, thesis §6.4); answered with the read index, `result` empty.
+        case read
     }
 
     var kind: Kind

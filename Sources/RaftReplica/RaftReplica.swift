@@ -37,7 +37,8 @@ import Transport
 /// single-server changes (thesis §4.1), learners (§4.2.1) and leadership transfer (§3.10); peer
 /// addresses are not replicated, see `addLearner`.
 ///
-/// Not yet: ReadIndex reads through this API (the core supports them, thesis §6.4).
+/// Reads: `readBarrier` is ReadIndex (thesis §6.4): state read on the leader after it returns
+/// reflects every write acknowledged before the call, even on a leader just elected or cut off.
 public final class RaftReplica: Sendable {
     public let configuration: ReplicaConfiguration
     public let eventLoop: any EventLoop
@@ -132,6 +133,20 @@ public final class RaftReplica: Sendable {
             propose(data, stamp: stamp) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// A linearizable read barrier (thesis §6.4, ReadIndex): returns the read index once this
+    /// replica, as leader, has heard from a majority since the call (so no newer leader can have
+    /// committed anything it lacks) and has applied everything through the commit index it had at
+    /// the call (a new leader first commits an entry of its own term). The state machine read
+    /// afterwards reflects every write acknowledged before the call. On a follower it fails at
+    /// once with `notLeader`; a leader that no majority confirms within two election timeouts
+    /// fails it with `readNotConfirmed`.
+    public func readBarrier() async throws(ProposalError) -> UInt64 {
+        let result = await withCheckedContinuation { continuation in
+            offer(ProposalRequest(kind: .read) { continuation.resume(returning: $0) })
+        }
+        return try result.get().index
     }
 
     // MARK: Membership (thesis §4)

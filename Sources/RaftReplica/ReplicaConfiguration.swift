@@ -168,6 +168,9 @@ public enum ProposalError: Error, Equatable, Sendable {
     /// (§5.3, §8): it will never be applied.
     case superseded(index: UInt64, term: UInt64)
     case overloaded(pendingProposalsMax: Int)
+    /// A read barrier whose leadership no majority confirmed within two election timeouts (the
+    /// leader was cut off, or lost its role): retry, at the leader the cluster has by then.
+    case readNotConfirmed
     /// The replica stopped, or its storage failed, before the entry was applied. It may still be
     /// committed by the others: only a retry with the same stamp is safe.
     case stopped

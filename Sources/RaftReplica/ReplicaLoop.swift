@@ -22,6 +22,18 @@ final class ReplicaLoop {
     var ticker: RepeatedTask?
     /// Proposals appended to the log and not yet applied, by index.
     var pending: [UInt64: Pending] = [:]
+    /// Read barriers by request ID: waiting for the core's confirmation (`index` nil), then for
+    /// the apply of everything through their read index. Bounded by the inbox's proposal limit.
+    var pendingReads: [UInt64: PendingRead] = [:]
+    var nextReadID: UInt64 = 0
+
+    struct PendingRead {
+        var completion: @Sendable (Result<AppliedProposal, ProposalError>) -> Void
+        var index: UInt64?
+        /// The core drops a read silently when its leader loses the role before a majority
+        /// confirmed it; this bound answers it instead.
+        var ticksLeft: Int
+    }
     var failure: ReplicaFailure?
     /// Told of `failure` once; finished when the replica closes (`RaftReplica.failures`).
     let failures: AsyncStream<ReplicaFailure>.Continuation
@@ -117,7 +129,58 @@ final class ReplicaLoop {
         guard isRunning else { return }
         node.tick()
         pendingTransfer?.ticksWaited += 1
+        expireReads()
         handleReadies()
+    }
+
+    // MARK: Read barriers (thesis §6.4)
+
+    /// Registers a read with the core; returns how many requests it answered at once (0 or 1).
+    func startRead(_ completion: @escaping @Sendable (Result<AppliedProposal, ProposalError>) -> Void) -> Int {
+        nextReadID += 1
+        switch node.readIndex(requestID: nextReadID) {
+        case .pending:
+            pendingReads[nextReadID] = PendingRead(completion: completion, index: nil,
+                                                   ticksLeft: 2 * configuration.raft.electionTimeoutTicks)
+            return 0
+        case .notLeader(let leaderID):
+            completion(.failure(.notLeader(leaderID: leaderID)))
+            return 1
+        case .dropped(let reason):
+            completion(.failure(.dropped(reason)))
+            return 1
+        }
+    }
+
+    /// Answers the confirmed reads whose index this replica has applied.
+    func completeReads() {
+        guard !pendingReads.isEmpty else { return }
+        let applied = node.appliedIndex
+        let done = pendingReads.filter { $0.value.index.map { $0 <= applied } ?? false }
+        guard !done.isEmpty else { return }
+        for id in done.keys.sorted() {
+            let read = pendingReads.removeValue(forKey: id)!
+            read.completion(.success(AppliedProposal(index: read.index!, term: node.term, result: [])))
+        }
+        inbox.proposalsAnswered(done.count)
+    }
+
+    func expireReads() {
+        guard !pendingReads.isEmpty else { return }
+        var expired: [UInt64] = []
+        for id in pendingReads.keys {
+            pendingReads[id]!.ticksLeft -= 1
+            if pendingReads[id]!.ticksLeft <= 0 && pendingReads[id]!.index == nil { expired.append(id) }
+        }
+        for id in expired.sorted() { pendingReads.removeValue(forKey: id)!.completion(.failure(.readNotConfirmed)) }
+        inbox.proposalsAnswered(expired.count)
+    }
+
+    func failPendingReads() {
+        let waiting = pendingReads
+        pendingReads = [:]
+        inbox.proposalsAnswered(waiting.count)
+        for id in waiting.keys.sorted() { waiting[id]!.completion(.failure(.stopped)) }
     }
 
     /// Feeds everything the inbox holds to the core, then handles the resulting Ready batches.
@@ -135,6 +198,9 @@ final class ReplicaLoop {
             switch proposal.kind {
             case .command(let data, let stamp): result = node.propose(data, stamp: stamp)
             case .membershipChange(let change): result = node.proposeMembershipChange(change)
+            case .read:
+                answered += startRead(proposal.completion)
+                continue
             }
             switch result {
             case .accepted(let index, let term):
@@ -212,7 +278,9 @@ final class ReplicaLoop {
             }
         }
         inbox.proposalsAnswered(answered)
+        for state in ready.readStates { pendingReads[state.requestID]?.index = state.index }
         node.advance(ready)
+        completeReads()
     }
 
     // MARK: Snapshots (§7)
@@ -319,6 +387,7 @@ final class ReplicaLoop {
         logger.critical("replica stops taking part: \(reason)", metadata: ["id": "\(configuration.id)"])
         ticker?.cancel()
         failPending()
+        failPendingReads()
         failPendingTransfer()
         failures.yield(reason)
     }
@@ -336,6 +405,7 @@ final class ReplicaLoop {
         ticker?.cancel()
         ticker = nil
         failPending()
+        failPendingReads()
         failPendingTransfer()
         for proposal in inbox.close() { proposal.completion(.failure(.stopped)) }
         log.close()

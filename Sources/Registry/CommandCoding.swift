@@ -107,6 +107,10 @@ extension RegistryCommand {
             writer.u8(15)
             writer.string(machine.rawValue)
             writer.u8(raised ? 1 : 0)
+        case .putUnit(let submission, let targetGiven):
+            writer.u8(16)
+            writer.u8(targetGiven ? 1 : 0)
+            encode([submission], into: &writer)
         }
     }
 
@@ -190,6 +194,16 @@ extension RegistryCommand {
             case 1: return .setNoSpaceAlarm(machine, raised: true)
             case let tag: throw .invalidTag(what: "alarm state", tag: tag)
             }
+        case 16:
+            let targetGiven: Bool
+            switch try reader.u8() {
+            case 0: targetGiven = false
+            case 1: targetGiven = true
+            case let tag: throw .invalidTag(what: "target presence", tag: tag)
+            }
+            let batch = try submissions(&reader, limits: limits)
+            guard batch.count == 1 else { throw .invalidRecord("a put carries one unit, not \(batch.count)") }
+            return .putUnit(batch[0], targetGiven: targetGiven)
         default: throw .invalidTag(what: "operation", tag: tag)
         }
     }

@@ -27,6 +27,13 @@ public enum RegistryOperation: Hashable, Sendable {
     /// the scheduler moves the unit if its new `[X-Fleet]` options no longer fit its machine.
     case replaceUnitFiles([UnitSubmission])
     case setTargetState([UnitName], TargetState)
+    /// fleet's `PUT /fleet/v1/units/{name}`, decided when it applies, as one step: a unit (or
+    /// template) the registry does not hold is created (from `file`, or for an instance from its
+    /// template) at the submission's target, or `inactive` without `targetGiven`; one it holds
+    /// gets the new file when `file` differs (placement kept) and the target when `targetGiven`.
+    /// Two commands (a replace, then a target) let readers see the new file with the old target,
+    /// and a write that lost its leader between them apply half (Contrib/chaos found both).
+    case putUnit(UnitSubmission, targetGiven: Bool)
     /// Removes units or templates (and their placements); instances of a destroyed template stay.
     case destroyUnits([UnitName])
     /// Places units; a unit already placed elsewhere moves. Global units and templates cannot be

@@ -110,6 +110,23 @@ extension RegistryState {
         return changed.count
     }
 
+    /// See `RegistryOperation.putUnit`. Everything that can refuse is checked before anything
+    /// changes, so a refused put leaves the state as it was.
+    mutating func put(_ submission: UnitSubmission, targetGiven: Bool) throws(RegistryRejection) -> Int {
+        guard existingHash(of: submission.name) != nil else {
+            var creation = submission
+            if !targetGiven { creation.targetState = .inactive }
+            return try submit([creation])
+        }
+        if targetGiven, templates[submission.name] != nil, submission.targetState != .inactive {
+            throw .templateCannotBeLaunched(submission.name.rawValue)
+        }
+        var changed = 0
+        if submission.file != nil { changed += try replaceFiles([submission]) }
+        if targetGiven { changed += try setTarget([submission.name], submission.targetState) }
+        return changed
+    }
+
     mutating func setTarget(_ names: [UnitName], _ target: TargetState) throws(RegistryRejection) -> Int {
         try checkBatch(names) { $0.rawValue }
         for name in names {

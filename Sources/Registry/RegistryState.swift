@@ -84,6 +84,7 @@ public struct RegistryState: Hashable, Sendable {
             case .submitUnits(let submissions): return .applied(changedCount: try submit(submissions))
             case .replaceUnitFiles(let submissions): return .applied(changedCount: try replaceFiles(submissions))
             case .setTargetState(let names, let target): return .applied(changedCount: try setTarget(names, target))
+            case .putUnit(let submission, let targetGiven): return .applied(changedCount: try put(submission, targetGiven: targetGiven))
             case .destroyUnits(let names): return .applied(changedCount: try destroy(names))
             case .assign(let assignments): return .applied(changedCount: try assign(assignments))
             case .unassign(let names): return .applied(changedCount: try unassign(names))

@@ -27,6 +27,9 @@ import UnitFile
             RegistryCommand(.deleteACLToken(accessorID: "0011")),
             RegistryCommand(.setNoSpaceAlarm(machine, raised: true)),
             RegistryCommand(.setNoSpaceAlarm(machine, raised: false)),
+            RegistryCommand(.putUnit(UnitSubmission(name: web, unitFile: file, targetState: .launched), targetGiven: true)),
+            RegistryCommand(.putUnit(UnitSubmission(name: instance, file: nil, hash: nil, targetState: .inactive), targetGiven: false),
+                            stamp: ClientStamp(clientID: 3, sequence: 9)),
         ]
     }
 

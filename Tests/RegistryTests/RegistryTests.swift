@@ -39,6 +39,52 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         }
     }
 
+    /// `putUnit`, fleet's PUT decided at apply: one command, so no reader sees half of it and a
+    /// write committed before it (a destroy) cannot make it answer as if the unit still existed.
+    @Test func aPutCreatesOrUpdatesFileAndTargetInOneStep() {
+        var state = RegistryState()
+        let first = submission("web.service", target: .loaded)
+        #expect(apply(&state, .putUnit(first, targetGiven: true)) == .applied(changedCount: 1))
+        #expect(state.units[name("web.service")]?.targetState == .loaded)
+        // File and target together: both change in the same version.
+        let second = submission("web.service", "Global=false", target: .launched)
+        let before = state.version
+        #expect(apply(&state, .putUnit(second, targetGiven: true)) == .applied(changedCount: 2))
+        #expect(state.version == before + 1)
+        #expect(state.units[name("web.service")]?.hash == second.hash)
+        #expect(state.units[name("web.service")]?.targetState == .launched)
+        // A new file alone keeps the target; a target alone keeps the file.
+        #expect(apply(&state, .putUnit(submission("web.service", target: .inactive), targetGiven: false)) == .applied(changedCount: 1))
+        #expect(state.units[name("web.service")]?.targetState == .launched)
+        var targetOnly = UnitSubmission(name: name("web.service"), file: nil, hash: nil, targetState: .inactive)
+        #expect(apply(&state, .putUnit(targetOnly, targetGiven: true)) == .applied(changedCount: 1))
+        #expect(state.units[name("web.service")]?.hash == first.hash)
+        #expect(state.units[name("web.service")]?.targetState == .inactive)
+        // Destroyed meanwhile: a put with a file creates it again (without a target: inactive),
+        // one without a file is refused and changes nothing.
+        apply(&state, .destroyUnits([name("web.service")]))
+        targetOnly.targetState = .launched
+        #expect(apply(&state, .putUnit(targetOnly, targetGiven: true)) == .rejected(.unitFileMissing("web.service")))
+        #expect(state.units.isEmpty)
+        #expect(apply(&state, .putUnit(second, targetGiven: false)) == .applied(changedCount: 1))
+        #expect(state.units[name("web.service")]?.targetState == .inactive)
+    }
+
+    @Test func aRefusedPutChangesNothing() {
+        var state = RegistryState()
+        let template = submission("web@.service", target: .inactive)
+        apply(&state, .putUnit(template, targetGiven: true))
+        let snapshot = state
+        // A new file for the template with an active target: refused before the file changes.
+        let launched = submission("web@.service", "Global=false", target: .launched)
+        #expect(apply(&state, .putUnit(launched, targetGiven: true)) == .rejected(.templateCannotBeLaunched("web@.service")))
+        #expect(state.templates == snapshot.templates)
+        // An instance of it without a file is created from the template.
+        let instance = UnitSubmission(name: name("web@1.service"), file: nil, hash: nil, targetState: .launched)
+        #expect(apply(&state, .putUnit(instance, targetGiven: true)) == .applied(changedCount: 1))
+        #expect(state.units[name("web@1.service")]?.hash == template.hash)
+    }
+
     /// Invalid submissions, each rejected with its own reason and without changing the units.
     enum InvalidSubmission: String, CaseIterable, Sendable {
         case hashOfAnotherFile, nonCanonicalFile, globalWithReplaces, machineOfSelf, launchedTemplate,

@@ -22,7 +22,7 @@ import UnitFile
                 return submission(unit.rawValue, pick(fleetSections), target: unit.form == .template ? .inactive : pick(TargetState.allCases))
             }
         }
-        switch random.next() % 9 {
+        switch random.next() % 10 {
         case 0: return .submitUnits(someSubmissions())
         case 1: return .replaceUnitFiles(someSubmissions())
         case 2: return .setTargetState(someNames(), pick(TargetState.allCases))
@@ -31,6 +31,7 @@ import UnitFile
         case 5: return .unassign(someNames())
         case 6: return .setMachineMetadata(pick(machines), [MetadataEntry(key: "disk", value: pick(["ssd", "hdd"]))])
         case 7: return .drainMachine(pick(machines))
+        case 8: return .putUnit(someSubmissions()[0], targetGiven: random.next() % 2 == 0)
         default: return .undrainMachine(pick(machines))
         }
     }
