@@ -93,11 +93,18 @@ struct DaemonBackend: APIBackend {
     func unit(named name: UnitName) async throws(APIError) -> FleetUnit? {
         try await retryingDuringFailover { () async throws(APIError) in try await unitOnce(named: name) }
     }
+    // A write retried after a failover may have been applied by the attempt that failed (its
+    // entry committed, its answer lost with the leader). `sent` tells the retry so: it then
+    // answers from the effect already in place rather than from rules about the request's shape,
+    // which the write itself changed (Contrib/chaos saw an applied replace answered 409, and an
+    // applied destroy would have read 404).
     func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
-        try await retryingDuringFailover { () async throws(APIError) in try await putUnitOnce(request) }
+        var sent = false
+        return try await retryingDuringFailover { () async throws(APIError) in try await putUnitOnce(request, mayHaveApplied: &sent) }
     }
     func destroyUnit(named name: UnitName) async throws(APIError) {
-        try await retryingDuringFailover { () async throws(APIError) in try await destroyUnitOnce(named: name) }
+        var sent = false
+        try await retryingDuringFailover { () async throws(APIError) in try await destroyUnitOnce(named: name, mayHaveApplied: &sent) }
     }
     func unitStates(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
         try await retryingDuringFailover { () async throws(APIError) in try await unitStatesOnce(machineID: machineID, unitName: unitName) }
@@ -146,11 +153,21 @@ struct DaemonBackend: APIBackend {
         return state.templates[name].map(node.fleetUnit(template:))
     }
 
-    private func putUnitOnce(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
+    private func putUnitOnce(_ request: PutUnitRequest, mayHaveApplied: inout Bool) async throws(APIError) -> PutUnitOutcome {
         guard let (voter, state) = try await leaderRegistry() else {
             let body = FleetUnitPutRequest(name: request.name.rawValue, desiredState: request.desiredState,
                                            options: request.unitFile?.fleetOptions)
-            let outcome = try await node.forward { client throws(ClientError) in try await client.putUnit(named: request.name.rawValue, body) }
+            // `forward` also retries on its own: each attempt after the first asks the leader
+            // first whether an earlier one took effect.
+            var sent = mayHaveApplied
+            let outcome = try await node.forward { client throws(ClientError) in
+                if sent, let unit = try await client.unit(named: request.name.rawValue), Self.putIsInEffect(request, on: unit) {
+                    return UnitPutOutcome.modified
+                }
+                sent = true
+                return try await client.putUnit(named: request.name.rawValue, body)
+            }
+            mayHaveApplied = true
             return outcome == .created ? .created : .modified
         }
         let existing: UnitPutRules.Existing = if let record = state.units[request.name] {
@@ -160,6 +177,7 @@ struct DaemonBackend: APIBackend {
         } else {
             .none
         }
+        if mayHaveApplied, Self.putIsInEffect(request, in: state) { return .modified }
         let templateExists = request.name.form == .instance && (try? request.name.template).map { state.templates[$0] != nil } == true
         // The rules run here first against this registry for fleet's answers to a request's shape
         // (409 without options for a new unit, 400 for an active template); the write itself is
@@ -168,6 +186,7 @@ struct DaemonBackend: APIBackend {
         let decision = try UnitPutRules.decide(request, existing: existing, templateOfInstanceExists: templateExists)
         let submission = UnitSubmission(name: request.name, file: request.unitFile?.serializedBytes(), hash: request.unitFile?.hash,
                                         targetState: request.desiredState?.targetState ?? .inactive)
+        mayHaveApplied = true
         _ = try await propose(voter, .putUnit(submission, targetGiven: request.desiredState != nil))
         switch decision {
         case .create, .createInstanceOfTemplate: return .created
@@ -175,14 +194,46 @@ struct DaemonBackend: APIBackend {
         }
     }
 
-    private func destroyUnitOnce(named name: UnitName) async throws(APIError) {
+    private func destroyUnitOnce(named name: UnitName, mayHaveApplied: inout Bool) async throws(APIError) {
         guard let (voter, state) = try await leaderRegistry() else {
-            let existed = try await node.forward { client throws(ClientError) in try await client.destroyUnit(named: name.rawValue) }
+            var sent = mayHaveApplied
+            let existed = try await node.forward { client throws(ClientError) in
+                // After an attempt that may have destroyed it, an absent unit is this destroy's.
+                let wasSent = sent
+                sent = true
+                return try await client.destroyUnit(named: name.rawValue) || wasSent
+            }
+            mayHaveApplied = true
             if !existed { throw .notFound("unit \(name) does not exist") }
             return
         }
-        guard state.units[name] != nil || state.templates[name] != nil else { throw .notFound("unit \(name) does not exist") }
+        guard state.units[name] != nil || state.templates[name] != nil else {
+            if mayHaveApplied { return }
+            throw .notFound("unit \(name) does not exist")
+        }
+        mayHaveApplied = true
         _ = try await propose(voter, .destroyUnits([name]))
+    }
+
+    /// True when the registry already holds what `request` would leave: its file (if it has
+    /// options) and its target (if it has one).
+    /// `putIsInEffect(_:in:)` on the leader's answer, for a peer that forwards.
+    static func putIsInEffect(_ request: PutUnitRequest, on unit: FleetUnit) -> Bool {
+        if let file = request.unitFile {
+            guard let held = try? UnitFile(fleetOptions: unit.options), held.hash == file.hash else { return false }
+        }
+        if let target = request.desiredState, request.name.form != .template { return unit.desiredState == target }
+        return true
+    }
+
+    static func putIsInEffect(_ request: PutUnitRequest, in state: RegistryState) -> Bool {
+        let hash = state.units[request.name]?.hash ?? state.templates[request.name]?.hash
+        guard let hash else { return false }
+        if let file = request.unitFile, file.hash != hash { return false }
+        if let target = request.desiredState, request.name.form != .template {
+            return state.units[request.name]?.targetState == target.targetState
+        }
+        return true
     }
 
     private func unitStatesOnce(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {

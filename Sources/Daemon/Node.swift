@@ -51,6 +51,10 @@ final class Node: Sendable {
     let noSpace: Locked<NoSpaceAlarmState>
     let leaseTiming: LeaseTiming
     private let unscheduledReasons = Locked<[String: String]>([:])
+    /// Assignments waiting for another machine to stop the unit (see `HandoffGate`). The bound
+    /// is systemd's default stop timeout (90 s) plus a little: past it a unit still reported as
+    /// running elsewhere is placed anyway.
+    private let handoffGate = Locked(HandoffGate(holdMillisecondsMax: 100_000))
     private let clients = Locked<[String: FlotillaClient]>([:])
     private let preferredVoter = Locked<Int>(0)
     /// Whether this peer led at the last look (kept by `followMembership`, every 100 ms).
@@ -341,8 +345,14 @@ final class Node: Sendable {
         unscheduledReasons.withLock { reasons in
             reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
         }
+        var running: [UnitName: Set<Registry.MachineID>] = [:]
+        for report in stateTable.states(machineID: nil, unitName: nil) where HandoffGate.isRunning(activeState: report.systemdActiveState) {
+            guard let name = try? UnitName(report.name), let machine = try? Registry.MachineID(report.machineID) else { continue }
+            running[name, default: []].insert(machine)
+        }
+        let commands = handoffGate.withLock { $0.filter(plan.commands, registry: state, running: running, nowMilliseconds: now) }
         var rejected = 0
-        for command in plan.commands {
+        for command in commands {
             do {
                 if case .rejected(let why) = try await voter.propose(command) {
                     rejected += 1
@@ -356,7 +366,7 @@ final class Node: Sendable {
         let elapsed = ContinuousClock.now - started
         metrics.withLock {
             $0.schedulingRounds += 1
-            $0.schedulingCommands += plan.commands.count
+            $0.schedulingCommands += commands.count
             $0.schedulingRejections += rejected
             $0.lastSchedulingMicroseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
         }
@@ -543,6 +553,12 @@ final class Node: Sendable {
         case .refused(let reason):
             throw .badRequest("state report refused: \(reason)")
         case .applied(let changed, let gone):
+            // A held assignment waits for exactly such a report (its unit stopped elsewhere).
+            let held = handoffGate.withLock { $0.held }
+            if !held.isEmpty, changed.contains(where: { (try? UnitName($0.name)).map(held.contains) == true })
+                || gone.contains(where: { (try? UnitName($0)).map(held.contains) == true }) {
+                triggerScheduling()
+            }
             var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
             for state in changed { items.append((.state, state.name, nil, state, nil)) }
             for name in gone { items.append((.state, name, nil, nil, nil)) }
