@@ -136,12 +136,7 @@ class Nemesis:
             minority = ([leader] if leader and choice % 4 < 2 else []) + others
             minority = sorted(minority[:size])
             majority = [i for i in range(1, n + 1) if i not in minority]
-            pairs = [(a, b) for a in minority for b in majority]
-            for a, b in pairs:
-                bed.testbed("cut", a, b)
-            self.stopping.wait(length)
-            for a, b in pairs:
-                bed.testbed("heal", a, b)
+            self._cut_for(bed, [(a, b) for a in minority for b in majority], length)
             detail = f"minority {minority}"
             touched = minority
         elif kind == "bridge":
@@ -150,12 +145,7 @@ class Nemesis:
             middle = machines[0]
             half = (n - 1) // 2
             a_side, b_side = sorted(machines[1:1 + half]), sorted(machines[1 + half:])
-            pairs = [(a, b) for a in a_side for b in b_side]
-            for a, b in pairs:
-                bed.testbed("cut", a, b)
-            self.stopping.wait(length)
-            for a, b in pairs:
-                bed.testbed("heal", a, b)
+            self._cut_for(bed, [(a, b) for a in a_side for b in b_side], length)
             detail = f"middle m{middle}, halves {a_side} {b_side}"
             # Every machine but the middle one lost some of its peers.
             touched = sorted(a_side + b_side)
@@ -180,6 +170,14 @@ class Nemesis:
         else:
             raise ValueError(kind)
         self.record({"start": start, "end": self.clock(), "kind": kind, "machines": touched, "detail": detail})
+
+    def _cut_for(self, bed, pairs, length):
+        """Cuts every (a, b) link, waits `length` seconds (or until stopped), heals them."""
+        for a, b in pairs:
+            bed.testbed("cut", a, b)
+        self.stopping.wait(length)
+        for a, b in pairs:
+            bed.testbed("heal", a, b)
 
     def _nft(self, machine, script):
         import subprocess
