@@ -128,6 +128,8 @@ final class HTTPTransport: Sendable {
         // The relayed caller's token, else this client's own (flotillactl --token).
         if let token = APICaller.current?.token ?? self.token { headers.add(name: APICaller.tokenHeaderName, value: token) }
         if let policies = APICaller.current?.policies { headers.add(name: APICaller.policiesHeaderName, value: policies.joined(separator: ",")) }
+        // A write relayed or retried keeps the key it entered the cluster with.
+        if let writeID = WriteID.current { headers.add(name: WriteID.headerName, value: writeID.headerValue) }
         if let bodyCount {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(bodyCount))

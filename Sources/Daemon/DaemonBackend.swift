@@ -38,7 +38,7 @@ struct DaemonBackend: APIBackend {
         return registry.current
     }
 
-    func propose(_ voter: Voter, _ operation: RegistryOperation) async throws(APIError) -> Int {
+    func propose(_ voter: Voter, _ operation: RegistryOperation, stamp: ClientStamp? = nil) async throws(APIError) -> Int {
         if let state = node.registry?.current, let refusal = WriteQuota(node.configuration).refusal(of: operation, in: state) {
             node.metrics.withLock {
                 switch refusal.reason {
@@ -50,7 +50,7 @@ struct DaemonBackend: APIBackend {
         }
         let result: RegistryResult
         do {
-            result = try await voter.propose(RegistryCommand(operation))
+            result = try await voter.propose(RegistryCommand(operation, stamp: stamp))
         } catch {
             throw .unavailable("the change was not committed: \(error); retry")
         }
@@ -98,14 +98,26 @@ struct DaemonBackend: APIBackend {
     // answers from the effect already in place rather than from rules about the request's shape,
     // which the write itself changed (Contrib/chaos saw an applied replace answered 409, and an
     // applied destroy would have read 404).
+    // Each write also keeps one idempotency key through all of it (`WriteID`, drawn here when
+    // the request brought none): every copy a forward or retry makes is applied at most once.
     func putUnit(_ request: PutUnitRequest) async throws(APIError) -> PutUnitOutcome {
         var sent = false
-        return try await retryingDuringFailover { () async throws(APIError) in try await putUnitOnce(request, mayHaveApplied: &sent) }
+        let writeID = WriteID.current ?? .random()
+        return try await WriteID.with(writeID) { () async throws(APIError) in
+            try await retryingDuringFailover { () async throws(APIError) in try await putUnitOnce(request, mayHaveApplied: &sent) }
+        }
     }
     func destroyUnit(named name: UnitName) async throws(APIError) {
         var sent = false
-        try await retryingDuringFailover { () async throws(APIError) in try await destroyUnitOnce(named: name, mayHaveApplied: &sent) }
+        let writeID = WriteID.current ?? .random()
+        try await WriteID.with(writeID) { () async throws(APIError) in
+            try await retryingDuringFailover { () async throws(APIError) in try await destroyUnitOnce(named: name, mayHaveApplied: &sent) }
+        }
     }
+
+    /// The registry's stamp for the write this task makes (one key is one client session whose
+    /// only command is this write).
+    static var currentStamp: ClientStamp? { WriteID.current.map { ClientStamp(clientID: $0.rawValue, sequence: 1) } }
     func unitStates(machineID: String?, unitName: String?) async throws(APIError) -> [FleetUnitState] {
         try await retryingDuringFailover { () async throws(APIError) in try await unitStatesOnce(machineID: machineID, unitName: unitName) }
     }
@@ -187,7 +199,7 @@ struct DaemonBackend: APIBackend {
         let submission = UnitSubmission(name: request.name, file: request.unitFile?.serializedBytes(), hash: request.unitFile?.hash,
                                         targetState: request.desiredState?.targetState ?? .inactive)
         mayHaveApplied = true
-        _ = try await propose(voter, .putUnit(submission, targetGiven: request.desiredState != nil))
+        _ = try await propose(voter, .putUnit(submission, targetGiven: request.desiredState != nil), stamp: Self.currentStamp)
         switch decision {
         case .create, .createInstanceOfTemplate: return .created
         case .update: return .modified
@@ -212,7 +224,7 @@ struct DaemonBackend: APIBackend {
             throw .notFound("unit \(name) does not exist")
         }
         mayHaveApplied = true
-        _ = try await propose(voter, .destroyUnits([name]))
+        _ = try await propose(voter, .destroyUnits([name]), stamp: Self.currentStamp)
     }
 
     /// True when the registry already holds what `request` would leave: its file (if it has

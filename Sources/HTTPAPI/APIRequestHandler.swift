@@ -161,9 +161,15 @@ struct APIRequestHandler: Sendable {
             guard let unit = try await backend.unit(named: try unitName(name)) else { throw .notFound("unit does not exist") }
             return .json(unit)
         case .putUnit(let name):
-            return try await putUnit(urlName: name, request: request)
+            let writeID = try Self.writeID(request.headers)
+            return try await WriteID.with(writeID) { () async throws(APIError) in
+                try await putUnit(urlName: name, request: request)
+            }
         case .deleteUnit(let name):
-            try await backend.destroyUnit(named: try unitName(name))
+            let writeID = try Self.writeID(request.headers)
+            try await WriteID.with(writeID) { () async throws(APIError) in
+                try await backend.destroyUnit(named: try unitName(name))
+            }
             return .empty(.noContent)
         case .listStates:
             let token = try PageToken.parse(query)
@@ -310,6 +316,16 @@ struct APIRequestHandler: Sendable {
         case .created: return .complete(status: .created, headers: HTTPHeaders([("Content-Length", "0")]), body: [])
         case .modified: return .empty(.noContent)
         }
+    }
+
+    /// The write's idempotency key, if the request carries one (`WriteID`).
+    static func writeID(_ headers: HTTPHeaders) throws(APIError) -> WriteID? {
+        let values = headers[WriteID.headerName]
+        guard !values.isEmpty else { return nil }
+        guard values.count == 1, let id = WriteID(headerValue: values[0]) else {
+            throw .badRequest("\(WriteID.headerName) must be one value of 16 hex digits, not all zero")
+        }
+        return id
     }
 
     /// fleet answered 415 to a PUT whose Content-Type was not exactly one application/json.

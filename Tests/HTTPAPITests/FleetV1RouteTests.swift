@@ -222,6 +222,34 @@ import Testing
         }
     }
 
+    /// A write's idempotency key reaches the backend as `WriteID.current`; a malformed one is a
+    /// 400 before anything runs, and a write without one runs without one (the daemon draws it).
+    @Test func aWritesIdempotencyKeyReachesTheBackend() async throws {
+        try await ServerFixture.run { fixture in
+            await fixture.backend.setUnits([unit("a.service")])
+            let key = "00000000000000ff"
+            let put = try await fixture.request("PUT", "/fleet/v1/units/a.service", body: #"{"desiredState":"launched"}"#,
+                                                headers: ["Content-Type: application/json", "X-Flotilla-Write-ID: \(key)"])
+            #expect(put.status == 204)
+            #expect(await fixture.backend.writeIDs["putUnit"] == WriteID(rawValue: 255))
+            #expect(try await fixture.request("DELETE", "/fleet/v1/units/a.service", headers: ["X-Flotilla-Write-ID: 0123456789ABCDEF"]).status == 204)
+            #expect(await fixture.backend.writeIDs["destroyUnit"] == WriteID(rawValue: 0x0123_4567_89AB_CDEF))
+
+            for bad in ["0000000000000000", "ff", "0123456789abcdefg", "0x23456789abcdef", "0123456789abcde "] {
+                let response = try await fixture.request("DELETE", "/fleet/v1/units/b.service", headers: ["X-Flotilla-Write-ID: \(bad)"])
+                #expect(response.status == 400, "\(bad.debugDescription)")
+                #expect(try errorBody(response).error.message.contains("X-Flotilla-Write-ID"))
+            }
+            let twice = try await fixture.request("DELETE", "/fleet/v1/units/b.service",
+                                                  headers: ["X-Flotilla-Write-ID: 00000000000000ff", "X-Flotilla-Write-ID: 00000000000000fe"])
+            #expect(twice.status == 400)
+
+            await fixture.backend.setUnits([unit("c.service")])
+            #expect(try await fixture.request("DELETE", "/fleet/v1/units/c.service").status == 204)
+            #expect(await fixture.backend.writeIDs["destroyUnit"] == nil)
+        }
+    }
+
     @Test func patchMachinesPassesValidatedChangesInOrder() async throws {
         try await ServerFixture.run { fixture in
             let body = #"[{"op":"add","path":"/m1/metadata/region","value":"eu"},{"op":"remove","path":"/m2/metadata/disk"},{"op":"replace","path":"/m1/metadata/tier","value":"gold"}]"#

@@ -29,7 +29,12 @@ actor TestBackend: APIBackend {
 
     nonisolated func requestRefused(status: Int) { refusedStatuses.withLock { $0.append(status) } }
 
-    private func recordCaller(_ method: String) { callers[method] = APICaller.current }
+    /// The idempotency key each method last ran under (`WriteID.current`).
+    var writeIDs: [String: WriteID] = [:]
+    private func recordCaller(_ method: String) {
+        callers[method] = APICaller.current
+        writeIDs[method] = WriteID.current
+    }
 
     func setUnits(_ units: [FleetUnit]) { self.units = Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0) }) }
     func setStates(_ states: [FleetUnitState]) { self.states = states }
@@ -64,6 +69,7 @@ actor TestBackend: APIBackend {
     }
 
     func destroyUnit(named name: UnitName) async throws(APIError) {
+        recordCaller("destroyUnit")
         guard units.removeValue(forKey: name.rawValue) != nil else { throw .notFound("unit does not exist") }
     }
 

@@ -70,6 +70,26 @@ func apply(_ state: inout RegistryState, _ operation: RegistryOperation, stamp: 
         #expect(state.units[name("web.service")]?.targetState == .inactive)
     }
 
+    /// Contrib/chaos, seed 6: a target change reached a leader as it froze, was retried on the
+    /// next leader (applied), a create followed, and the first copy, forwarded when the old
+    /// leader thawed, set the old target again. With the write's one key on both copies, the
+    /// late copy is answered from the first one's result and changes nothing.
+    @Test func aLateCopyOfAStampedPutChangesNothing() {
+        var state = RegistryState()
+        apply(&state, .putUnit(submission("web.service", target: .launched), targetGiven: true))
+        let key = ClientStamp(clientID: 0xfeed, sequence: 1)
+        let stop = UnitSubmission(name: name("web.service"), file: nil, hash: nil, targetState: .inactive)
+        let first = apply(&state, .putUnit(stop, targetGiven: true), stamp: key)
+        #expect(first == .applied(changedCount: 1))
+        let recreate = submission("web.service", "Global=false", target: .loaded)
+        #expect(apply(&state, .putUnit(recreate, targetGiven: true), stamp: ClientStamp(clientID: 0xbeef, sequence: 1)) == .applied(changedCount: 2))
+        let version = state.version
+        #expect(apply(&state, .putUnit(stop, targetGiven: true), stamp: key) == first)
+        #expect(state.units[name("web.service")]?.targetState == .loaded)
+        #expect(state.units[name("web.service")]?.hash == recreate.hash)
+        #expect(state.version == version + 1, "the copy takes a version, as every entry does, and changes nothing else")
+    }
+
     @Test func aRefusedPutChangesNothing() {
         var state = RegistryState()
         let template = submission("web@.service", target: .inactive)
