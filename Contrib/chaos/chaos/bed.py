@@ -1,9 +1,14 @@
 """The cluster under test: Contrib/testbed machines, each running flotillad as an enabled unit
 of its own systemd (so that a machine powered off and booted again starts it), in the secure
-mode: gossip keyring, mutual TLS between peers, HTTPS api_listen with ACL tokens."""
+mode: gossip keyring, mutual TLS between peers, HTTPS api_listen with ACL tokens.
+
+`legacy=True` runs binaries built from a commit older than the secure mode (the run's
+`--binaries`): plaintext peers and plain HTTP without tokens, the only mode such a build has.
+It exists to show what the checker finds on old code (the leader-blip scenario before the lease)."""
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -32,14 +37,17 @@ TimeoutStopSec=20
 WantedBy=multi-user.target
 """
 
+LEGACY_EXEC = "{daemon} --public-ip={ip} --voters={voters} --api-listen={ip}:{port} --raft-snapshot-entries=256"
+
 
 class CommandFailed(Exception):
     pass
 
 
 class Bed:
-    def __init__(self, prefix, machines, docker=False, log=print):
+    def __init__(self, prefix, machines, docker=False, log=print, legacy=False):
         self.prefix = prefix
+        self.legacy = legacy
         self.machines = machines
         self.docker = docker
         self.log = log
@@ -87,12 +95,20 @@ class Bed:
             self.machine_ids[i] = self.exec(i, "cat", "/etc/machine-id").stdout.strip()
             self.pids[i] = self.pid(i)
         ctl = self.bin_in_machine + "/flotillactl"
-        self.testbed_credentials(ctl)
+        if not self.legacy:
+            self.testbed_credentials(ctl)
         voters = ",".join(self.addresses[i] for i in range(1, min(3, self.machines) + 1))
         for i in range(1, self.machines + 1):
             text = UNIT_TEMPLATE.format(daemon=self.bin_in_machine + "/flotillad", ip=self.addresses[i], voters=voters,
                                         port=API_PORT, tls=TLS_DIR)
+            if self.legacy:
+                legacy = LEGACY_EXEC.format(daemon=self.bin_in_machine + "/flotillad", ip=self.addresses[i],
+                                            voters=voters, port=API_PORT)
+                text = re.sub(r"^ExecStart=.*$", lambda _: "ExecStart=" + legacy, text, flags=re.M)
             self._install_unit(i, text)
+        if self.legacy:
+            self.wait_for_machines()
+            return
         self.ca_file = os.path.join(self.state_dir(), "flotilla-ca.pem")
         with open(self.ca_file, "w") as out:
             out.write(self.exec(1, "cat", f"{TLS_DIR}/flotilla-ca.pem").stdout)

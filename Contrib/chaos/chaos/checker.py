@@ -128,12 +128,22 @@ def interruptions(samples):
     return found
 
 
+def may_stop(entry):
+    """Whether a write can stop or restart a running unit: a destroy, a target below launched, or
+    a new file (every create and replace of the workload carries a new one). A target of
+    launched cannot: counting it let a busy workload explain away every stop (a pre-lease build
+    fenced the machines that still had a quorum five times in 60 s and the check saw nothing)."""
+    if entry["f"] in ("create", "replace", "destroy"):
+        return True
+    return entry["f"] == "target" and entry.get("arg") != "launched"
+
+
 def unexplained_interruptions(samples, history, events, end_time, settle_s):
-    """Interruptions that neither a client's write to the unit nor a fault on its machine can
-    explain: a fault elsewhere (or nothing) stopped or restarted the unit."""
+    """Interruptions that neither a client's write that can stop the unit nor a fault on its
+    machine can explain: a fault elsewhere (or nothing) stopped or restarted the unit."""
     write_windows = defaultdict(list)
     for entry in history:
-        if entry["f"] in WRITES and entry["outcome"] != "fail":
+        if entry["f"] in WRITES and entry["outcome"] != "fail" and may_stop(entry):
             until = entry["complete"] if entry["outcome"] == "ok" else end_time
             write_windows[entry["unit"]].append((entry["invoke"], until + settle_s))
     fault_windows = defaultdict(list)

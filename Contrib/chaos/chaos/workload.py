@@ -16,6 +16,12 @@ def unit_names(count):
     return [f"chaos-{i}.service" for i in range(1, count + 1)]
 
 
+def steady_names(count):
+    """Units created before the faults and never written again: a stop of one of them has only
+    faults on its own machine to explain it (the written units' stops hide among their writes)."""
+    return [f"chaos-steady-{i}.service" for i in range(1, count + 1)]
+
+
 def options(token):
     return [
         {"section": "Unit", "name": "Description", "value": f"chaos unit, file {token}"},
@@ -102,13 +108,14 @@ def perform(client, f, unit, arg, timeout_s):
 
 
 class Workers:
-    def __init__(self, bed, recorder, clock, seed, workers, units, timeout_s=8.0):
+    def __init__(self, bed, recorder, clock, seed, workers, units, steady=0, timeout_s=8.0):
         self.bed = bed
         self.recorder = recorder
         self.clock = clock
         self.seed = seed
         self.count = workers
-        self.units = unit_names(units)
+        self.written = unit_names(units)  # what the workers write
+        self.units = self.written + steady_names(steady)  # what the run creates and checks
         self.timeout_s = timeout_s
         self.stopping = threading.Event()
         self.threads = []
@@ -129,7 +136,7 @@ class Workers:
         sequence = 0
         while not self.stopping.is_set():
             sequence += 1
-            unit = rng.choice(self.units)
+            unit = rng.choice(self.written)
             machine = rng.randint(1, self.bed.machines)
             f = rng.choices(("create", "target", "replace", "destroy", "read", "list"), (20, 25, 10, 8, 27, 10))[0]
             if f == "create":

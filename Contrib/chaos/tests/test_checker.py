@@ -64,6 +64,14 @@ class InterruptionTests(unittest.TestCase):
         left = checker.unexplained_interruptions(self.samples, [], [], 10.0, settle_s=0.1)
         self.assertEqual(len(left), 2)
 
+    def test_only_a_write_that_can_stop_the_unit_explains_a_stop(self):
+        history = [op(1, "target", "u", "launched", 1.5, 1.6), op(2, "target", "w", "launched", 1.5, 1.6)]
+        self.assertEqual(len(checker.unexplained_interruptions(self.samples, history, [], 10.0, 1.0)), 2)
+        for f, arg in (("target", "inactive"), ("target", "loaded"), ("destroy", None), ("replace", "t2"),
+                       ("create", ["t2", "launched"])):
+            history = [op(1, f, "u", arg, 1.5, 1.6), op(2, f, "w", arg, 1.5, 1.6)]
+            self.assertEqual(checker.unexplained_interruptions(self.samples, history, [], 10.0, 1.0), [], f)
+
     def test_a_refused_write_explains_nothing_and_an_unknown_one_explains_until_the_end(self):
         refused = [op(1, "destroy", "w", None, 1.5, 1.6, outcome="fail", result=None)]
         self.assertEqual(len(checker.unexplained_interruptions(self.samples, refused, [], 10.0, 0.1)), 2)
