@@ -60,6 +60,11 @@ actor MachineAgent {
     private var needsResync = true
     private var reportedTerm: UInt64?
     private var reportInFlight = false
+    /// The units of the schedule the last report was computed against (nil before the first).
+    private var reportedSchedule: Set<UnitName>?
+    /// The newest schedule version a reconcile carried out with all its stops done (renewals
+    /// and reports carry it: the leader's acknowledgement that units not in it stopped here).
+    private var actedVersion: UInt64?
     private var reportAgain = false
     private var lastSystemdState: [String: (load: String, active: String, sub: String)] = [:]
     /// Units refused as the host's own (see `foreignFragmentPath`), so each is logged once; only
@@ -312,7 +317,8 @@ actor MachineAgent {
     private func renew(with voter: String, round: LeaseRound) async {
         defer { renewalsInFlight.remove(voter) }
         do {
-            let wire = try await uplink.renewLease(voter, LeaseRenewalRequest(machineID: machineID, epoch: round.epoch, holder: holder))
+            let wire = try await uplink.renewLease(voter, LeaseRenewalRequest(machineID: machineID, epoch: round.epoch, holder: holder,
+                                                                                   scheduleVersion: actedVersion))
             guard let answer = LeaseAnswer(wire: wire) else { return }
             if case .heldElsewhere(let other) = answer {
                 if !warnedHeldElsewhere {
@@ -443,12 +449,16 @@ actor MachineAgent {
                 return
             }
             let actions = try reconciler.plan(desired: desired, observed: observed, lease: gate)
+            var stopped = true
             if !actions.isEmpty {
-                await perform(actions)
+                stopped = await perform(actions)
                 observed = try await observe(extra: desired.map(\.name))
             }
+            // Carried out once every stop it asked for is done: what is not in this schedule
+            // no longer runs here (the leader's handoff gate waits for this version).
+            if stopped, schedule.version > actedVersion ?? 0 { actedVersion = schedule.version }
             try await watch(desired.map(\.name))
-            report(observed: observed, leaderTerm: schedule.leaderTerm)
+            report(observed: observed, leaderTerm: schedule.leaderTerm, scheduled: Set(desired.map(\.name)))
         } catch {
             logger.error("reconcile failed", metadata: ["error": "\(error)"])
         }
@@ -542,7 +552,9 @@ actor MachineAgent {
         return foreign
     }
 
-    private func perform(_ actions: [UnitAction]) async {
+    /// Runs `actions`; returns whether every stop among them succeeded.
+    @discardableResult
+    private func perform(_ actions: [UnitAction]) async -> Bool {
         // Stops, and starts, are independent of each other and each waits for its job: run each
         // group together, a bounded number at a time. Everything between keeps the reconciler's
         // order (stops, removals, writes and bindings, one reload, starts).
@@ -558,7 +570,7 @@ actor MachineAgent {
         let stopFailures = await runJobs(stops, "stop") { try await $0.stopUnit($1) }
         guard stopFailures == 0 else {
             counters.actionFailures += stopFailures
-            return
+            return false
         }
         var linked: [UnitName] = []
         for action in actions {
@@ -584,7 +596,7 @@ actor MachineAgent {
             } catch {
                 counters.actionFailures += 1
                 logger.error("unit action failed; the next reconcile plans again", metadata: ["action": "\(action)", "error": "\(error)"])
-                return
+                return true
             }
         }
         do {
@@ -592,11 +604,12 @@ actor MachineAgent {
         } catch {
             counters.actionFailures += 1
             logger.error("linking unit files failed; the next reconcile plans again", metadata: ["error": "\(error)"])
-            return
+            return true
         }
         // The lease may have lapsed while the files were written: start nothing then.
-        guard gate == .held || starts.isEmpty else { return }
+        guard gate == .held || starts.isEmpty else { return true }
         counters.actionFailures += await runJobs(starts, "start") { try await $0.startUnit($1) }
+        return true
     }
 
     /// Runs one job per unit, `jobsInFlightMax` at a time; returns how many failed.
@@ -655,8 +668,10 @@ actor MachineAgent {
     }
 
     /// Reports the changes since the last report, one report in flight at a time: a reconcile
-    /// that finds one in flight leaves its changes for the reconcile that follows it.
-    private func report(observed: [ObservedUnit], leaderTerm: UInt64) {
+    /// that finds one in flight leaves its changes for the reconcile that follows it. A reconcile
+    /// after which a unit left the schedule reports even without changes: the report carries the
+    /// schedule version acted on, which the leader waits for before placing the unit elsewhere.
+    private func report(observed: [ObservedUnit], leaderTerm: UInt64, scheduled: Set<UnitName>) {
         // Only a process that has held this machine's lease speaks for the machine: a second
         // machine with this ID (refused within seconds) would otherwise overwrite the leader's
         // view of the first one's units. The first report after the lease is held is a resync.
@@ -668,7 +683,9 @@ actor MachineAgent {
         do {
             let resync = needsResync
             let changes = resync ? try reconciler.resync(observed: observed) : try reconciler.report(observed: observed)
-            guard resync || !changes.isEmpty else { return }
+            let departed = !(reportedSchedule?.isSubset(of: scheduled) ?? true)
+            reportedSchedule = scheduled
+            guard resync || !changes.isEmpty || departed else { return }
             var states: [FleetUnitState] = []
             var gone: [String] = []
             for change in changes {
@@ -688,7 +705,8 @@ actor MachineAgent {
                 }
             }
             reportInFlight = true
-            let report = StateReport(machineID: machineID, isResync: resync, states: states, gone: gone)
+            let report = StateReport(machineID: machineID, isResync: resync, states: states, gone: gone,
+                                     scheduleVersion: actedVersion)
             Task { await self.send(report, isResync: resync, leaderTerm: leaderTerm) }
         } catch {
             needsResync = true

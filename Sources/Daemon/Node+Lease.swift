@@ -34,6 +34,11 @@ extension Node {
         let state = registry.current
         let answer = ledger.renew(machine: machine, epoch: request.epoch, registryEpoch: state.leaseEpoch(of: machine),
                                   voters: raft.voters, holder: request.holder, nowMilliseconds: Self.nowMilliseconds())
+        // The holder's renewal says which schedule it has carried out (HandoffGate): a unit
+        // held for this machine to stop it may go through now.
+        if case .granted = answer, let version = request.scheduleVersion {
+            acknowledgeSchedule(machine: machine, version: version)
+        }
         return answer.wire(voter: configuration.publicIP, registryVersion: state.version)
     }
 

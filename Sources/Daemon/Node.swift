@@ -340,7 +340,10 @@ final class Node: Sendable {
         let holding = Set(live.filter { machine in
             machine.acceptsNewUnits || state.units.values.contains { $0.machine == machine.id }
         }.map(\.id))
-        for view in views where !holding.contains(view.id) { stateTable.forget(machineID: view.id.rawValue) }
+        for view in views where !holding.contains(view.id) {
+            stateTable.forget(machineID: view.id.rawValue)
+            handoffGate.withLock { $0.forget(machine: view.id) }
+        }
         let plan = Scheduler.plan(registry: state, liveMachines: live, configuration: ClusterLimits.standard.scheduler)
         unscheduledReasons.withLock { reasons in
             reasons = Dictionary(plan.unscheduled.map { ($0.name.rawValue, $0.reason) }, uniquingKeysWith: { a, _ in a })
@@ -350,7 +353,8 @@ final class Node: Sendable {
             guard let name = try? UnitName(report.name), let machine = try? Registry.MachineID(report.machineID) else { continue }
             running[name, default: []].insert(machine)
         }
-        let commands = handoffGate.withLock { $0.filter(plan.commands, registry: state, running: running, nowMilliseconds: now) }
+        let commands = handoffGate.withLock { $0.filter(plan.commands, registry: state, running: running, liveMachines: Set(live.map(\.id)),
+                                                       nowMilliseconds: now) }
         var rejected = 0
         for command in commands {
             do {
@@ -553,7 +557,11 @@ final class Node: Sendable {
         case .refused(let reason):
             throw .badRequest("state report refused: \(reason)")
         case .applied(let changed, let gone):
-            // A held assignment waits for exactly such a report (its unit stopped elsewhere).
+            // A held assignment waits for exactly such a report (its unit stopped elsewhere, or
+            // its old machine acted on a schedule without it).
+            if let version = report.scheduleVersion, let machine = try? Registry.MachineID(report.machineID) {
+                acknowledgeSchedule(machine: machine, version: version)
+            }
             let held = handoffGate.withLock { $0.held }
             if !held.isEmpty, changed.contains(where: { (try? UnitName($0.name)).map(held.contains) == true })
                 || gone.contains(where: { (try? UnitName($0)).map(held.contains) == true }) {
@@ -565,6 +573,15 @@ final class Node: Sendable {
             events.append(items)
             return true
         }
+    }
+
+    /// A machine has carried out the schedule of registry `version` (from its renewals and
+    /// reports): departures it settles let held assignments through at the next round.
+    func acknowledgeSchedule(machine: Registry.MachineID, version: UInt64) {
+        let (settled, held) = handoffGate.withLock { gate in
+            (gate.acknowledge(machine: machine, scheduleVersion: version), !gate.held.isEmpty)
+        }
+        if settled && held { triggerScheduling() }
     }
 
     /// Events for registry changes (called on every voter as it applies).
@@ -583,6 +600,15 @@ final class Node: Sendable {
         // Keys and tokens never go into events (watchers are not all trusted with them);
         // machines take the ring from their schedule.
         case .setGossipKeyring, .createACLToken, .deleteACLToken: break
+        }
+        // The gate learns which units left which machine at which version (see HandoffGate);
+        // every voter tracks it, so a new leader knows the departures before its term.
+        handoffGate.withLock { gate in
+            if case .revokeLease(let machine, _) = command.operation {
+                gate.noteLeaseRevoked(machine, in: state)
+            } else {
+                gate.noteChange(of: subjects.compactMap { try? UnitName($0) }, in: state)
+            }
         }
         var items: [(kind: FlotillaEvent.Kind, subject: String, unit: FleetUnit?, state: FleetUnitState?, machine: FlotillaMachine?)] = []
         for subject in subjects {

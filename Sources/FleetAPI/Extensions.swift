@@ -279,11 +279,16 @@ public struct LeaseRenewalRequest: Codable, Hashable, Sendable {
     public var machineID: String
     public var epoch: UInt64
     public var holder: String?
+    /// The registry version of the newest schedule the agent has carried out (its stops done),
+    /// nil before the first: every voter's handoff gate takes it as the machine's
+    /// acknowledgement (the leader places a unit that left the machine elsewhere only after it).
+    public var scheduleVersion: UInt64?
 
-    public init(machineID: String, epoch: UInt64, holder: String? = nil) {
+    public init(machineID: String, epoch: UInt64, holder: String? = nil, scheduleVersion: UInt64? = nil) {
         self.machineID = machineID
         self.epoch = epoch
         self.holder = holder
+        self.scheduleVersion = scheduleVersion
     }
 }
 
@@ -361,11 +366,16 @@ public struct StateReport: Codable, Hashable, Sendable {
     public var isResync: Bool
     public var states: [FleetUnitState]
     public var gone: [String]
+    /// The registry version of the schedule the agent had acted on when it observed these
+    /// states (nil from agents older than it): the leader's handoff gate places a unit that left
+    /// this machine elsewhere only once the machine has acted on a schedule without it.
+    public var scheduleVersion: UInt64?
 
-    public init(machineID: String, isResync: Bool, states: [FleetUnitState], gone: [String]) {
+    public init(machineID: String, isResync: Bool, states: [FleetUnitState], gone: [String], scheduleVersion: UInt64? = nil) {
         self.machineID = machineID
         self.isResync = isResync
         self.states = states
         self.gone = gone
+        self.scheduleVersion = scheduleVersion
     }
 }

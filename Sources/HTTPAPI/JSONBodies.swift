@@ -134,8 +134,9 @@ indirect enum BodySchema: Sendable {
     ])
     static let stateReport = BodySchema.object([
         "machineID": .value, "isResync": .value, "states": .array(of: unitState), "gone": .value,
+        "scheduleVersion": .value,
     ])
-    static let leaseRequest = BodySchema.object(["machineID": .value, "epoch": .value, "holder": .value])
+    static let leaseRequest = BodySchema.object(["machineID": .value, "epoch": .value, "holder": .value, "scheduleVersion": .value])
     static let keyringChange = BodySchema.object(["operation": .value, "key": .value])
     static let aclTokenRequest = BodySchema.object(["name": .value, "policies": .value])
     static let authorizeRequest = BodySchema.object(["access": .value, "unit": .value])

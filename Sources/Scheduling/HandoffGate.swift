@@ -18,22 +18,105 @@ import UnitFile
 /// A unit held for longer than `holdMillisecondsMax` goes through: a machine that reports a unit
 /// as running and never stops it (its agent wedged, its reports stale) must not keep the unit
 /// from running anywhere. Lost machines are not in `running`: their lease ends their units.
+///
+/// Reports alone leave a window: a machine that has just started a unit has not reported it yet
+/// (Contrib/chaos: a unit started for a schedule just before its destroy, reported after it was
+/// created again and placed elsewhere, ran on two machines for 101 ms). So the gate also keeps
+/// the registry version at which each unit left a machine (`departures`, from `noteChange`) and
+/// the newest schedule version each machine has said it acted on (`acknowledge`, from its state
+/// reports): while a live machine has not acted on a schedule at least as new as the one without
+/// the unit, the unit is treated as running there. The agent reports (and so acknowledges) after
+/// every reconcile that dropped a unit from its schedule, so the wait is one reconcile and one
+/// report; a new leader gets every agent's version with the resync its term change causes.
 public struct HandoffGate: Sendable {
     public var holdMillisecondsMax: Int64
     /// When each held unit was first held, on the caller's monotonic clock.
     public private(set) var heldSinceMilliseconds: [UnitName: Int64] = [:]
 
-    public init(holdMillisecondsMax: Int64) {
+    /// A unit that left `machine` in the registry at `version`.
+    public struct Departure: Equatable, Sendable {
+        public var machine: MachineID
+        public var version: UInt64
+    }
+
+    /// Departures not yet acknowledged by their machine, at most `departuresMax` (the oldest
+    /// version goes first when full: a bound, not a policy; an evicted one still has the bound on
+    /// holding and the running report).
+    public private(set) var departures: [UnitName: Departure] = [:]
+    public var departuresMax: Int
+    /// The newest schedule (registry) version each machine has said it acted on.
+    public private(set) var acknowledgedVersions: [MachineID: UInt64] = [:]
+    /// Where each unit is placed, as the changes seen so far say (seeded from the first registry).
+    private var placements: [UnitName: MachineID] = [:]
+    private var seeded = false
+
+    public init(holdMillisecondsMax: Int64, departuresMax: Int = 65_536) {
         self.holdMillisecondsMax = holdMillisecondsMax
+        self.departuresMax = departuresMax
+    }
+
+    /// Records what a registry change did to the placement of `units` (`registry` is the state
+    /// after it): a unit that was on a machine and is no longer there departed at this version.
+    /// The first call only learns the placements.
+    public mutating func noteChange(of units: [UnitName], in registry: RegistryState) {
+        guard seeded else {
+            seeded = true
+            for (name, record) in registry.units { if let machine = record.machine { placements[name] = machine } }
+            return
+        }
+        for unit in units {
+            let now = registry.units[unit]?.machine
+            let before = placements[unit]
+            placements[unit] = now
+            if let now, departures[unit]?.machine == now { departures.removeValue(forKey: unit) }
+            if let before, before != now { depart(unit, from: before, at: registry.version) }
+        }
+    }
+
+    /// A machine's lease was revoked: every unit the gate knew on it left it.
+    public mutating func noteLeaseRevoked(_ machine: MachineID, in registry: RegistryState) {
+        let units = placements.filter { $0.value == machine }.map(\.key)
+        noteChange(of: units, in: registry)
+    }
+
+    /// `machine` says it acted on the schedule of registry version `version`. Returns whether
+    /// that settles a departure (a held unit may now go through).
+    public mutating func acknowledge(machine: MachineID, scheduleVersion version: UInt64) -> Bool {
+        if version > acknowledgedVersions[machine] ?? 0 { acknowledgedVersions[machine] = version }
+        let settled = departures.filter { $0.value.machine == machine && $0.value.version <= version }.map(\.key)
+        for unit in settled { departures.removeValue(forKey: unit) }
+        return !settled.isEmpty
+    }
+
+    /// Forgets what a machine acknowledged (it left the cluster).
+    public mutating func forget(machine: MachineID) {
+        acknowledgedVersions.removeValue(forKey: machine)
+    }
+
+    private mutating func depart(_ unit: UnitName, from machine: MachineID, at version: UInt64) {
+        if version <= acknowledgedVersions[machine] ?? 0 { return }
+        if departures[unit] == nil, departures.count >= departuresMax,
+           let oldest = departures.min(by: { $0.value.version < $1.value.version })?.key {
+            departures.removeValue(forKey: oldest)
+        }
+        departures[unit] = Departure(machine: machine, version: version)
     }
 
     /// The units held after the last `filter`.
     public var held: Set<UnitName> { Set(heldSinceMilliseconds.keys) }
 
     /// `commands` (a plan's, in its order) with the assignments that must wait taken out, and
-    /// the unassignments of moves added before the assignments.
+    /// the unassignments of moves added before the assignments. `liveMachines` are the machines
+    /// that may still run what they were given (renewing their lease): only their departures
+    /// count, and a unit moved off one of them is unassigned first even if it never reported it.
     public mutating func filter(_ commands: [RegistryCommand], registry: RegistryState,
-                                running: [UnitName: Set<MachineID>], nowMilliseconds: Int64) -> [RegistryCommand] {
+                                running reported: [UnitName: Set<MachineID>], liveMachines: Set<MachineID> = [],
+                                nowMilliseconds: Int64) -> [RegistryCommand] {
+        var running = reported
+        for (unit, departure) in departures where liveMachines.contains(departure.machine) {
+            running[unit, default: []].insert(departure.machine)
+        }
+
         var result: [RegistryCommand] = []
         var stillHeld: [UnitName: Int64] = [:]
         // One unassignment per assignment batch that had moves, so no batch outgrows the plan's.
@@ -46,7 +129,12 @@ public struct HandoffGate: Sendable {
             var kept: [Assignment] = []
             var moves: [UnitName] = []
             for assignment in assignments {
-                let elsewhere = (running[assignment.unit] ?? []).subtracting([assignment.machine])
+                var elsewhere = (running[assignment.unit] ?? []).subtracting([assignment.machine])
+                // Placed on a live machine that has not reported it yet: it may have started it.
+                if let placed = registry.units[assignment.unit]?.machine, placed != assignment.machine,
+                   liveMachines.contains(placed) {
+                    elsewhere.insert(placed)
+                }
                 guard !elsewhere.isEmpty else {
                     kept.append(assignment)
                     continue

@@ -144,7 +144,7 @@ import Testing
             let report = StateReport(machineID: "m2", isResync: true, states: [
                 FleetUnitState(name: "a.service", hash: "h", machineID: "m2", systemdLoadState: "loaded",
                                systemdActiveState: "active", systemdSubState: "running"),
-            ], gone: ["b.service"])
+            ], gone: ["b.service"], scheduleVersion: 41)
             let body = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
             #expect(try await fixture.request("PUT", "/flotilla/v1/peer/states/m2", body: body, over: .unix).status == 204)
             #expect(await fixture.backend.reports == [report])

@@ -147,6 +147,8 @@ import TestSupport
         Exchange(method: "PUT", target: "/flotilla/v1/peer/states/m2", body: #"{"machineID":"m2","isResync":true,"states":[],"gone":[]}"#, over: .unix, status: 204),
         Exchange(method: "PUT", target: "/flotilla/v1/peer/states/m3", body: #"{"machineID":"m2","isResync":true,"states":[],"gone":[]}"#, over: .unix, status: 400),
         Exchange(method: "POST", target: "/flotilla/v1/peer/lease/m2", body: #"{"machineID":"m2","epoch":3}"#, over: .unix, status: 200),
+        Exchange(method: "POST", target: "/flotilla/v1/peer/lease/m2", body: #"{"machineID":"m2","epoch":3,"scheduleVersion":41}"#,
+                 over: .unix, status: 200),
         Exchange(method: "POST", target: "/flotilla/v1/peer/lease/m2/release", body: #"{"machineID":"m2","epoch":3}"#, over: .unix, status: 204),
         Exchange(method: "GET", target: "/flotilla/v1/peer/lease-withholds", over: .unix, status: 200),
         Exchange(method: "GET", target: "/flotilla/v1/peer/lease-withholds", status: 403),
