@@ -332,9 +332,11 @@ final class Node: Sendable {
         let views = machines
         let state = registry.current
         let now = Self.nowMilliseconds()
+        let isRenewing = { (machine: Registry.MachineID) in
+            self.ledger.isRenewing(machine, epoch: state.leaseEpoch(of: machine), nowMilliseconds: now)
+        }
         let live = MachineView.schedulingMachines(
-            state: state, views: views, lastKnownMetadata: lastKnownMetadata.withLock { $0 },
-            isRenewing: { self.ledger.isRenewing($0, epoch: state.leaseEpoch(of: $0), nowMilliseconds: now) })
+            state: state, views: views, lastKnownMetadata: lastKnownMetadata.withLock { $0 }, isRenewing: isRenewing)
         // A machine that renews nothing and holds nothing reports nothing any more: its last
         // states would show units as running where they no longer are.
         let holding = Set(live.filter { machine in
@@ -353,7 +355,7 @@ final class Node: Sendable {
             guard let name = try? UnitName(report.name), let machine = try? Registry.MachineID(report.machineID) else { continue }
             running[name, default: []].insert(machine)
         }
-        let commands = handoffGate.withLock { $0.filter(plan.commands, registry: state, running: running, liveMachines: Set(live.map(\.id)),
+        let commands = handoffGate.withLock { $0.filter(plan.commands, registry: state, running: running, liveMachines: Set(live.map(\.id).filter(isRenewing)),
                                                        nowMilliseconds: now) }
         var rejected = 0
         for command in commands {

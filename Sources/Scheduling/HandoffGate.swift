@@ -27,7 +27,8 @@ import UnitFile
 /// reports): while a live machine has not acted on a schedule at least as new as the one without
 /// the unit, the unit is treated as running there. The agent reports (and so acknowledges) after
 /// every reconcile that dropped a unit from its schedule, so the wait is one reconcile and one
-/// report; a new leader gets every agent's version with the resync its term change causes.
+/// report, and every lease renewal carries it too (each voter hears every agent's renewals, so a
+/// new leader already knows them). Machines that never acknowledged are not waited for.
 public struct HandoffGate: Sendable {
     public var holdMillisecondsMax: Int64
     /// When each held unit was first held, on the caller's monotonic clock.
@@ -82,7 +83,7 @@ public struct HandoffGate: Sendable {
     /// `machine` says it acted on the schedule of registry version `version`. Returns whether
     /// that settles a departure (a held unit may now go through).
     public mutating func acknowledge(machine: MachineID, scheduleVersion version: UInt64) -> Bool {
-        if version > acknowledgedVersions[machine] ?? 0 { acknowledgedVersions[machine] = version }
+        acknowledgedVersions[machine] = max(acknowledgedVersions[machine] ?? 0, version)
         let settled = departures.filter { $0.value.machine == machine && $0.value.version <= version }.map(\.key)
         for unit in settled { departures.removeValue(forKey: unit) }
         return !settled.isEmpty
@@ -113,7 +114,10 @@ public struct HandoffGate: Sendable {
                                 running reported: [UnitName: Set<MachineID>], liveMachines: Set<MachineID> = [],
                                 nowMilliseconds: Int64) -> [RegistryCommand] {
         var running = reported
-        for (unit, departure) in departures where liveMachines.contains(departure.machine) {
+        // Only machines that acknowledge at all are waited for: an agent older than the
+        // acknowledgement (a cluster half upgraded) would otherwise hold each unit for the bound.
+        for (unit, departure) in departures
+        where liveMachines.contains(departure.machine) && acknowledgedVersions[departure.machine] != nil {
             running[unit, default: []].insert(departure.machine)
         }
 

@@ -102,10 +102,12 @@ import UnitFile
         #expect(plan.commands == [RegistryCommand(.assign([Assignment(unit: name("web.service"), machine: machineID("m2"))]))])
         let live: Set = [machineID("m1"), machineID("m2")]
 
-        #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: live, nowMilliseconds: 0).isEmpty)
-        // An acknowledgement of an older schedule settles nothing.
+        // Until m1 acknowledges anything it is taken for an agent without acknowledgements.
+        #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: live, nowMilliseconds: 0) == plan.commands)
+        // An acknowledgement of an older schedule settles nothing, and now m1 is waited for.
         let older = gate.acknowledge(machine: machineID("m1"), scheduleVersion: departedAt - 1)
         #expect(!older)
+        #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: live, nowMilliseconds: 50).isEmpty)
         #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: live, nowMilliseconds: 100).isEmpty)
         let settled = gate.acknowledge(machine: machineID("m1"), scheduleVersion: departedAt)
         #expect(settled && gate.departures.isEmpty)
@@ -121,13 +123,17 @@ import UnitFile
         cluster.schedule()
         var gate = HandoffGate(holdMillisecondsMax: 10_000)
         gate.noteChange(of: [], in: cluster.registry)
+        let acknowledgedBefore = gate.acknowledge(machine: machineID("m1"), scheduleVersion: 0)
+        #expect(!acknowledgedBefore)
         cluster.apply(.destroyUnits([name("web.service")]))
         gate.noteChange(of: [name("web.service")], in: cluster.registry)
         cluster.machine("m2")
         cluster.submit("web.service", ["MachineID=m2"])
         let plan = Scheduler.plan(registry: cluster.registry, liveMachines: cluster.live, configuration: .standard)
+        #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: [machineID("m1"), machineID("m2")],
+                            nowMilliseconds: 0).isEmpty)
         #expect(gate.filter(plan.commands, registry: cluster.registry, running: [:], liveMachines: [machineID("m2")],
-                            nowMilliseconds: 0) == plan.commands)
+                            nowMilliseconds: 10) == plan.commands)
 
         var acknowledged = HandoffGate(holdMillisecondsMax: 10_000)
         acknowledged.noteChange(of: [], in: cluster.registry)
@@ -149,6 +155,8 @@ import UnitFile
         cluster.schedule()
         var gate = HandoffGate(holdMillisecondsMax: 10_000)
         gate.noteChange(of: [], in: cluster.registry)
+        let acknowledgedBefore = gate.acknowledge(machine: machineID("m1"), scheduleVersion: cluster.registry.version)
+        #expect(!acknowledgedBefore)
         cluster.live = []
         cluster.machine("m1", drained: true)
         cluster.machine("m2")
