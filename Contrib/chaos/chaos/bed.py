@@ -173,6 +173,22 @@ class Bed:
                         return i
         return None
 
+    def voters(self):
+        """The machine indexes of the Raft voters as some reachable peer sees them, or None.
+        Not fixed at 1-3: the autopilot replaces a voter that stays down."""
+        by_id = {v: i for i, v in self.machine_ids.items()}
+        by_ip = {v: i for i, v in self.addresses.items()}
+        for machine in range(1, self.machines + 1):
+            try:
+                status, body = self.client(machine).request("GET", "/flotilla/v1/cluster", timeout=2)
+            except api.Unknown:
+                continue
+            if status == 200 and body.get("voters"):
+                found = {by_id.get(v) or by_ip.get(v.rsplit(":", 1)[0]) for v in body["voters"]}
+                if None not in found:
+                    return found
+        return None
+
     def daemon_main_pid(self, machine):
         proc = self.exec(machine, "systemctl", "show", "-p", "MainPID", "--value", "flotillad.service", check=False,
                          timeout=20)

@@ -136,9 +136,13 @@ class Nemesis:
             minority = ([leader] if leader and choice % 4 < 2 else []) + others
             minority = sorted(minority[:size])
             majority = [i for i in range(1, n + 1) if i not in minority]
+            voters = bed.voters() or set(range(1, min(3, n) + 1))
             self._cut_for(bed, [(a, b) for a in minority for b in majority], length)
-            detail = f"minority {minority}"
-            touched = minority
+            # The side without a majority of the voters loses its leases, whatever its size:
+            # its machines are the ones touched (two of three voters can be in the "minority").
+            quorate = [side for side in (majority, minority) if 2 * len(voters.intersection(side)) > len(voters)]
+            touched = sorted(i for i in range(1, n + 1) if not quorate or i not in quorate[0])
+            detail = f"minority {minority}, voters {sorted(voters)}"
         elif kind == "bridge":
             machines = list(range(1, n + 1))
             rng.shuffle(machines)
